@@ -1,0 +1,101 @@
+"""``ibcm-lab``: a thin command line over :mod:`lab.run`.
+
+Exit codes: 0 every expectation met, 1 some expectation not met, 2 unusable input or usage,
+3 an internal error of the lab (a bug: please report it with the message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from lab import __version__
+from lab.errors import LabError
+
+EXIT_INTERNAL = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ibcm-lab",
+        description="A loopback lab that reproduces ConfigMgr Internet-Based Client "
+                    "Management certificate, CRL and ccmsetup failures.")
+    parser.add_argument("--version", action="version", version=f"ibcm-lab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    certs_help = "certificate and key cache folder (default: ./certs, or $IBCM_LAB_CERTS)"
+    run = sub.add_parser("run", help="run scenario files (a folder means every *.toml in it)",
+                         description="Run scenario files and compare every step with its "
+                                     "expectation.")
+    run.add_argument("paths", nargs="+", metavar="PATH", help="scenario file or folder")
+    run.add_argument("--format", choices=("text", "json"), default="text",
+                     help="report format (default: text)")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help="explain passing steps too")
+    run.add_argument("--certs", default=None, help=certs_help)
+
+    demo = sub.add_parser("demo", help="walk through the seed document, scene by scene",
+                          description="Reproduce every statement of the seed document: the "
+                                      "failing configuration, the evidence, the fix and the "
+                                      "passing twin.")
+    demo.add_argument("--scene", type=int, default=None, metavar="N",
+                      help="show only scene N")
+    demo.add_argument("--certs", default=None, help=certs_help)
+    return parser
+
+
+def _certs(value: str | None) -> str:
+    return value or os.environ.get("IBCM_LAB_CERTS") or "certs"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lab.report.jsonout import render_json
+    from lab.report.text import render_text
+    from lab.run import run_paths
+
+    result = run_paths(args.paths, certs=_certs(args.certs))
+    out = render_json(result) if args.format == "json" else render_text(result, args.verbose)
+    sys.stdout.write(out)
+    return result.exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from lab.demo import _scene, demo_paths, render_demo
+    from lab.run import run_loaded
+    from lab.scenario.loader import load_all
+
+    if args.scene is not None:
+        _scene(args.scene)
+    scenarios = load_all(demo_paths(args.scene))
+    result = asyncio.run(run_loaded(scenarios, certs=_certs(args.certs)))
+    sys.stdout.write(render_demo(result, args.scene))
+    return result.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _run(args) if args.command == "run" else _demo(args)
+    except LabError as e:
+        print(f"ibcm-lab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ibcm-lab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # pragma: no cover - a bug; keep the user's terminal clean
+        if os.environ.get("IBCM_LAB_DEBUG"):
+            raise
+        print(f"ibcm-lab: internal error: {type(e).__name__}: {e} "
+              "(set IBCM_LAB_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

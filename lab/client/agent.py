@@ -1,0 +1,404 @@
+"""The simulated ConfigMgr client: ccmsetup, registration, site refresh, policy, inventory.
+
+The decisions follow ConfigMgr as the reference documents it (fidelity §1, §2.3, §9):
+
+* **Connection type.** ``CCMALWAYSINF=1``: always internet. Otherwise the client is on the
+  intranet when it can reach a domain controller (domain-joined, inside) or an intranet MP
+  it knows; otherwise on the internet.
+* **MP choice.** Intranet: the MP list learned at the last site refresh, else ``SMSMP`` (its
+  ``https://`` prefix decides HTTPS), else (domain-joined) the MP published in AD. Internet:
+  the internet MP learned from the site (supplement 2), else ``CCMHOSTNAME``.
+  Without ``/UsePKICert`` the client has no PKI certificate to offer and filters out every
+  HTTPS MP.
+* **CRL checking.** Until the first successful site refresh the ccmsetup command line
+  governs (``/NoCRLCheck`` off = check); from then on the site's "Clients check the CRL for
+  site systems" setting (bit 0x20 of the SSLState the MP reports) governs.
+* **Install.** Only from the intranet or through a VPN, unless ``/source:`` points at local
+  media (an internet-only install from media); ConfigMgr does not support installing from
+  an internet-based MP (supplement 1).
+"""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lab import codes
+from lab.ccmsetup import CcmsetupCommand
+from lab.client.winhttp import HttpOutcome, WinHttp
+from lab.codes import Code, WinHttpFlag, https_state
+from lab.network import Machine, Network
+from lab.scenario.model import Action, ClientSpec, StepSpec, Zone
+
+MPLIST_PATH = "/SMS_MP/.sms_aut?MPLIST"
+REQUEST_PATH = "/ccm_system/request"
+STEP_HEADER = "X-Lab-Step"
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """A line the client would write, before it is formatted as CMTrace."""
+
+    file: str
+    component: str
+    text: str
+    severity: int = 1
+    """1 informational, 2 warning, 3 error (CMTrace ``type``)."""
+
+
+@dataclass(frozen=True)
+class MpChoice:
+    host: str
+    https: bool
+    why: str
+
+
+@dataclass
+class StepObservation:
+    """What happened during one client step (the judge turns it into a result)."""
+
+    action: Action
+    location: Zone
+    connection: str = ""
+    """``intranet`` or ``internet``: the client's own view of where it is."""
+    mp: MpChoice | None = None
+    crl_check: bool | None = None
+    crl_source: str = ""
+    options: int | None = None
+    outcome: str = "ok"
+    failure: str | None = None
+    """A short kind: ``tls``, ``http``, ``connect``, ``install_from_internet``,
+    ``no_internet_mp``, ``no_mp``, ``not_installed``, ``not_registered``."""
+    error: Code | None = None
+    detail: str = ""
+    requests: list[HttpOutcome] = field(default_factory=list)
+    log: list[LogLine] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extra_identifiers: set[str] = field(default_factory=set)
+
+    @property
+    def failed_request(self) -> HttpOutcome | None:
+        return next((r for r in self.requests if not r.ok), None)
+
+    @property
+    def target(self) -> str | None:
+        req = self.failed_request or (self.requests[-1] if self.requests else None)
+        return req.url if req else None
+
+    @property
+    def simulated_ms(self) -> int:
+        return sum(r.simulated_ms for r in self.requests)
+
+    def fail(self, failure: str, error: Code | None, detail: str) -> None:
+        self.outcome = "fail"
+        self.failure = failure
+        self.error = error
+        self.detail = detail
+
+
+@dataclass
+class ClientState:
+    installed: bool = False
+    registered: bool = False
+    client_id: str | None = None
+    refreshed: bool = False
+    site_ssl_state: int | None = None
+    intranet_mps: tuple[str, ...] = ()
+    internet_mp: str | None = None
+    internet_mp_source: str = ""
+
+
+class SimulatedClient:
+    """One ConfigMgr client replaying its steps (see the module docstring)."""
+
+    def __init__(self, spec: ClientSpec, *, network: Network, http: WinHttp,
+                 ad_mp: Callable[[Machine], tuple[str, bool] | None]) -> None:
+        self.spec = spec
+        self.cmd: CcmsetupCommand = spec.ccmsetup
+        self.network = network
+        self.http = http
+        self.ad_mp = ad_mp
+        """The MP published in AD for the site, (FQDN, HTTPS?), if the machine can read AD
+        from where it is."""
+        self.domain = http.machine.domain
+        self.state = ClientState()
+        self.guid = "GUID:" + str(uuid.uuid5(uuid.NAMESPACE_DNS, spec.fqdn)).upper()
+
+    # -- decisions ------------------------------------------------------------------------
+    def machine(self, zone: Zone) -> Machine:
+        return Machine(self.spec.name, zone, self.spec.domain_joined, self.domain)
+
+    def connection_type(self, machine: Machine) -> str:
+        if self.cmd.always_internet:
+            return "internet"
+        if self.network.can_reach_dc(machine):
+            return "intranet"
+        known = list(self.state.intranet_mps)
+        if self.cmd.smsmp is not None:
+            known.append(self.cmd.smsmp.host)
+        known += [m.host for m in self.cmd.mp]
+        if any(self.network.can_resolve(machine, h) for h in known):
+            return "intranet"
+        return "internet"
+
+    def crl_setting(self) -> tuple[bool, str, int]:
+        """(check the CRL?, why, the Options value CCMHTTP logs)."""
+        if self.state.refreshed and self.state.site_ssl_state is not None:
+            ssl_state = self.state.site_ssl_state
+            check = bool(ssl_state & codes.CRL_BIT)
+            return (check, f"the site's setting learned at the last site refresh "
+                    f"(SSLState={ssl_state}: CRL checking {'on' if check else 'off'})", ssl_state)
+        check = not self.cmd.no_crl_check
+        why = ("ccmsetup /NoCRLCheck (it governs only until the first site refresh)"
+               if self.cmd.no_crl_check
+               else "ccmsetup without /NoCRLCheck (bootstrap: CRL checking on)")
+        return check, why, https_state(False, check)
+
+    def choose_mp(self, connection: str, machine: Machine) -> MpChoice | None:
+        if connection == "internet":
+            if self.state.internet_mp:
+                return MpChoice(self.state.internet_mp, True, self.state.internet_mp_source)
+            return None
+        if self.state.refreshed and self.state.intranet_mps:
+            https = bool(self.state.site_ssl_state is not None
+                         and self.state.site_ssl_state & 0x1)
+            return MpChoice(self.state.intranet_mps[0], https,
+                            "the MP list learned at the last site refresh")
+        if self.cmd.smsmp is not None:
+            scheme = "https://" if self.cmd.smsmp.https else "no https:// prefix, so HTTP"
+            return MpChoice(self.cmd.smsmp.host, self.cmd.smsmp.https,
+                            f"SMSMP={self.cmd.smsmp.raw} ({scheme})")
+        return self._ad_choice(machine)
+
+    def _ad_choice(self, machine: Machine) -> MpChoice | None:
+        ad = self.ad_mp(machine)
+        if ad is None:
+            return None
+        return MpChoice(ad[0], ad[1], "the MP published in Active Directory")
+
+    # -- requests ---------------------------------------------------------------------------
+    async def _send(self, obs: StepObservation, mp: MpChoice, method: str, path: str, *,
+                    step_id: str, user_agent: str, body: str | None = None,
+                    log_file: str, component: str) -> HttpOutcome:
+        crl, _why, options = obs.crl_check, obs.crl_source, obs.options
+        scheme = "https" if mp.https else "http"
+        url = f"{scheme}://{mp.host}{path}"
+        out = await self.http.request(
+            method, url, crl_check=bool(crl), body=body.encode() if body else None,
+            headers={"User-Agent": user_agent, STEP_HEADER: step_id})
+        obs.requests.append(out)
+        self._log_request(obs, out, options or 0, log_file, component)
+        return out
+
+    def _log_request(self, obs: StepObservation, out: HttpOutcome, options: int,
+                     log_file: str, component: str) -> None:
+        def line(text: str, severity: int = 1) -> None:
+            obs.log.append(LogLine(log_file, component, text, severity))
+
+        base_url = out.url.split("?", 1)[0] if out.method != "GET" else out.url
+        err = out.winhttp_error
+        if err is not None:
+            line(f"[CCMHTTP] ERROR: URL={base_url}, Port={out.port}, Options={options}, "
+                 f"Code={err.value}, Text={err.name}", 3)
+            if err is codes.ERROR_WINHTTP_SECURE_FAILURE and out.flags:
+                line("[CCMHTTP] AsyncCallback():", 3)
+                line("[CCMHTTP] AsyncCallback(): WINHTTP_CALLBACK_STATUS_SECURE_FAILURE "
+                     "Encountered", 3)
+                line("[CCMHTTP]            : dwStatusInformationLength is 4", 3)
+                line(f"[CCMHTTP]            : lpvStatusInformation is 0x{out.flags:x}", 3)
+                for flag in WinHttpFlag:
+                    if flag.value & out.flags:
+                        line(f"[CCMHTTP]            : {flag.long_name} is set", 3)
+        elif out.status is not None and out.status != 200:
+            line(f"[CCMHTTP] ERROR: URL={base_url}, Port={out.port}, Options={options}, "
+                 f"Code=0, Text={codes.CCM_E_BAD_HTTP_STATUS_CODE.name}", 3)
+            line(f"[CCMHTTP] ERROR INFO: StatusCode={out.status} StatusText={out.reason}", 3)
+        if not out.ok and out.method == "CCM_POST":
+            line(f"Post to {base_url} failed with "
+                 f"0x{codes.CCM_TRANSIENT_ERROR.value:08x}.", 3)
+
+    def _judge_request(self, obs: StepObservation, out: HttpOutcome) -> bool:
+        if out.ok:
+            return True
+        if out.connect_error is not None and (out.verdict is None or out.verdict.ok):
+            obs.fail("connect", out.connect_error, out.connect_detail)
+        elif out.verdict is not None and not out.verdict.ok:
+            obs.fail("tls", out.verdict.error, "; ".join(p.detail for p in out.verdict.problems))
+        else:
+            obs.fail("http", codes.CCM_E_BAD_HTTP_STATUS_CODE,
+                     f"the MP answered HTTP {out.status} {out.reason}")
+        if out.method == "CCM_POST":
+            obs.extra_identifiers.update(codes.CCM_TRANSIENT_ERROR.identifiers())
+        return False
+
+    # -- steps ------------------------------------------------------------------------------
+    async def run_step(self, step: StepSpec, step_id: str) -> StepObservation:
+        machine = self.machine(step.location)
+        self.http.machine = machine
+        obs = StepObservation(step.action, step.location)
+        obs.connection = self.connection_type(machine)
+        obs.crl_check, obs.crl_source, obs.options = self.crl_setting()
+        if step.action is Action.INSTALL:
+            await self._install(obs, machine, step_id)
+            return obs
+        if not self.state.installed:
+            obs.fail("not_installed", codes.LAB_CLIENT_NOT_INSTALLED,
+                     "no earlier install step succeeded, so there is no client agent")
+            return obs
+        if step.action in (Action.POLICY, Action.INVENTORY) and not self.state.registered:
+            obs.fail("not_registered", codes.LAB_CLIENT_NOT_REGISTERED,
+                     "the client is not registered with the site (no register step succeeded), "
+                     "so the MP would not accept its messages")
+            return obs
+        if step.action is Action.CLEAR_INTERNET_FQDN:
+            before = self.state.internet_mp
+            self.state.internet_mp = None
+            self.state.internet_mp_source = ""
+            obs.notes.append(f"the Internet FQDN {before or '(none)'} was deleted on the client")
+            return obs
+        mp = self._pick(obs, machine)
+        if mp is None:
+            return obs
+        if step.action is Action.REGISTER:
+            await self._register(obs, mp, step_id)
+        elif step.action is Action.LOCATION:
+            await self._location(obs, mp, step_id)
+        else:
+            endpoint = "MP_PolicyManager" if step.action is Action.POLICY else "MP_HinvEndpoint"
+            out = await self._send(obs, mp, "CCM_POST", REQUEST_PATH, step_id=step_id,
+                                   user_agent="ccmhttp", body=self._message(endpoint),
+                                   log_file="CcmMessaging.log", component="CcmMessaging")
+            self._judge_request(obs, out)
+        return obs
+
+    def _pick(self, obs: StepObservation, machine: Machine) -> MpChoice | None:
+        mp = self.choose_mp(obs.connection, machine)
+        if mp is None:
+            if obs.connection == "internet":
+                obs.fail("no_internet_mp", codes.LAB_NO_INTERNET_MP,
+                         "the client is on the internet but was installed without CCMHOSTNAME "
+                         "and has not learned an internet MP from the site")
+            else:
+                obs.fail("no_mp", codes.CCM_MP_NOT_FOUND,
+                         "no SMSMP was given and the machine cannot look the MP up in AD")
+            return None
+        obs.mp = mp
+        if mp.https and not self.cmd.use_pki_cert:
+            obs.fail("no_pki", codes.CCM_MP_NOT_FOUND,
+                     f"{mp.host} accepts HTTPS only, and without /UsePKICert the client "
+                     "filters out every HTTPS management point")
+            return None
+        return mp
+
+    def _message(self, endpoint: str, body: str = "") -> str:
+        return (f"<Msg SchemaVersion=\"1.1\"><TargetEndpoint>{endpoint}</TargetEndpoint>"
+                f"<SourceID>{self.guid}</SourceID><SourceHost>{self.spec.fqdn}</SourceHost>"
+                f"{body}</Msg>")
+
+    async def _install(self, obs: StepObservation, machine: Machine, step_id: str) -> None:
+        cmd = self.cmd
+        if obs.connection == "internet" and cmd.source:
+            self._installed(obs, f"from the local media in /source:{cmd.source[0]}")
+            return
+        # ccmsetup's bootstrap MP: /mp:, else the MP published in AD, else SMSMP.
+        mp: MpChoice | None
+        if cmd.mp:
+            entry = cmd.mp[0]
+            https = entry.https or (entry.scheme is None and cmd.use_pki_cert)
+            mp = MpChoice(entry.host, https, f"/mp:{entry.raw}")
+        else:
+            mp = self._ad_choice(machine) or self.choose_mp("intranet", machine)
+        if obs.connection == "internet":
+            obs.fail("install_from_internet", codes.LAB_INSTALL_FROM_INTERNET,
+                     "the machine is on the internet without a VPN; ccmsetup needs the "
+                     "intranet (or /source: media for an internet-only install)")
+            if mp is not None:
+                obs.mp = mp
+                out = await self._send(obs, mp, "GET", MPLIST_PATH, step_id=step_id,
+                                       user_agent="ccmsetup", log_file="ccmsetup.log",
+                                       component="ccmsetup")
+                if out.winhttp_error is not None:
+                    obs.extra_identifiers.update(out.winhttp_error.identifiers())
+                    obs.notes.append(f"ccmsetup could not reach {mp.host}: {out.connect_detail}"
+                                     if out.connect_detail else
+                                     f"ccmsetup could not reach {mp.host}")
+            return
+        if mp is None:
+            obs.fail("no_mp", codes.CCM_MP_NOT_FOUND,
+                     "ccmsetup has no /mp:, no SMSMP and cannot look the MP up in AD")
+            return
+        obs.mp = mp
+        if mp.https and not cmd.use_pki_cert:
+            obs.fail("no_pki", codes.CCM_MP_NOT_FOUND,
+                     f"{mp.host} accepts HTTPS only, and without /UsePKICert ccmsetup filters "
+                     "out every HTTPS management point")
+            return
+        out = await self._send(obs, mp, "GET", MPLIST_PATH, step_id=step_id,
+                               user_agent="ccmsetup", log_file="ccmsetup.log",
+                               component="ccmsetup")
+        if self._judge_request(obs, out):
+            self._installed(obs, f"from the MP {mp.host}")
+
+    def _installed(self, obs: StepObservation, how: str) -> None:
+        self.state.installed = True
+        if self.cmd.ccmhostname and not self.state.internet_mp:
+            self.state.internet_mp = self.cmd.ccmhostname
+            self.state.internet_mp_source = f"CCMHOSTNAME={self.cmd.ccmhostname}"
+        obs.notes.append(f"client agent installed {how}")
+
+    async def _register(self, obs: StepObservation, mp: MpChoice, step_id: str) -> None:
+        obs.log.append(LogLine("ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                               "[RegTask] - Starting registration, attempt 1."))
+        obs.log.append(LogLine("ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                               f"[RegTask] - Client is not registered. Sending registration "
+                               f"request for {self.guid} ..."))
+        body = self._message("MP_ClientRegistration", f"<ClientID>{self.guid}</ClientID>")
+        out = await self._send(obs, mp, "CCM_POST", REQUEST_PATH, step_id=step_id,
+                               user_agent="ccmhttp", body=body, log_file="CcmMessaging.log",
+                               component="CcmMessaging")
+        if not self._judge_request(obs, out):
+            return
+        try:
+            reply = ET.fromstring(out.body)
+            client_id = reply.get("ClientID") or self.guid
+            approval = reply.get("ApprovalStatus") or "1"
+        except ET.ParseError:
+            obs.fail("http", codes.CCM_E_BAD_HTTP_STATUS_CODE, "the MP's reply is not XML")
+            return
+        self.state.registered = True
+        self.state.client_id = client_id
+        obs.log.append(LogLine("ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                               f"[RegTask] - Client is registered. Server assigned ClientID is "
+                               f"{client_id}. Approval status {approval}"))
+
+    async def _location(self, obs: StepObservation, mp: MpChoice, step_id: str) -> None:
+        kw = {"step_id": step_id, "user_agent": "SMS CCM 5.0", "log_file": "LocationServices.log",
+              "component": "LocationServices"}
+        out = await self._send(obs, mp, "GET", MPLIST_PATH, **kw)
+        if not self._judge_request(obs, out):
+            return
+        out = await self._send(obs, mp, "CCM_POST", REQUEST_PATH,
+                               body=self._message("MP_LocationManager"), **kw)
+        if not self._judge_request(obs, out):
+            return
+        try:
+            reply = ET.fromstring(out.body)
+        except ET.ParseError:
+            obs.fail("http", codes.CCM_E_BAD_HTTP_STATUS_CODE, "the MP's reply is not XML")
+            return
+        site = reply.find("Site")
+        ssl_state = int(site.get("SSLState", "0")) if site is not None else 0
+        mps = reply.findall("ManagementPoints/MP")
+        self.state.refreshed = True
+        self.state.site_ssl_state = ssl_state
+        self.state.intranet_mps = tuple(m.get("FQDN", "") for m in mps if m.get("Internet") == "0")
+        internet = [m.get("FQDN", "") for m in mps if m.get("Internet") == "1"]
+        if internet:
+            self.state.internet_mp = internet[0]
+            self.state.internet_mp_source = "the internet MP learned from the site"
+            obs.notes.append(f"learned the internet MP {internet[0]} from the site")
+        check = bool(ssl_state & codes.CRL_BIT)
+        obs.notes.append(f"learned the site's security settings: SSLState={ssl_state}, "
+                         f"CRL checking {'on' if check else 'off'} from now on")

@@ -1,0 +1,289 @@
+"""The client's HTTP stack, with WinHTTP's order of events and CryptoAPI's judgement.
+
+For an HTTPS request:
+
+1. the name is resolved through the zone rules (ERROR_WINHTTP_NAME_NOT_RESOLVED otherwise);
+2. a real TLS handshake is made with ``server_hostname`` = the FQDN in the URL and the
+   client certificate presented; the server's certificate is taken as SChannel hands it
+   to CryptoAPI;
+3. the Windows-semantics engine builds the chain, applies the SSL policy (trust, dates,
+   usage, name) and, when CRL checking is on, checks revocation with real CRL retrievals;
+   any problem fails the request with ERROR_WINHTTP_SECURE_FAILURE and its flags;
+4. the second judge: OpenSSL verifies the same server over a second real handshake with an
+   ``SSLContext`` holding exactly the CRLs the client could retrieve (``VERIFY_CRL_CHECK_LEAF``
+   when CRL checking applies); if it disagrees with the engine the result says so;
+5. only when the engine accepts the certificate is the HTTP request sent (over the OpenSSL
+   judge's connection) and the status read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from lab import codes
+from lab.clock import Clock
+from lab.codes import Code
+from lab.cryptoapi.chain import ChainVerdict, build_chain, policy_problems, revocation_problems
+from lab.cryptoapi.retrieval import Retriever
+from lab.cryptoapi.revocation import RevocationResult, check_chain
+from lab.network import LOOPBACK, Machine, Network
+from lab.pki.urls import cert_aia_urls
+
+if TYPE_CHECKING:
+    from lab.cryptoapi.retrieval import HostPorts, LdapStore
+
+HANDSHAKE_TIMEOUT = 10.0
+
+OPENSSL_CATEGORIES = {
+    0: "ok",
+    2: "trust", 18: "trust", 19: "trust", 20: "trust", 21: "trust",
+    3: "offline", 8: "offline", 11: "offline", 12: "offline", 33: "offline", 35: "offline",
+    23: "revoked",
+    9: "date", 10: "date",
+    26: "usage",
+    62: "name",
+    7: "signature",
+}
+"""OpenSSL verify codes (openssl-and-certutil.md §5) mapped to the engine's vocabulary."""
+
+
+@dataclass(frozen=True)
+class OpenSslJudgement:
+    verify_code: int
+    verify_message: str
+    category: str
+    agrees: bool
+    """Whether OpenSSL's verdict matches the Windows-semantics engine's."""
+
+
+@dataclass(frozen=True)
+class ClientCertFiles:
+    cert_path: Path
+    key_path: Path
+
+
+@dataclass
+class HttpOutcome:
+    """Everything one request went through, for the step result and the logs."""
+
+    method: str
+    url: str
+    host: str
+    port: int
+    secure: bool
+    crl_check: bool
+    connect_error: Code | None = None
+    connect_detail: str = ""
+    verdict: ChainVerdict | None = None
+    openssl: OpenSslJudgement | None = None
+    status: int | None = None
+    reason: str | None = None
+    body: bytes = b""
+    simulated_ms: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def winhttp_error(self) -> Code | None:
+        if self.connect_error is not None:
+            return self.connect_error
+        if self.verdict is not None and not self.verdict.ok:
+            return codes.ERROR_WINHTTP_SECURE_FAILURE
+        return None
+
+    @property
+    def flags(self) -> int:
+        return self.verdict.flags if self.verdict is not None else 0
+
+    @property
+    def ok(self) -> bool:
+        return self.winhttp_error is None and self.status == 200
+
+
+class WinHttp:
+    """One machine's HTTP stack (see the module docstring)."""
+
+    def __init__(self, *, machine: Machine, network: Network, hosts: HostPorts,
+                 directory: LdapStore | None, anchors: tuple[x509.Certificate, ...],
+                 trust_pem: bytes, client_cert: ClientCertFiles | None, clock: Clock,
+                 scratch: Path, session: aiohttp.ClientSession) -> None:
+        self.machine = machine
+        self.network = network
+        self.hosts = hosts
+        self.directory = directory
+        self.anchors = anchors
+        self.trust_pem = trust_pem
+        self.client_cert = client_cert
+        self.clock = clock
+        self.scratch = scratch
+        self.session = session
+
+    def retriever(self) -> Retriever:
+        return Retriever(self.network, self.machine, self.hosts, self.session, self.directory)
+
+    # -- TLS contexts -------------------------------------------------------------------------
+    def _schannel_context(self) -> ssl.SSLContext:
+        """The handshake that hands the server certificate to CryptoAPI (no OpenSSL checks)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if self.client_cert is not None:
+            ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
+        return ctx
+
+    def _openssl_context(self, crls: tuple[x509.CertificateRevocationList, ...],
+                         crl_check: bool) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cadata=self.trust_pem.decode())
+        if self.client_cert is not None:
+            ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
+        if crl_check:
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+            if crls:
+                pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in crls)
+                fd, path = tempfile.mkstemp(dir=self.scratch, suffix=".crl.pem")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(pem)
+                    ctx.load_verify_locations(cafile=path)
+                finally:
+                    os.unlink(path)
+        return ctx
+
+    # -- the request ------------------------------------------------------------------------
+    async def request(self, method: str, url: str, *, crl_check: bool, body: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> HttpOutcome:
+        parts = urlsplit(url)
+        secure = parts.scheme == "https"
+        host = (parts.netloc.rsplit("@", 1)[-1].split(":", 1)[0]) or (parts.hostname or "")
+        port = parts.port or (443 if secure else 80)
+        out = HttpOutcome(method, url, host, port, secure, crl_check and secure)
+        if not self.network.can_resolve(self.machine, host):
+            rule = self.network.rule(host)
+            out.connect_error = codes.ERROR_WINHTTP_NAME_NOT_RESOLVED
+            out.connect_detail = (f"{host} does not resolve from the {self.machine.zone} zone "
+                                  f"({rule.why})")
+            return out
+        loopback_port = self.hosts.get(host, port)
+        if loopback_port is None:
+            out.connect_error = codes.ERROR_WINHTTP_CANNOT_CONNECT
+            out.connect_detail = f"nothing listens on {host}:{port}"
+            return out
+        if secure:
+            ok = await self._judge_server(out, loopback_port)
+            if not ok:
+                return out
+            context: ssl.SSLContext | bool = self._openssl_context(
+                out.verdict.revocation.crls if out.verdict else (), out.crl_check)
+        else:
+            context = False
+        try:
+            async with self.session.request(method, url, data=body, headers=headers,
+                                            ssl=context, allow_redirects=False) as resp:
+                out.status = resp.status
+                out.reason = resp.reason
+                out.body = await resp.read()
+        except aiohttp.ClientConnectorCertificateError as e:
+            # The engine accepted the certificate but OpenSSL did not: record, and fail the
+            # request the way the engine would not have (this is a disagreement).
+            err = e.certificate_error
+            code = getattr(err, "verify_code", -1)
+            out.openssl = OpenSslJudgement(code, str(getattr(err, "verify_message", err)),
+                                           OPENSSL_CATEGORIES.get(code, "other"), False)
+            out.connect_error = codes.ERROR_WINHTTP_SECURE_FAILURE
+            out.connect_detail = "OpenSSL refused a certificate the Windows engine accepted"
+        except (TimeoutError, aiohttp.ClientError) as e:
+            out.connect_error = codes.ERROR_WINHTTP_CANNOT_CONNECT
+            out.connect_detail = f"the connection failed: {e}"
+        else:
+            if secure and out.openssl is None:
+                out.openssl = OpenSslJudgement(0, "ok", "ok", True)
+        return out
+
+    async def _peer_certificate(self, loopback_port: int, host: str) -> x509.Certificate:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(LOOPBACK, loopback_port, ssl=self._schannel_context(),
+                                    server_hostname=host),
+            HANDSHAKE_TIMEOUT)
+        try:
+            sslobj = writer.get_extra_info("ssl_object")
+            der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+        if not der:
+            raise ssl.SSLError("the server sent no certificate")
+        return x509.load_der_x509_certificate(der)
+
+    async def _aia_pool(self, leaf: x509.Certificate, retriever: Retriever
+                        ) -> list[x509.Certificate]:
+        """Fetch issuers the machine does not hold through the certificate's AIA URLs."""
+        pool: list[x509.Certificate] = []
+        for url in cert_aia_urls(leaf):
+            got = await retriever.fetch(url)
+            if got.data is None:
+                continue
+            try:
+                pool.append(x509.load_der_x509_certificate(got.data))
+                break
+            except ValueError:
+                continue
+        return pool
+
+    async def _judge_server(self, out: HttpOutcome, loopback_port: int) -> bool:
+        try:
+            leaf = await self._peer_certificate(loopback_port, out.host)
+        except (TimeoutError, OSError, ssl.SSLError) as e:
+            out.connect_error = codes.ERROR_WINHTTP_SECURE_FAILURE
+            out.connect_detail = f"the TLS handshake failed: {e}"
+            return False
+        now = self.clock.now()
+        retriever = self.retriever()
+        pool: list[x509.Certificate] = []
+        if not any(a.subject == leaf.issuer for a in self.anchors):
+            pool = await self._aia_pool(leaf, retriever)
+        chain, trusted = build_chain(leaf, self.anchors, pool)
+        problems = policy_problems(chain, trusted, now=now, host=out.host,
+                                   usage=ExtendedKeyUsageOID.SERVER_AUTH)
+        revocation = RevocationResult(checked=False)
+        if out.crl_check and len(chain) > 1:
+            revocation = await check_chain(chain, retriever, now)
+            problems += revocation_problems(revocation)
+        out.verdict = ChainVerdict(tuple(chain), tuple(problems), revocation)
+        out.simulated_ms += revocation.simulated_ms
+        self.clock.advance(revocation.simulated_ms)
+        if out.verdict.ok:
+            return True
+        out.openssl = await self._openssl_only(out, loopback_port)
+        return False
+
+    async def _openssl_only(self, out: HttpOutcome, loopback_port: int) -> OpenSslJudgement:
+        """OpenSSL's verdict on a server the engine refused (handshake only, no request)."""
+        assert out.verdict is not None
+        ctx = self._openssl_context(out.verdict.revocation.crls, out.crl_check)
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(LOOPBACK, loopback_port, ssl=ctx,
+                                        server_hostname=out.host), HANDSHAKE_TIMEOUT)
+        except ssl.SSLCertVerificationError as e:
+            category = OPENSSL_CATEGORIES.get(e.verify_code, "other")
+            return OpenSslJudgement(e.verify_code, e.verify_message, category,
+                                    category in out.verdict.categories)
+        except (TimeoutError, OSError, ssl.SSLError) as e:
+            return OpenSslJudgement(-1, f"handshake failed: {e}", "other", False)
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+        return OpenSslJudgement(0, "ok", "ok", False)

@@ -1,0 +1,60 @@
+"""The lab's one clock.
+
+Every date the lab writes (certificate validity, CRL thisUpdate/nextUpdate, log time stamps)
+comes from a :class:`Clock`. Windows time-outs are *simulated*: :meth:`Clock.advance` moves
+the clock forward without sleeping, so a 15-second CRL retrieval time-out costs nothing.
+
+This module is the only place in the lab that reads the system time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+UTC = _dt.UTC
+
+
+def system_now() -> _dt.datetime:
+    """The real current time (UTC, whole milliseconds)."""
+    now = _dt.datetime.now(UTC)
+    return now.replace(microsecond=(now.microsecond // 1000) * 1000)
+
+
+class Clock:
+    """A simulated clock: starts at a fixed instant and only moves when told to.
+
+    ``Clock()`` starts at the real current time; ``Clock(start)`` at ``start`` (which must be
+    timezone-aware). The clock never moves on its own, so two reads in a row are equal.
+    """
+
+    def __init__(self, start: _dt.datetime | None = None) -> None:
+        if start is None:
+            start = system_now()
+        if start.tzinfo is None:
+            raise ValueError("Clock start must be timezone-aware")
+        self._start = start.astimezone(UTC)
+        self._elapsed_ms = 0
+
+    @property
+    def start(self) -> _dt.datetime:
+        """The instant the clock started at."""
+        return self._start
+
+    def now(self) -> _dt.datetime:
+        """The current simulated time (UTC)."""
+        return self._start + _dt.timedelta(milliseconds=self._elapsed_ms)
+
+    @property
+    def elapsed_ms(self) -> int:
+        """Simulated milliseconds since :attr:`start`."""
+        return self._elapsed_ms
+
+    def advance(self, ms: int) -> None:
+        """Move the clock forward by ``ms`` simulated milliseconds (never sleeps)."""
+        if ms < 0:
+            raise ValueError("the clock only moves forward")
+        self._elapsed_ms += ms
+
+    def fork(self) -> Clock:
+        """A new clock starting at this clock's current time (for an independent timeline)."""
+        return Clock(self.now())

@@ -1,0 +1,127 @@
+"""URL retrieval as CryptoAPI does it for CDP and AIA URLs, over the simulated network.
+
+HTTP URLs are fetched with a real HTTP GET (aiohttp, through the zone-aware resolver) from
+the lab's CDP server. ``ldap://`` URLs are looked up in the lab's directory, but only when
+the machine could reach it: a hostless ``ldap:///`` URL needs a domain controller of the
+machine's own domain (domain-joined, inside). A URL that cannot be reached costs the
+per-URL retrieval time-out (15 s by default, fidelity §5.1) in *simulated* time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from lab import codes
+from lab.codes import Code
+from lab.network import Machine, Network
+from lab.pki.urls import parse_url
+
+RETRIEVAL_TIMEOUT_MS = 15_000
+"""CERT_CHAIN_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT (fidelity §5.1)."""
+
+MAX_CRL_BYTES = 16 * 1024 * 1024
+
+
+class LdapStore(Protocol):
+    """What retrieval needs of a directory: one attribute of one object."""
+
+    def search(self, dn: str, attribute: str) -> bytes | None: ...
+
+
+class HostPorts(Protocol):
+    def get(self, host: str, port: int) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The outcome of fetching one URL."""
+
+    url: str
+    data: bytes | None
+    """The bytes retrieved, or None when retrieval failed."""
+    error: Code | None
+    """The retrieval error as certutil prints it (``0x80072ee7``), None on success."""
+    detail: str
+    """What happened, in words, naming the zone rule that decided it."""
+    simulated_ms: int
+    http_status: int | None = None
+
+
+class Retriever:
+    """Fetches CDP/AIA URLs for one machine."""
+
+    def __init__(
+        self,
+        network: Network,
+        machine: Machine,
+        hosts: HostPorts,
+        session: aiohttp.ClientSession,
+        directory: LdapStore | None,
+        *,
+        timeout_ms: int = RETRIEVAL_TIMEOUT_MS,
+    ) -> None:
+        self.network = network
+        self.machine = machine
+        self.hosts = hosts
+        self.session = session
+        self.directory = directory
+        self.timeout_ms = timeout_ms
+
+    def _unreachable(self, url: str, error: Code, detail: str) -> Retrieval:
+        return Retrieval(url, None, error, detail, self.timeout_ms)
+
+    async def fetch(self, url: str) -> Retrieval:
+        try:
+            parsed = parse_url(url)
+        except ValueError as e:
+            return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND, f"malformed URL: {e}", 0)
+        zone = self.machine.zone
+        if parsed.scheme == "ldap":
+            if not parsed.host:
+                if not self.network.can_reach_dc(self.machine):
+                    why = ("the machine is not domain-joined" if not self.machine.domain_joined
+                           else f"no domain controller answers in the {zone} zone")
+                    return self._unreachable(
+                        url, codes.ERROR_DS_SERVER_DOWN,
+                        f"ldap:/// needs a domain controller of the machine's own domain; {why}")
+            elif not self.network.can_resolve(self.machine, parsed.host):
+                rule = self.network.rule(parsed.host)
+                return self._unreachable(
+                    url, codes.ERROR_DS_SERVER_DOWN,
+                    f"{parsed.host} cannot be reached from the {zone} zone ({rule.why})")
+            data = self.directory.search(parsed.path, parsed.attribute) if self.directory else None
+            if data is None:
+                return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
+                                 f"no {parsed.attribute or 'object'} at {parsed.path}", 0)
+            return Retrieval(url, data, None, "retrieved from the directory", 0)
+        if parsed.scheme != "http":
+            return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
+                             f"{parsed.scheme}:// URLs are not retrievable in the lab "
+                             "(only http:// and ldap:// are simulated)", 0)
+        if not self.network.can_resolve(self.machine, parsed.host):
+            rule = self.network.rule(parsed.host)
+            return self._unreachable(
+                url, codes.ERROR_WINHTTP_NAME_NOT_RESOLVED,
+                f"{parsed.host} does not resolve from the {zone} zone ({rule.why})")
+        if self.hosts.get(parsed.host, parsed.port) is None:
+            return self._unreachable(
+                url, codes.ERROR_WINHTTP_CANNOT_CONNECT,
+                f"no web server answers for {parsed.host}:{parsed.port}")
+        try:
+            async with self.session.get(
+                url, headers={"User-Agent": "Microsoft-CryptoAPI/10.0"}, allow_redirects=False
+            ) as resp:
+                body = await resp.content.read(MAX_CRL_BYTES + 1)
+                if resp.status != 200:
+                    return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
+                                     f"HTTP {resp.status} {resp.reason}", 0, resp.status)
+                if len(body) > MAX_CRL_BYTES:
+                    return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
+                                     "response larger than the lab accepts", 0, resp.status)
+                return Retrieval(url, body, None, "retrieved over HTTP", 0, resp.status)
+        except aiohttp.ClientError as e:
+            return self._unreachable(url, codes.ERROR_WINHTTP_CANNOT_CONNECT,
+                                     f"connection to {parsed.host} failed: {e}")

@@ -1,0 +1,178 @@
+"""A CryptoAPI-like revocation check.
+
+Semantics (fidelity §5.1-5.2, openssl-and-certutil.md §6):
+
+* every certificate of the chain is checked except the root (``CERT_CHAIN_REVOCATION_CHECK_
+  CHAIN_EXCLUDE_ROOT``), from the one below the root down to the end entity;
+* its CDP URLs are tried in certificate order; the first good CRL wins and later URLs are
+  not tried;
+* an unreachable URL costs the per-URL time-out (simulated, never slept);
+* a CRL whose nextUpdate has passed, or that is not yet valid, or whose signature or issuer
+  does not check out, is not "good": the next URL is tried, and when none is good the
+  verdict is CRYPT_E_REVOCATION_OFFLINE, never "revoked";
+* a good CRL that lists the serial number gives CRYPT_E_REVOKED;
+* a certificate with no CDP extension gives CRYPT_E_NO_REVOCATION_CHECK.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from lab import codes
+from lab.codes import Code
+from lab.cryptoapi.retrieval import Retrieval, Retriever
+from lab.pki.urls import cert_cdp_urls
+
+
+@dataclass(frozen=True)
+class UrlAttempt:
+    """One CDP URL of one certificate, as the retrieval trace shows it."""
+
+    url: str
+    result: str
+    """``verified``, ``expired``, ``not_yet_valid``, ``invalid``, ``failed`` or ``not_tried``."""
+    error: Code | None
+    detail: str
+    simulated_ms: int
+    crl_number: int | None = None
+
+
+@dataclass(frozen=True)
+class ElementStatus:
+    """The revocation status of one certificate of the chain."""
+
+    subject: str
+    issuer: str
+    serial: int
+    status: str
+    """``good``, ``revoked``, ``offline`` or ``no_check``."""
+    error: Code | None
+    urls: tuple[UrlAttempt, ...]
+
+
+@dataclass(frozen=True)
+class RevocationResult:
+    checked: bool
+    elements: tuple[ElementStatus, ...] = ()
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    """Every CRL that was retrieved and parsed (good or stale), for the OpenSSL cross-check."""
+
+    @property
+    def status(self) -> str:
+        """The worst element status: ``revoked`` > ``offline`` > ``no_check`` > ``good``."""
+        order = ("revoked", "offline", "no_check")
+        for s in order:
+            if any(e.status == s for e in self.elements):
+                return s
+        return "good" if self.checked else "not_checked"
+
+    @property
+    def error(self) -> Code | None:
+        for s in ("revoked", "offline", "no_check"):
+            for e in self.elements:
+                if e.status == s:
+                    return e.error
+        return None
+
+    @property
+    def simulated_ms(self) -> int:
+        return sum(u.simulated_ms for e in self.elements for u in e.urls)
+
+    @property
+    def urls(self) -> tuple[UrlAttempt, ...]:
+        return tuple(u for e in self.elements for u in e.urls)
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _issuer_can_sign_crls(issuer: x509.Certificate) -> bool:
+    try:
+        ku = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return ku.crl_sign
+
+
+def judge_crl(data: bytes, cert: x509.Certificate, issuer: x509.Certificate,
+              now: dt.datetime) -> tuple[str, str, x509.CertificateRevocationList | None]:
+    """Is ``data`` a good CRL for ``cert``? Returns (result, detail, parsed CRL)."""
+    try:
+        crl = x509.load_der_x509_crl(data)
+    except ValueError:
+        try:
+            crl = x509.load_pem_x509_crl(data)
+        except ValueError:
+            return "invalid", "the response is not a CRL", None
+    if crl.issuer != cert.issuer:
+        return "invalid", "the CRL was issued by another CA", crl
+    key = issuer.public_key()
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)) or \
+            not crl.is_signature_valid(key):
+        return "invalid", "the CRL's signature does not verify with the issuer's key", crl
+    if not _issuer_can_sign_crls(issuer):
+        return "invalid", "the issuer's key usage does not include CRL signing", crl
+    if crl.last_update_utc > now:
+        when = f"{crl.last_update_utc:%Y-%m-%d %H:%M}"
+        return "not_yet_valid", f"thisUpdate {when} is in the future", crl
+    next_update = crl.next_update_utc
+    if next_update is not None and next_update < now:
+        return "expired", f"nextUpdate {next_update:%Y-%m-%d %H:%M} has passed", crl
+    return "verified", "a good CRL", crl
+
+
+async def check_element(
+    cert: x509.Certificate, issuer: x509.Certificate, retriever: Retriever, now: dt.datetime,
+    crls: list[x509.CertificateRevocationList],
+) -> ElementStatus:
+    urls = cert_cdp_urls(cert)
+    subject = cert.subject.rfc4514_string()
+    issuer_name = issuer.subject.rfc4514_string()
+    if not urls:
+        return ElementStatus(subject, issuer_name, cert.serial_number, "no_check",
+                             codes.CRYPT_E_NO_REVOCATION_CHECK, ())
+    attempts: list[UrlAttempt] = []
+    good: x509.CertificateRevocationList | None = None
+    for url in urls:
+        if good is not None:
+            attempts.append(UrlAttempt(url, "not_tried", None,
+                                       "not tried: an earlier URL gave a good CRL", 0))
+            continue
+        got: Retrieval = await retriever.fetch(url)
+        if got.data is None:
+            attempts.append(UrlAttempt(url, "failed", got.error, got.detail, got.simulated_ms))
+            continue
+        result, detail, crl = judge_crl(got.data, cert, issuer, now)
+        number = crl_number(crl) if crl is not None else None
+        if crl is not None:
+            crls.append(crl)
+        attempts.append(UrlAttempt(url, result, None, detail, got.simulated_ms, number))
+        if result == "verified":
+            good = crl
+    if good is None:
+        return ElementStatus(subject, issuer_name, cert.serial_number, "offline",
+                             codes.CRYPT_E_REVOCATION_OFFLINE, tuple(attempts))
+    if good.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+        return ElementStatus(subject, issuer_name, cert.serial_number, "revoked",
+                             codes.CRYPT_E_REVOKED, tuple(attempts))
+    return ElementStatus(subject, issuer_name, cert.serial_number, "good", None, tuple(attempts))
+
+
+async def check_chain(chain: list[x509.Certificate], retriever: Retriever,
+                      now: dt.datetime) -> RevocationResult:
+    """Check ``chain`` (end entity first, root last): every element but the root, top-down."""
+    crls: list[x509.CertificateRevocationList] = []
+    elements: list[ElementStatus] = []
+    pairs = list(itertools.pairwise(chain))
+    for cert, issuer in reversed(pairs):
+        elements.append(await check_element(cert, issuer, retriever, now, crls))
+    return RevocationResult(checked=True, elements=tuple(elements), crls=tuple(crls))

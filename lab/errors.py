@@ -1,0 +1,93 @@
+"""Every exception the lab raises, in one place.
+
+Hierarchy (each class carries the process exit code the CLI maps it to)::
+
+    LabError                      exit 2  base class, never raised directly
+    ├── UsageError                exit 2  bad command-line usage (missing path, bad flag value)
+    ├── ScenarioError             exit 2  a scenario file is unusable (syntax, unknown key,
+    │   │                                 wrong type, dangling reference, impossible combination)
+    │   └── CcmsetupSyntaxError   exit 2  a ccmsetup command line cannot be parsed
+    ├── PKIBuildError             exit 2  the PKI description cannot be turned into certificates
+    ├── HarnessError              exit 2  the servers could not be started or stopped
+    └── SimulatedClientError      exit 2  the simulated client hit an internal inconsistency
+
+A failing *verdict* (an expectation that is not met, a TLS handshake that is refused) is
+data in a step result, never an exception. Exceptions are for input the lab cannot use and
+for bugs; the CLI turns every ``LabError`` into one message and its exit code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class LabError(Exception):
+    """Base class of every error the lab raises on purpose."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class UsageError(LabError):
+    """The command line given to ``ibcm-lab`` is not usable."""
+
+
+class ScenarioError(LabError, ValueError):
+    """A scenario file (or scenario object) cannot be used.
+
+    ``file`` is the path of the scenario, ``key`` the dotted key path inside it
+    (``client[0].step[1].expect``) and ``line`` the 1-based line number when known.
+    The string form is one line a user can act on::
+
+        scenarios/x.toml:12: client[0].step[1].location: expected one of ...
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.key = key
+        self.line = line
+
+    def located(
+        self, *, file: str | None = None, line: int | None = None, key: str | None = None
+    ) -> ScenarioError:
+        """Return a copy with the location filled in where it was still unknown."""
+        err = type(self)(
+            self.message,
+            file=self.file or file,
+            key=self.key or key,
+            line=self.line if self.line is not None else line,
+        )
+        err.__cause__ = self.__cause__
+        return err
+
+    def __str__(self) -> str:
+        where = self.file or "<scenario>"
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.key:
+            return f"{where}: {self.key}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class CcmsetupSyntaxError(ScenarioError):
+    """A ccmsetup command line is malformed or names an unknown parameter or property."""
+
+
+class PKIBuildError(LabError):
+    """The PKI description cannot be built (for example a cache that cannot be written)."""
+
+
+class HarnessError(LabError):
+    """The lab's servers could not be started."""
+
+
+class SimulatedClientError(LabError):
+    """The simulated client reached a state its model does not cover (a lab bug)."""

@@ -1,0 +1,357 @@
+"""Build a scenario's PKI: CA certificates, the MP's server certificate, client
+certificates, CRLs, and the list of what each CA publishes where.
+
+Keys and certificates come from the :class:`~lab.pki.cache.PKICache` when nothing that shaped
+them has changed; CRLs are signed fresh at every build from the lab clock, so their
+thisUpdate/nextUpdate always match the run's time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from lab.clock import Clock
+from lab.pki.cache import PKICache, PrivateKey
+from lab.pki.urls import cert_cdp_urls, expand
+from lab.scenario.model import EKU, CAKind, CASpec, CertSpec, Scenario
+
+PROFILE_VERSION = "1"
+CA_VALIDITY = dt.timedelta(days=5 * 365)
+LEAF_VALIDITY = dt.timedelta(days=365)
+BACKDATE = dt.timedelta(days=1)
+RENEW_BEFORE = dt.timedelta(days=30)
+CRL_VALIDITY = dt.timedelta(days=7)
+"""AD CS's default base CRL period is one week (fidelity §4.4, [I])."""
+
+EKU_OIDS = {EKU.SERVER_AUTH: ExtendedKeyUsageOID.SERVER_AUTH,
+            EKU.CLIENT_AUTH: ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    """A leaf certificate with its key on disk."""
+
+    label: str
+    cert: x509.Certificate
+    cert_pem: bytes
+    key_path: Path
+    """Private key (PEM, mode 0600). Never served."""
+    chain_path: Path
+    """Certificate followed by its issuing CAs below the root (what a server sends)."""
+    cert_path: Path
+    issuer: str
+    revoked: bool
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def thumbprint(self) -> str:
+        """SHA-1 thumbprint in upper-case hex, as Windows shows it."""
+        return self.cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+@dataclass(frozen=True)
+class BuiltCA:
+    spec: CASpec
+    cert: x509.Certificate
+    cert_pem: bytes
+    key: PrivateKey
+    cdp_urls: tuple[str, ...]
+    """The CDP URLs this CA writes into the certificates it issues."""
+    aia_urls: tuple[str, ...]
+    crl: x509.CertificateRevocationList
+    crl_der: bytes
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def cert_der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Something a CA publishes at a URL: its CRL (at each CDP) or its certificate (AIA)."""
+
+    url: str
+    kind: str
+    """``crl`` or ``cacert``."""
+    ca: str
+    data: bytes
+    """DER bytes."""
+
+    @property
+    def content_type(self) -> str:
+        return "application/pkix-crl" if self.kind == "crl" else "application/pkix-cert"
+
+
+@dataclass(frozen=True)
+class IssuanceRefusal:
+    """A CA declined to issue a certificate (a public CA plan's name limit)."""
+
+    label: str
+    ca: str
+    requested: tuple[str, ...]
+    limit: int
+
+    @property
+    def message(self) -> str:
+        names = ", ".join(self.requested)
+        return (f"{self.ca} refused the request: its plan allows {self.limit} "
+                f"subject name{'s' if self.limit != 1 else ''} per certificate, "
+                f"the request asked for {len(self.requested)} ({names})")
+
+
+@dataclass(frozen=True)
+class BuiltPKI:
+    cas: Mapping[str, BuiltCA]
+    mp: IssuedCert | None
+    mp_refusal: IssuanceRefusal | None
+    clients: Mapping[str, IssuedCert]
+    """Client certificates by client name (a client without one is absent)."""
+    publications: tuple[Publication, ...]
+    built_at: dt.datetime
+    stats: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def trust_pem(self) -> bytes:
+        """Every CA certificate of the lab, concatenated (the roots clients trust)."""
+        return b"".join(ca.cert_pem for ca in self.cas.values())
+
+    def ca_for(self, cert: x509.Certificate) -> BuiltCA | None:
+        """The lab CA whose subject issued ``cert``."""
+        for ca in self.cas.values():
+            if ca.cert.subject == cert.issuer:
+                return ca
+        return None
+
+
+@dataclass(frozen=True)
+class _CAMaterial:
+    spec: CASpec
+    cert: x509.Certificate
+    key: PrivateKey
+    cdp_urls: tuple[str, ...]
+    aia_urls: tuple[str, ...]
+
+
+def _digest(*parts: object) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:40]
+
+
+def _spki(key: PrivateKey) -> str:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).hex()
+
+
+def _usable(cert: x509.Certificate | None, now: dt.datetime) -> bool:
+    return (cert is not None and cert.not_valid_before_utc <= now
+            and cert.not_valid_after_utc - RENEW_BEFORE > now)
+
+
+def _ca_name(spec: CASpec) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, spec.name)]
+    if spec.kind is CAKind.ENTERPRISE and spec.domain:
+        # AD CS enterprise CA subjects carry the domain components: CN=..., DC=contoso, DC=local
+        attrs += [x509.NameAttribute(NameOID.DOMAIN_COMPONENT, dc)
+                  for dc in spec.domain.split(".")]
+    else:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, spec.name))
+    return x509.Name(list(reversed(attrs)))
+
+
+def _cdp_ext(urls: tuple[str, ...]) -> x509.CRLDistributionPoints:
+    # AD CS writes every URL into one DistributionPoint's fullName, in configured order.
+    return x509.CRLDistributionPoints([x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(u) for u in urls],
+        relative_name=None, reasons=None, crl_issuer=None)])
+
+
+def _aia_ext(urls: tuple[str, ...]) -> x509.AuthorityInformationAccess:
+    return x509.AuthorityInformationAccess([
+        x509.AccessDescription(x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+                               x509.UniformResourceIdentifier(u)) for u in urls])
+
+
+class _Builder:
+    def __init__(self, scenario: Scenario, clock: Clock, cache: PKICache) -> None:
+        self.scenario = scenario
+        self.now = clock.now()
+        self.cache = cache
+        self.cas: dict[str, _CAMaterial] = {}
+        self.revoked: dict[str, list[x509.Certificate]] = {}
+
+    def build_ca_cert(self, spec: CASpec) -> tuple[x509.Certificate, PrivateKey]:
+        key = self.cache.key(f"ca-{spec.name}-{spec.host}")
+        name = _ca_name(spec)
+        digest = _digest("ca", PROFILE_VERSION, spec.name, spec.kind, spec.host, spec.domain,
+                         _spki(key))
+        cert = self.cache.load_cert(digest)
+        if not _usable(cert, self.now):
+            ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(self.now - BACKDATE)
+                .not_valid_after(self.now - BACKDATE + CA_VALIDITY)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(ski, critical=False)
+            )
+            cert = builder.sign(key, hashes.SHA256())
+            self.cache.store_cert(digest, cert)
+        assert cert is not None
+        return cert, key
+
+    def issue(self, label: str, spec: CertSpec, *, subject_cn: str, default_eku: EKU,
+              key_label: str) -> IssuedCert:
+        ca = self.cas[spec.issuer]
+        key = self.cache.key(key_label)
+        eku = spec.eku if spec.eku is not None else (default_eku,)
+        cdp = ca.cdp_urls if spec.cdp is None else expand(ca.spec, spec.cdp)
+        digest = _digest("leaf", PROFILE_VERSION, subject_cn, spec.san, [e.value for e in eku],
+                         cdp, ca.aia_urls, ca.cert.fingerprint(hashes.SHA256()).hex(), _spki(key))
+        cert = self.cache.load_cert(digest)
+        if not _usable(cert, self.now):
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+                .issuer_name(ca.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(self.now - BACKDATE)
+                .not_valid_after(self.now - BACKDATE + LEAF_VALIDITY)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=True,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                    crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    ca.key.public_key()), critical=False)
+            )
+            if spec.san:
+                builder = builder.add_extension(
+                    x509.SubjectAlternativeName([x509.DNSName(n) for n in spec.san]),
+                    critical=False)
+            if eku:
+                builder = builder.add_extension(
+                    x509.ExtendedKeyUsage([EKU_OIDS[e] for e in eku]), critical=False)
+            if cdp:
+                builder = builder.add_extension(_cdp_ext(cdp), critical=False)
+            if ca.aia_urls:
+                builder = builder.add_extension(_aia_ext(ca.aia_urls), critical=False)
+            cert = builder.sign(ca.key, hashes.SHA256())
+            cert_path = self.cache.store_cert(digest, cert)
+        else:
+            cert_path = self.cache.cert_path(digest)
+        assert cert is not None
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        chain_path = self.cache.public_file(pem)
+        if spec.revoked:
+            self.revoked.setdefault(spec.issuer, []).append(cert)
+        return IssuedCert(label=label, cert=cert, cert_pem=pem,
+                          key_path=self.cache.key_path(key_label), chain_path=chain_path,
+                          cert_path=cert_path, issuer=spec.issuer, revoked=spec.revoked)
+
+    def crl(self, spec: CASpec, cert: x509.Certificate,
+            key: PrivateKey) -> tuple[x509.CertificateRevocationList, bytes]:
+        number = max(1, int((self.now - cert.not_valid_before_utc) / dt.timedelta(days=1)))
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(cert.subject)
+            .last_update(self.now - dt.timedelta(minutes=10))
+            .next_update(self.now + CRL_VALIDITY)
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
+                           critical=False)
+        )
+        for revoked in self.revoked.get(spec.name, []):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(revoked.serial_number)
+                .revocation_date(self.now - dt.timedelta(hours=1))
+                .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+                .build())
+        crl = builder.sign(key, hashes.SHA256())
+        return crl, crl.public_bytes(serialization.Encoding.DER)
+
+
+def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
+    """Build (or take from the cache) everything the scenario's PKI needs."""
+    b = _Builder(scenario, clock, cache)
+    keys_before, certs_before = cache.keys_generated, cache.certs_issued
+    for spec in scenario.cas:
+        cert, key = b.build_ca_cert(spec)
+        b.cas[spec.name] = _CAMaterial(spec=spec, cert=cert, key=key,
+                                       cdp_urls=expand(spec, spec.cdp),
+                                       aia_urls=expand(spec, spec.aia, aia=True))
+
+    mp_spec = scenario.mp.cert
+    mp: IssuedCert | None = None
+    refusal: IssuanceRefusal | None = None
+    issuer = scenario.ca(mp_spec.issuer)
+    names = tuple(dict.fromkeys(n.lower() for n in mp_spec.san))
+    if issuer.max_names is not None and len(names) > issuer.max_names:
+        refusal = IssuanceRefusal(label="mp", ca=issuer.name, requested=mp_spec.san,
+                                  limit=issuer.max_names)
+    else:
+        subject = mp_spec.san[0] if mp_spec.san else scenario.mp.intranet_fqdn
+        mp = b.issue("mp", mp_spec, subject_cn=subject, default_eku=EKU.SERVER_AUTH,
+                     key_label=f"mp-{scenario.mp.intranet_fqdn}")
+
+    clients: dict[str, IssuedCert] = {}
+    for client in scenario.clients:
+        if client.cert is not None:
+            clients[client.name] = b.issue(
+                f"client:{client.name}", client.cert, subject_cn=client.fqdn,
+                default_eku=EKU.CLIENT_AUTH, key_label=f"client-{client.fqdn}")
+
+    publications: list[Publication] = []
+    cas: dict[str, BuiltCA] = {}
+    for spec in scenario.cas:
+        m = b.cas[spec.name]
+        crl, crl_der = b.crl(spec, m.cert, m.key)
+        pem = m.cert.public_bytes(serialization.Encoding.PEM)
+        ca = BuiltCA(spec=spec, cert=m.cert, cert_pem=pem, key=m.key, cdp_urls=m.cdp_urls,
+                     aia_urls=m.aia_urls, crl=crl, crl_der=crl_der)
+        cas[spec.name] = ca
+        publications += [Publication(url=u, kind="crl", ca=spec.name, data=crl_der)
+                         for u in ca.cdp_urls]
+        publications += [Publication(url=u, kind="cacert", ca=spec.name, data=ca.cert_der)
+                         for u in ca.aia_urls]
+    # Leaf certificates with their own CDP list: the issuing CA publishes there too.
+    known = {p.url for p in publications}
+    for leaf in [mp, *clients.values()]:
+        if leaf is None:
+            continue
+        for url in cert_cdp_urls(leaf.cert):
+            if url not in known:
+                ca = cas[leaf.issuer]
+                publications.append(Publication(url=url, kind="crl", ca=ca.name, data=ca.crl_der))
+                known.add(url)
+
+    stats = {"keys_generated": cache.keys_generated - keys_before,
+             "certs_issued": cache.certs_issued - certs_before}
+    return BuiltPKI(cas=MappingProxyType(cas), mp=mp, mp_refusal=refusal,
+                    clients=MappingProxyType(clients), publications=tuple(publications),
+                    built_at=b.now, stats=MappingProxyType(stats))

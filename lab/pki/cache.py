@@ -1,0 +1,124 @@
+"""The on-disk PKI cache under ``certs/``: keys (0600), certificates, chains and CRLs.
+
+Layout::
+
+    certs/keys/<label>.key.pem      private keys, mode 0600, reused by every later build
+    certs/certs/<digest>.pem        certificates, named by a digest of everything that shaped
+                                    them (profile, issuer certificate, public key)
+    certs/public/<digest>.pem       chains and CRLs handed to TLS contexts (public material)
+
+Writes are atomic (a temporary file in the same folder, then ``os.replace``), so two lab
+runs sharing one cache never see half-written files; a file that does not parse is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from lab.errors import PKIBuildError
+
+PrivateKey = rsa.RSAPrivateKey
+
+KEY_SIZE = 2048
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:120] or "key"
+
+
+class PKICache:
+    """Keys and certificates kept between runs (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._keys: dict[str, PrivateKey] = {}
+        try:
+            for sub in ("keys", "certs", "public"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root / "keys", 0o700)
+        except OSError as e:
+            raise PKIBuildError(
+                f"cannot use the certificate cache folder {self.root}: {e.strerror}"
+            ) from None
+        self.keys_generated = 0
+        self.certs_issued = 0
+
+    # -- writing ------------------------------------------------------------------------
+    def _atomic_write(self, path: Path, data: bytes, mode: int = 0o644) -> None:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+            try:
+                os.fchmod(fd, mode)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as e:
+            raise PKIBuildError(f"cannot write {path}: {e.strerror}") from None
+
+    # -- keys ---------------------------------------------------------------------------
+    def key_path(self, label: str) -> Path:
+        return self.root / "keys" / f"{_safe(label)}.key.pem"
+
+    def key(self, label: str) -> PrivateKey:
+        """The private key for ``label``: from memory, from disk, or newly generated."""
+        if label in self._keys:
+            return self._keys[label]
+        path = self.key_path(label)
+        key: PrivateKey | None = None
+        if path.exists():
+            try:
+                loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+                if isinstance(loaded, rsa.RSAPrivateKey) and loaded.key_size == KEY_SIZE:
+                    key = loaded
+            except (ValueError, TypeError, OSError):
+                key = None  # damaged or half-written by an old run: rebuild it
+            if key is not None and path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        if key is None:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            self._atomic_write(path, pem, mode=0o600)
+            self.keys_generated += 1
+        self._keys[label] = key
+        return key
+
+    # -- certificates ---------------------------------------------------------------------
+    def cert_path(self, digest: str) -> Path:
+        return self.root / "certs" / f"{digest}.pem"
+
+    def load_cert(self, digest: str) -> x509.Certificate | None:
+        path = self.cert_path(digest)
+        try:
+            return x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def store_cert(self, digest: str, cert: x509.Certificate) -> Path:
+        path = self.cert_path(digest)
+        self._atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
+        self.certs_issued += 1
+        return path
+
+    # -- public files (chains, CRLs) ------------------------------------------------------------
+    def public_file(self, data: bytes, suffix: str = ".pem") -> Path:
+        """A file holding ``data``, named by its digest (written once, then reused)."""
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        path = self.root / "public" / f"{digest}{suffix}"
+        if not path.exists():
+            self._atomic_write(path, data)
+        return path

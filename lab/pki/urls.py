@@ -1,0 +1,148 @@
+"""CDP and AIA URLs as AD CS and public CAs write them into certificates.
+
+AD CS templates (fidelity §4.1-4.3)::
+
+    ldap:///CN=<CATruncatedName><CRLNameSuffix>,CN=<ServerShortName>,CN=CDP,
+        CN=Public Key Services,CN=Services,<ConfigurationContainer><CDPObjectClass>
+    http://<ServerDNSName>/CertEnroll/<CaName><CRLNameSuffix><DeltaCRLAllowed>.crl
+    ldap:///CN=<CATruncatedName>,CN=AIA,CN=Public Key Services,CN=Services,
+        <ConfigurationContainer><CAObjectClass>
+    http://<ServerDNSName>/CertEnroll/<ServerDNSName>_<CaName><CertificateName>.crt
+
+Spaces are percent-encoded in issued certificates (``CN=Public%20Key%20Services``,
+``QA%20Venafi%20CA.crl``), as real AD CS certificates show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit
+
+from cryptography import x509
+
+from lab.scenario.model import CAKind, CASpec
+
+
+def _enc(text: str) -> str:
+    """Percent-encode what AD CS encodes in URLs (spaces and other unsafe characters)."""
+    return quote(text, safe="=,.-_()+:/!*'")
+
+
+def config_dn(domain: str) -> str:
+    """``CN=Configuration,DC=contoso,DC=local`` for ``contoso.local``."""
+    return "CN=Configuration," + ",".join(f"DC={part}" for part in domain.split("."))
+
+
+def short_name(host: str) -> str:
+    """``ca01`` for ``ca01.contoso.local`` (AD CS ``<ServerShortName>``)."""
+    return host.split(".", 1)[0]
+
+
+def enterprise_ldap_cdp(ca: CASpec) -> str:
+    assert ca.domain is not None
+    dn = (f"CN={ca.name},CN={short_name(ca.host)},CN=CDP,CN=Public Key Services,"
+          f"CN=Services,{config_dn(ca.domain)}")
+    return f"ldap:///{_enc(dn)}?certificateRevocationList?base?objectClass=cRLDistributionPoint"
+
+
+def enterprise_http_cdp(ca: CASpec) -> str:
+    return f"http://{ca.host}/CertEnroll/{_enc(ca.name)}.crl"
+
+
+def enterprise_ldap_aia(ca: CASpec) -> str:
+    assert ca.domain is not None
+    dn = f"CN={ca.name},CN=AIA,CN=Public Key Services,CN=Services,{config_dn(ca.domain)}"
+    return f"ldap:///{_enc(dn)}?cACertificate?base?objectClass=certificationAuthority"
+
+
+def enterprise_http_aia(ca: CASpec) -> str:
+    return f"http://{ca.host}/CertEnroll/{ca.host}_{_enc(ca.name)}.crt"
+
+
+def public_http_cdp(ca: CASpec) -> str:
+    return f"http://{ca.host}/{_enc(ca.name.replace(' ', ''))}.crl"
+
+
+def public_http_aia(ca: CASpec) -> str:
+    return f"http://{ca.host}/{_enc(ca.name.replace(' ', ''))}.crt"
+
+
+DEFAULT_CDP = {CAKind.ENTERPRISE: ("ldap", "http"), CAKind.PUBLIC: ("http",)}
+DEFAULT_AIA = {CAKind.ENTERPRISE: ("ldap", "http"), CAKind.PUBLIC: ("http",)}
+
+
+def expand(ca: CASpec, entries: tuple[str, ...] | None, *, aia: bool = False) -> tuple[str, ...]:
+    """Turn ``("ldap", "http", "http://x/y.crl")`` into the URLs written into certificates."""
+    if entries is None:
+        entries = (DEFAULT_AIA if aia else DEFAULT_CDP)[ca.kind]
+    urls: list[str] = []
+    for entry in entries:
+        if entry == "ldap":
+            urls.append(enterprise_ldap_aia(ca) if aia else enterprise_ldap_cdp(ca))
+        elif entry == "http":
+            if ca.kind is CAKind.ENTERPRISE:
+                urls.append(enterprise_http_aia(ca) if aia else enterprise_http_cdp(ca))
+            else:
+                urls.append(public_http_aia(ca) if aia else public_http_cdp(ca))
+        else:
+            urls.append(entry)
+    return tuple(urls)
+
+
+@dataclass(frozen=True)
+class ParsedUrl:
+    """A CDP/AIA URL taken apart the way the lab's retrieval code needs it."""
+
+    scheme: str
+    """``ldap``, ``http`` or ``file`` (lower case)."""
+    host: str
+    """Lower-case host; empty for hostless ``ldap:///`` (a DC of the machine's own domain)."""
+    port: int
+    path: str
+    """HTTP path (percent-encoded, as sent) or the LDAP DN (decoded)."""
+    attribute: str
+    """LDAP attribute (``certificateRevocationList``); empty for HTTP."""
+
+
+def parse_url(url: str) -> ParsedUrl:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme == "ldap":
+        dn = unquote(parts.path.lstrip("/"))
+        attribute = unquote(parts.query.split("?", 1)[0]) if parts.query else ""
+        return ParsedUrl(scheme, host, parts.port or 389, dn, attribute)
+    default_port = {"http": 80, "https": 443}.get(scheme, 0)
+    path = parts.path or "/"
+    return ParsedUrl(scheme, host, parts.port or default_port, path, "")
+
+
+def directory_key(url: str) -> tuple[str, str]:
+    """The (DN, attribute) an LDAP URL names, normalised for lookups."""
+    p = parse_url(url)
+    return (p.path.lower(), p.attribute.lower())
+
+
+def cert_cdp_urls(cert: x509.Certificate) -> tuple[str, ...]:
+    """The CDP URLs of ``cert`` in certificate order (empty when it has no CDP extension)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return ()
+    urls: list[str] = []
+    for dp in ext:
+        for name in dp.full_name or []:
+            if isinstance(name, x509.UniformResourceIdentifier):
+                urls.append(name.value)
+    return tuple(urls)
+
+
+def cert_aia_urls(cert: x509.Certificate) -> tuple[str, ...]:
+    """The caIssuers URLs of ``cert``."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(d.access_location.value for d in ext
+                 if d.access_method == x509.oid.AuthorityInformationAccessOID.CA_ISSUERS
+                 and isinstance(d.access_location, x509.UniformResourceIdentifier))

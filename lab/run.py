@@ -1,0 +1,146 @@
+"""The one place that wires the flow: load, build, serve, replay, judge.
+
+    results = run_paths(["scenarios/"], certs="certs")
+
+One running lab (servers started once) serves every scenario, client and step of a call;
+keys come from the ``certs/`` cache; nothing sleeps: Windows time-outs are simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from lab.client.agent import SimulatedClient
+from lab.client.winhttp import ClientCertFiles, WinHttp
+from lab.clock import Clock
+from lab.network import Machine, Network, ZoneResolver
+from lab.pki.build import BuiltPKI, build_pki
+from lab.pki.cache import PKICache
+from lab.scenario.loader import load_all
+from lab.scenario.model import Scenario, Zone
+from lab.servers.deployment import Deployment
+from lab.servers.harness import RunningLab, start_lab
+from lab.verdict import StepResult, judge_step, mp_answer
+
+DEFAULT_CERTS = Path("certs")
+
+
+@dataclass
+class ClientResult:
+    name: str
+    steps: list[StepResult]
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    pki: BuiltPKI
+    clients: list[ClientResult]
+    wall_ms: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(s.met for c in self.clients for s in c.steps)
+
+    @property
+    def steps(self) -> list[StepResult]:
+        return [s for c in self.clients for s in c.steps]
+
+
+@dataclass
+class RunResult:
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    wall_ms: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(s.passed for s in self.scenarios)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+_step_ids = itertools.count(1)
+
+
+def _ad_mp(scenario: Scenario, network: Network) -> Callable[[Machine], tuple[str, bool] | None]:
+    def lookup(machine: Machine) -> tuple[str, bool] | None:
+        # Domain-joined clients find the site's MP (and whether it is HTTPS) in AD when a
+        # domain controller answers.
+        if not network.can_reach_dc(machine):
+            return None
+        return scenario.mp.intranet_fqdn, scenario.site.https_only
+    return lookup
+
+
+async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
+                       scratch: Path) -> ScenarioResult:
+    started = time.perf_counter()
+    clock = Clock()
+    pki = build_pki(scenario, clock, cache)
+    network = Network(scenario)
+    deployment = Deployment(scenario=scenario, pki=pki, network=network, clock=clock)
+    await lab.stage(deployment)
+    anchors = tuple(ca.cert for ca in pki.cas.values())
+    trust_pem = pki.trust_pem()
+    results: list[ClientResult] = []
+    for spec in scenario.clients:
+        machine = Machine(spec.name, spec.steps[0].location, spec.domain_joined,
+                          scenario.ad_domain)
+        resolver = ZoneResolver(network, machine, lab.hosts)
+        issued = pki.clients.get(spec.name)
+        files = ClientCertFiles(issued.chain_path, issued.key_path) if issued else None
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as session:
+            http = WinHttp(machine=machine, network=network, hosts=lab.hosts,
+                           directory=deployment.directory, anchors=anchors, trust_pem=trust_pem,
+                           client_cert=files, clock=clock, scratch=scratch, session=session)
+            agent = SimulatedClient(spec, network=network, http=http,
+                                    ad_mp=_ad_mp(scenario, network))
+            steps: list[StepResult] = []
+            for index, step in enumerate(spec.steps):
+                step_id = f"s{next(_step_ids)}"
+                resolver.machine = machine.moved(step.location)
+                obs = await agent.run_step(step, step_id)
+                records = [(r.status, r.substatus, r.win32_status, r.detail)
+                           for r in lab.mp_records(step_id)]
+                steps.append(judge_step(scenario, pki, spec, index, step, obs,
+                                        mp_answer(records)))
+        results.append(ClientResult(spec.name, steps))
+    return ScenarioResult(scenario, pki, results, (time.perf_counter() - started) * 1000)
+
+
+async def run_loaded(scenarios: Sequence[Scenario], *, certs: str | Path = DEFAULT_CERTS
+                     ) -> RunResult:
+    """Run already-loaded scenarios in one lab."""
+    started = time.perf_counter()
+    cache = PKICache(certs)
+    result = RunResult()
+    with tempfile.TemporaryDirectory(prefix="ibcm-lab-") as scratch:
+        async with start_lab(scratch=scratch) as lab:
+            for scenario in scenarios:
+                result.scenarios.append(await run_scenario(lab, scenario, cache, Path(scratch)))
+    result.wall_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def run_paths(paths: Sequence[str | Path], *, certs: str | Path = DEFAULT_CERTS) -> RunResult:
+    """Load every scenario under ``paths`` (all first, so bad input fails before any run)
+    and run them."""
+    scenarios = load_all(paths)
+    return asyncio.run(run_loaded(scenarios, certs=certs))
+
+
+__all__ = ["ClientResult", "RunResult", "ScenarioResult", "Zone", "run_loaded", "run_paths",
+           "run_scenario"]

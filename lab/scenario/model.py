@@ -1,0 +1,181 @@
+"""A scenario as frozen data: what the lab should set up and what each client should do.
+
+Nothing here touches cryptography or the network: :mod:`lab.pki` builds certificates from
+these specs, :mod:`lab.network` derives reachability, :mod:`lab.client` replays the steps.
+The TOML spelling of every field is documented in ``docs/scenario-format.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from lab.ccmsetup import CcmsetupCommand
+
+
+class Zone(enum.StrEnum):
+    """Where a machine sits on the simulated network."""
+
+    INTRANET = "intranet"
+    INTERNET = "internet"
+    VPN = "vpn"
+    """A machine on the internet tunnelled into the intranet."""
+    DMZ = "dmz"
+
+
+ALL_ZONES: frozenset[Zone] = frozenset(Zone)
+
+
+class CAKind(enum.StrEnum):
+    """What sort of certification authority a ``[[ca]]`` is."""
+
+    ENTERPRISE = "enterprise"
+    """An AD CS enterprise CA: LDAP CDP first, then HTTP on the CA host (AD CS defaults)."""
+    PUBLIC = "public"
+    """A public (commercial) CA: HTTP CDP and AIA on a public host."""
+
+
+class Action(enum.StrEnum):
+    """What a client step does."""
+
+    INSTALL = "install"
+    """ccmsetup bootstrap: contact the bootstrap MP (or use ``/source:``), install the agent."""
+    REGISTER = "register"
+    """First registration with the assigned MP (``CCM_POST /ccm_system/request``)."""
+    LOCATION = "location"
+    """Site refresh: MP list and security settings from the MP (LocationServices)."""
+    POLICY = "policy"
+    """Policy request to the MP."""
+    INVENTORY = "inventory"
+    """Hardware inventory upload to the MP."""
+    CLEAR_INTERNET_FQDN = "clear-internet-fqdn"
+    """An admin deletes the client's Internet FQDN (Control Panel > Configuration Manager >
+    Network). The next site refresh sets it again while the site has an internet MP."""
+
+
+class EKU(enum.StrEnum):
+    """Extended key usages a scenario may name (``eku = ["server_auth"]``)."""
+
+    SERVER_AUTH = "server_auth"
+    CLIENT_AUTH = "client_auth"
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    title: str
+    """One line shown in reports and the demo."""
+    description: str = ""
+    """A paragraph: what the scenario shows."""
+    source: str = ""
+    """Where the behaviour comes from (``seed §4``)."""
+
+
+@dataclass(frozen=True)
+class Site:
+    code: str = "P01"
+    """Three-character site code."""
+    check_crl: bool = True
+    """"Clients check the certificate revocation list (CRL) for site systems"."""
+    https_only: bool = True
+    """"HTTPS only" (True) or "HTTPS or HTTP" (False) on the Communication Security tab."""
+
+
+@dataclass(frozen=True)
+class CASpec:
+    name: str
+    """The CA's name (its common name, and ``<CaName>`` in AD CS URL templates)."""
+    kind: CAKind
+    host: str
+    """FQDN of the CA host (enterprise) or the public CA's CRL/AIA web host."""
+    domain: str | None = None
+    """AD domain of an enterprise CA (``contoso.local``); None for a public CA."""
+    cdp: tuple[str, ...] | None = None
+    """Ordered CDP entries (``"ldap"``, ``"http"`` or full URLs); None = the kind's default."""
+    aia: tuple[str, ...] | None = None
+    """Ordered AIA entries, same rules as ``cdp``; None = the kind's default."""
+    max_names: int | None = None
+    """Public CA plan limit: how many DNS names one certificate may carry (None = no limit)."""
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    issuer: str
+    """Name of the ``[[ca]]`` that issues the certificate."""
+    san: tuple[str, ...] = ()
+    """DNS names in the Subject Alternative Name, in order."""
+    revoked: bool = False
+    """Whether the issuer has revoked the certificate (it appears on the CA's CRL)."""
+    eku: tuple[EKU, ...] | None = None
+    """Extended key usages; None = the role's default (server or client authentication)."""
+    cdp: tuple[str, ...] | None = None
+    """CDP entries written into this certificate; None = what the issuing CA writes."""
+
+
+@dataclass(frozen=True)
+class MPSpec:
+    intranet_fqdn: str
+    internet_fqdn: str | None
+    """None: the site has no internet-facing MP."""
+    cert: CertSpec
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    action: Action
+    location: Zone
+    expect: str | None = None
+    """``"ok"``, ``"fail"``, an identifier that must be among the step's failure identifiers,
+    or None (no expectation: the step is only observed)."""
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    name: str
+    domain_joined: bool
+    ccmsetup: CcmsetupCommand
+    fqdn: str
+    """The computer's FQDN (client certificate subject); defaults to ``<name>.<AD domain>``."""
+    cert: CertSpec | None
+    """The client authentication certificate in the computer's Personal store."""
+    steps: tuple[StepSpec, ...]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    reachable: Mapping[str, frozenset[Zone]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Host name (lower case) -> zones it can be reached from, overriding the defaults.
+    The key ``ldap:///`` overrides the zones where a domain controller answers hostless
+    LDAP URLs (for domain-joined machines)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    """Short name (the file stem)."""
+    file: str | None
+    """Path of the scenario file, if it came from one."""
+    info: ScenarioInfo
+    site: Site
+    cas: tuple[CASpec, ...]
+    mp: MPSpec
+    network: NetworkSpec
+    clients: tuple[ClientSpec, ...]
+
+    def ca(self, name: str) -> CASpec:
+        """The CA called ``name`` (the loader has checked that it exists)."""
+        for ca in self.cas:
+            if ca.name == name:
+                return ca
+        raise KeyError(f"There is no CA named {name!r}")
+
+    @property
+    def ad_domain(self) -> str | None:
+        """The AD domain: the domain of the first enterprise CA."""
+        for ca in self.cas:
+            if ca.kind is CAKind.ENTERPRISE and ca.domain:
+                return ca.domain
+        return None

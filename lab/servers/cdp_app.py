@@ -1,0 +1,33 @@
+"""The CDP/AIA web server: each CA's CRL and certificate, at exactly the URLs written into
+the certificates, and nothing else (never a key, never a file outside the publications)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from lab.servers.state import CDP_STATE, CdpState
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
+    state = request.app[CDP_STATE]
+    if request.method not in ("GET", "HEAD"):
+        return web.Response(status=405, text="Method Not Allowed",
+                            headers={"Allow": "GET, HEAD"})
+    deployment = state.deployment
+    host = (request.host or "").lower()
+    if ":" not in host:
+        host += ":80"
+    pub = None
+    if deployment is not None:
+        pub = deployment.http_publications.get((host, request.rel_url.raw_path))
+    if pub is None:
+        return web.Response(status=404, text="Not Found")
+    return web.Response(body=pub.data, content_type=pub.content_type)
+
+
+def make_cdp_app(state: CdpState) -> web.Application:
+    """The CDP/AIA web server application (one for every CDP host of the lab)."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[CDP_STATE] = state
+    app.router.add_route("*", "/{tail:.*}", _serve)
+    return app

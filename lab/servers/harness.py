@@ -1,0 +1,187 @@
+"""One harness that starts every server of the lab, stages scenarios on them, and always
+stops them.
+
+The servers start once (127.0.0.1, port 0) and stay up for the whole run; each scenario is
+*staged*: the MP's certificate is switched by SNI, the CDP server and the directory serve the
+new publications, and the host map points the scenario's names at the servers' ports.
+
+    async with start_lab() as lab:
+        await lab.stage(deployment)
+        ...
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from lab.cryptoapi.retrieval import Retriever
+from lab.errors import HarnessError
+from lab.network import LOOPBACK, HostMap, ZoneResolver
+from lab.servers.cdp_app import make_cdp_app
+from lab.servers.deployment import Deployment, MpRecord
+from lab.servers.iis import AnyMethodServer
+from lab.servers.mp_app import make_mp_handler
+from lab.servers.state import CdpState, MpState
+
+NO_CHECK_TIME = ssl.VerifyFlags(0x200000)
+"""X509_V_FLAG_NO_CHECK_TIME: IIS judges client-certificate dates with the lab clock, so
+OpenSSL must not reject them first with the system clock."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    mp_https: int
+    mp_http: int
+    cdp: int
+
+
+def _placeholder_context(scratch: str) -> ssl.SSLContext:
+    """The context a handshake starts in before SNI picks the staged MP's certificate."""
+    import os
+    import tempfile
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ibcm-lab: no certificate bound")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    fd, path = tempfile.mkstemp(dir=scratch, suffix=".pem")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        ctx.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def _mp_context(deployment: Deployment) -> ssl.SSLContext | None:
+    mp = deployment.pki.mp
+    if mp is None:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(mp.chain_path, mp.key_path)
+    # IIS asks for a client certificate but lets the request through without one, so that
+    # it can answer 403.7; it judges the certificate itself (403.13/16/17).
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.verify_flags |= NO_CHECK_TIME
+    ctx.load_verify_locations(cadata=deployment.pki.trust_pem().decode())
+    return ctx
+
+
+class RunningLab:
+    """The servers of a started lab; see :func:`start_lab`."""
+
+    def __init__(self, ports: Ports, hosts: HostMap, mp: MpState, cdp: CdpState) -> None:
+        self.ports = ports
+        self.hosts = hosts
+        self.mp_state = mp
+        self.cdp_state = cdp
+        self._session: aiohttp.ClientSession | None = None
+        self.deployment: Deployment | None = None
+
+    async def stage(self, deployment: Deployment) -> None:
+        """Serve ``deployment`` from now on (replacing whatever was staged)."""
+        await self._close_session()
+        self.hosts.clear()
+        context = _mp_context(deployment)
+        self.mp_state.contexts = {}
+        for name in deployment.mp_names:
+            if context is not None:
+                self.mp_state.contexts[name.lower()] = context
+                self.hosts.set(name, 443, self.ports.mp_https)
+            # Without a certificate IIS has no HTTPS binding: nothing answers on 443.
+            self.hosts.set(name, 80, self.ports.mp_http)
+        for host, port in deployment.cdp_hosts():
+            self.hosts.set(host, port, self.ports.cdp)
+        resolver = ZoneResolver(deployment.network, deployment.mp_machine, self.hosts)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
+            timeout=aiohttp.ClientTimeout(total=30))
+        self.mp_state.retriever = Retriever(deployment.network, deployment.mp_machine,
+                                            self.hosts, self._session, deployment.directory)
+        self.mp_state.cert_cache.clear()
+        self.mp_state.deployment = deployment
+        self.cdp_state.deployment = deployment
+        self.deployment = deployment
+
+    def mp_records(self, step: str) -> list[MpRecord]:
+        return self.mp_state.records_for(step)
+
+    async def _close_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def close(self) -> None:
+        await self._close_session()
+        self.mp_state.deployment = None
+        self.cdp_state.deployment = None
+
+
+@asynccontextmanager
+async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[RunningLab]:
+    """Start the MP (HTTPS and HTTP) and the CDP/AIA server; always stop them.
+
+    ``scratch`` is a private temporary folder (the placeholder key lives there only while it
+    is loaded).
+    """
+    mp_state, cdp_state = MpState(), CdpState()
+    base = _placeholder_context(scratch)
+
+    def pick_context(sslobj: ssl.SSLObject, server_name: str | None,
+                     _ctx: ssl.SSLContext) -> None:
+        if server_name:
+            chosen = mp_state.contexts.get(server_name.lower())
+            if chosen is not None:
+                sslobj.context = chosen
+
+    base.sni_callback = pick_context
+    runners: list[web.BaseRunner] = []
+    running: RunningLab | None = None
+    try:
+        ports: list[int] = []
+        try:
+            servers: list[tuple[web.BaseRunner, ssl.SSLContext | None]] = [
+                (web.ServerRunner(AnyMethodServer(make_mp_handler(mp_state, secure=True),
+                                                  access_log=None), shutdown_timeout=1.0), base),
+                (web.ServerRunner(AnyMethodServer(make_mp_handler(mp_state, secure=False),
+                                                  access_log=None), shutdown_timeout=1.0), None),
+                (web.AppRunner(make_cdp_app(cdp_state), access_log=None,
+                               shutdown_timeout=1.0), None),
+            ]
+            for runner, ssl_context in servers:
+                await runner.setup()
+                runners.append(runner)
+                site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
+                await site.start()
+                ports.append(runner.addresses[-1][1])
+        except OSError as e:
+            raise HarnessError(f"cannot start the lab's servers on {host}: {e}") from e
+        running = RunningLab(Ports(*ports), HostMap(), mp_state, cdp_state)
+        yield running
+    finally:
+        if running is not None:
+            await running.close()
+        for runner in reversed(runners):
+            await runner.cleanup()

@@ -1,0 +1,42 @@
+"""Mutable state the server applications share with the harness, under typed AppKeys."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from lab.cryptoapi.retrieval import Retriever
+from lab.servers.deployment import Deployment, MpRecord
+
+
+@dataclass
+class CdpState:
+    deployment: Deployment | None = None
+
+
+@dataclass
+class ClientCertVerdict:
+    status: int
+    substatus: int
+    win32_status: int
+    detail: str
+
+
+@dataclass
+class MpState:
+    deployment: Deployment | None = None
+    retriever: Retriever | None = None
+    """How the MP (IIS) fetches the CRLs of client certificates."""
+    contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    """The MP's TLS context per server name (SNI) for the staged deployment."""
+    records: list[MpRecord] = field(default_factory=list)
+    cert_cache: dict[bytes, ClientCertVerdict] = field(default_factory=dict)
+    """IIS's verdict per client certificate (DER), like its CRL cache: one check per run."""
+
+    def records_for(self, step: str) -> list[MpRecord]:
+        return [r for r in self.records if r.step == step]
+
+
+CDP_STATE = web.AppKey("cdp_state", CdpState)
