@@ -49,8 +49,15 @@ class Code:
         h = self.hresult
         return h - 0x1_0000_0000 if h & 0x8000_0000 else h
 
+    @property
+    def numeric(self) -> bool:
+        """False for codes known only by their symbol (lab labels, CCM_E_NO_CLIENT_PKI_CERT)."""
+        return self.value != 0
+
     def identifiers(self) -> set[str]:
         """Every spelling an expectation may use for this code (compared case-insensitively)."""
+        if not self.numeric:
+            return {self.name.upper()}
         ids = {self.name, self.hex, str(self.signed), str(self.hresult)}
         if self.kind in ("winhttp", "win32"):
             ids.add(str(self.value))
@@ -111,6 +118,10 @@ ERROR_DS_SERVER_DOWN = _c("ERROR_DS_SERVER_DOWN", 8250, "win32",
 CCM_E_BAD_HTTP_STATUS_CODE = _c("CCM_E_BAD_HTTP_STATUS_CODE", 0x87D0027E, "configmgr",
                                 "Bad HTTP status code")
 CCM_TRANSIENT_ERROR = _c("0x87D00231", 0x87D00231, "configmgr", "Transient error")
+CCM_E_NO_CLIENT_PKI_CERT = _c(
+    "CCM_E_NO_CLIENT_PKI_CERT", 0, "configmgr",
+    "No client PKI certificate is available (the symbol as CCMHTTP logs it with Code=0; "
+    "its numeric value is not documented).")
 CCM_MP_NOT_FOUND = _c("0x87D00269", 0x87D00269, "configmgr",
                       "Required management point not found")
 

@@ -320,6 +320,12 @@ class _Explainer:
                 "(ccmsetup was run without /UsePKICert), so it has no usable MP (0x87D00269).",
                 "Add /UsePKICert to the ccmsetup command line (seed §3).")
 
+    def _no_client_cert(self) -> tuple[str, str]:
+        return (f"{self.who}: {self.obs.detail} (CCMHTTP logs Text=CCM_E_NO_CLIENT_PKI_CERT "
+                "with Code=0: no connection is even attempted).",
+                "Enrol a Client Authentication certificate (Workstation Authentication "
+                "template) into the computer's Personal store before installing the client.")
+
     def _not_installed(self) -> tuple[str, str]:
         return (f"{self.who}: {self.obs.detail}.",
                 "Fix the install step first; later steps depend on it.")

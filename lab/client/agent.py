@@ -285,12 +285,28 @@ class SimulatedClient:
                          "no SMSMP was given and the machine cannot look the MP up in AD")
             return None
         obs.mp = mp
-        if mp.https and not self.cmd.use_pki_cert:
+        return mp if self._pki_usable(obs, mp) else None
+
+    def _pki_usable(self, obs: StepObservation, mp: MpChoice) -> bool:
+        """An HTTPS MP needs /UsePKICert and a client certificate (fidelity §1.2, §11.7)."""
+        if not mp.https:
+            return True
+        if not self.cmd.use_pki_cert:
             obs.fail("no_pki", codes.CCM_MP_NOT_FOUND,
                      f"{mp.host} accepts HTTPS only, and without /UsePKICert the client "
                      "filters out every HTTPS management point")
-            return None
-        return mp
+            return False
+        if self.http.client_cert is None:
+            obs.fail("no_client_cert", codes.CCM_E_NO_CLIENT_PKI_CERT,
+                     "the computer has no client authentication certificate in its Personal "
+                     "store, so the client cannot use PKI and filters out HTTPS MPs")
+            obs.log.append(LogLine(
+                "ccmsetup.log" if obs.action is Action.INSTALL else "CcmMessaging.log",
+                "ccmsetup" if obs.action is Action.INSTALL else "CcmMessaging",
+                f"[CCMHTTP] ERROR: URL=https://{mp.host}{REQUEST_PATH}, Port=0, "
+                f"Options={obs.options}, Code=0, Text=CCM_E_NO_CLIENT_PKI_CERT", 3))
+            return False
+        return True
 
     def _message(self, endpoint: str, body: str = "") -> str:
         return (f"<Msg SchemaVersion=\"1.1\"><TargetEndpoint>{endpoint}</TargetEndpoint>"
@@ -330,10 +346,7 @@ class SimulatedClient:
                      "ccmsetup has no /mp:, no SMSMP and cannot look the MP up in AD")
             return
         obs.mp = mp
-        if mp.https and not cmd.use_pki_cert:
-            obs.fail("no_pki", codes.CCM_MP_NOT_FOUND,
-                     f"{mp.host} accepts HTTPS only, and without /UsePKICert ccmsetup filters "
-                     "out every HTTPS management point")
+        if not self._pki_usable(obs, mp):
             return
         out = await self._send(obs, mp, "GET", MPLIST_PATH, step_id=step_id,
                                user_agent="ccmsetup", log_file="ccmsetup.log",

@@ -20,7 +20,7 @@ def _code(code: Code | None, message: str | None = None) -> dict[str, Any] | Non
         return None
     return {
         "name": code.name,
-        "code": code.hex if code.kind != "lab" else None,
+        "code": code.hex if code.numeric else None,
         "message": message or code.message,
         "kind": code.kind,
     }

@@ -27,7 +27,7 @@ def step_summary(step: StepResult) -> str:
     parts = ["FAIL"]
     if step.error is not None:
         parts.append(step.error.name)
-        if step.error.kind != "lab" and step.error.name != step.error.hex:
+        if step.error.numeric and step.error.name != step.error.hex:
             parts.append(step.error.hex)
     if step.http_status and step.http_status != "200":
         parts.append(f"HTTP {step.http_status}")

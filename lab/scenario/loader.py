@@ -344,12 +344,20 @@ def _client(ctx: _Ctx, t: _Table, cas: dict[str, CASpec], default_issuer: str | 
                         line=ctx.locator.line(t.key("ccmsetup"))) from e
     default_fqdn = f"{name}.{ad_domain}" if domain_joined and ad_domain else name
     fqdn = _dns_name(ctx, t.key("fqdn"), t.text("fqdn", default=default_fqdn))
-    cert_table = t.table("cert")
+    raw_cert = t.data.get("cert")
     cert: CertSpec | None
-    if cert_table is None:
+    if raw_cert is False:
+        t.used.add("cert")
+        cert = None
+    elif raw_cert is None:
         cert = (CertSpec(issuer=default_issuer, san=(fqdn,)) if default_issuer else None)
-    else:
+    elif isinstance(raw_cert, dict):
+        cert_table = t.table("cert")
+        assert cert_table is not None
         cert = _cert(ctx, cert_table, default_issuer=default_issuer, cas=cas, default_san=(fqdn,))
+    else:
+        raise ctx.error(t.key("cert"), "expected a [client.cert] table, or false for a "
+                        f"computer without a client certificate, got {_type_name(raw_cert)}")
     steps = [_step(ctx, s) for s in t.tables("step")]
     if not steps:
         raise ctx.error(t.key("step"), "a client needs at least one [[client.step]]")
@@ -400,7 +408,8 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
         if not _SITE_CODE.match(code):
             raise ctx.error(site_t.key("code"), f"expected a 3-character site code, got {code!r}")
         site = Site(code=code.upper(), check_crl=site_t.flag("check_crl", True),
-                    https_only=site_t.flag("https_only", True))
+                    https_only=site_t.flag("https_only", True),
+                    trusted_roots=site_t.str_list("trusted_roots"))
         site_t.done()
 
     ca_tables = top.tables("ca")
@@ -413,6 +422,11 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
             raise ctx.error(t.key("name"), f"a CA named {ca.name!r} is already defined")
         cas[ca.name] = ca
 
+    for i, root in enumerate(site.trusted_roots or ()):
+        if root not in cas:
+            known = ", ".join(repr(n) for n in cas)
+            raise ctx.error(f"site.trusted_roots[{i}]",
+                            f"There is no CA named {root!r} (defined: {known})")
     mp_t = top.table("mp", required=True)
     assert mp_t is not None
     intranet = _dns_name(ctx, mp_t.key("intranet_fqdn"), mp_t.text("intranet_fqdn", required=True))

@@ -80,6 +80,9 @@ class Site:
     """"Clients check the certificate revocation list (CRL) for site systems"."""
     https_only: bool = True
     """"HTTPS only" (True) or "HTTPS or HTTP" (False) on the Communication Security tab."""
+    trusted_roots: tuple[str, ...] | None = None
+    """The site's trusted root CAs (certificate issuers list), by ``[[ca]]`` name: the MP
+    refuses client certificates that chain elsewhere (403.16). None = every lab CA."""
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,9 @@ async def _judge_client_cert(state: MpState, cert: x509.Certificate) -> ClientCe
     assert deployment is not None and state.retriever is not None
     now = deployment.clock.now()
     subject = cert.subject.rfc4514_string()
-    anchors = [ca.cert for ca in deployment.pki.cas.values()]
+    roots = deployment.scenario.site.trusted_roots
+    anchors = [ca.cert for name, ca in deployment.pki.cas.items()
+               if roots is None or name in roots]
     chain, trusted = build_chain(cert, anchors)
     if not trusted:
         return ClientCertVerdict(
