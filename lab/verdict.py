@@ -293,7 +293,7 @@ class _Explainer:
         return text, fix
 
     def _install_from_internet(self) -> tuple[str, str]:
-        extra = " ".join(self.obs.notes)
+        extra = " ".join(n.rstrip(".") + "." for n in self.obs.notes)
         return (f"{self.who}: ConfigMgr does not support installing or upgrading a client "
                 "directly from the internet or from an internet-based MP; a new IBCM client "
                 f"needs a connection to the intranet (seed §3, supplement 1). {extra}".strip(),
@@ -303,10 +303,7 @@ class _Explainer:
 
     def _no_internet_mp(self) -> tuple[str, str]:
         internet = self.s.mp.internet_fqdn
-        return (f"{self.who}: the client is on the internet but knows no internet-facing MP: it "
-                "was installed without CCMHOSTNAME and has never refreshed its site "
-                "information on the intranet (where it would have learned it, seed §3 "
-                "supplement 2).",
+        return (f"{self.who}: {self.obs.detail} (seed §3, supplement 2).",
                 f"Add CCMHOSTNAME={internet or '<internet FQDN>'} to the ccmsetup command "
                 "line, or let the client run a site refresh on the intranet or VPN first.")
 
@@ -357,7 +354,7 @@ def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int
         http_status = answer.label if answer.status != 200 else "200"
     elif req is not None and req.status is not None:
         http_status = str(req.status)
-    notes = list(obs.notes) if obs.outcome == "fail" else []
+    notes = [n for n in obs.notes if n not in explanation] if obs.outcome == "fail" else []
     openssl = req.openssl if req is not None else None
     if openssl is not None and not openssl.agrees:
         notes.append(f"JUDGES DISAGREE: OpenSSL says {openssl.verify_code} "

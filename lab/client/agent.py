@@ -108,6 +108,7 @@ class ClientState:
     intranet_mps: tuple[str, ...] = ()
     internet_mp: str | None = None
     internet_mp_source: str = ""
+    internet_mp_cleared: bool = False
 
 
 class SimulatedClient:
@@ -167,9 +168,10 @@ class SimulatedClient:
             return MpChoice(self.state.intranet_mps[0], https,
                             "the MP list learned at the last site refresh")
         if self.cmd.smsmp is not None:
-            scheme = "https://" if self.cmd.smsmp.https else "no https:// prefix, so HTTP"
-            return MpChoice(self.cmd.smsmp.host, self.cmd.smsmp.https,
-                            f"SMSMP={self.cmd.smsmp.raw} ({scheme})")
+            why = f"SMSMP={self.cmd.smsmp.raw}"
+            if not self.cmd.smsmp.https:
+                why += ", written without https://, so HTTP"
+            return MpChoice(self.cmd.smsmp.host, self.cmd.smsmp.https, why)
         return self._ad_choice(machine)
 
     def _ad_choice(self, machine: Machine) -> MpChoice | None:
@@ -256,7 +258,8 @@ class SimulatedClient:
             before = self.state.internet_mp
             self.state.internet_mp = None
             self.state.internet_mp_source = ""
-            obs.notes.append(f"the Internet FQDN {before or '(none)'} was deleted on the client")
+            self.state.internet_mp_cleared = True
+            obs.notes.append(f"The Internet FQDN {before or '(none)'} was deleted on the client")
             return obs
         mp = self._pick(obs, machine)
         if mp is None:
@@ -277,9 +280,12 @@ class SimulatedClient:
         mp = self.choose_mp(obs.connection, machine)
         if mp is None:
             if obs.connection == "internet":
+                why = ("its Internet FQDN was deleted on the client and no site refresh on the "
+                       "intranet has set it again since" if self.state.internet_mp_cleared else
+                       "it was installed without CCMHOSTNAME and has not refreshed its site "
+                       "information on the intranet, where it would have learned the internet MP")
                 obs.fail("no_internet_mp", codes.LAB_NO_INTERNET_MP,
-                         "the client is on the internet but was installed without CCMHOSTNAME "
-                         "and has not learned an internet MP from the site")
+                         f"the client is on the internet but knows no internet-facing MP: {why}")
             else:
                 obs.fail("no_mp", codes.CCM_MP_NOT_FOUND,
                          "no SMSMP was given and the machine cannot look the MP up in AD")
@@ -359,7 +365,7 @@ class SimulatedClient:
         if self.cmd.ccmhostname and not self.state.internet_mp:
             self.state.internet_mp = self.cmd.ccmhostname
             self.state.internet_mp_source = f"CCMHOSTNAME={self.cmd.ccmhostname}"
-        obs.notes.append(f"client agent installed {how}")
+        obs.notes.append(f"The client agent was installed {how}")
 
     async def _register(self, obs: StepObservation, mp: MpChoice, step_id: str) -> None:
         obs.log.append(LogLine("ClientIDManagerStartup.log", "ClientIDManagerStartup",
@@ -411,7 +417,8 @@ class SimulatedClient:
         if internet:
             self.state.internet_mp = internet[0]
             self.state.internet_mp_source = "the internet MP learned from the site"
-            obs.notes.append(f"learned the internet MP {internet[0]} from the site")
+            self.state.internet_mp_cleared = False
+            obs.notes.append(f"Learned the internet MP {internet[0]} from the site")
         check = bool(ssl_state & codes.CRL_BIT)
-        obs.notes.append(f"learned the site's security settings: SSLState={ssl_state}, "
+        obs.notes.append(f"Learned the site's security settings: SSLState={ssl_state}, "
                          f"CRL checking {'on' if check else 'off'} from now on")
