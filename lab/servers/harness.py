@@ -121,6 +121,7 @@ class RunningLab:
         self.mp_state.retriever = Retriever(deployment.network, deployment.mp_machine,
                                             self.hosts, self._session, deployment.directory)
         self.mp_state.cert_cache.clear()
+        self.mp_state.records.clear()
         self.mp_state.deployment = deployment
         self.cdp_state.deployment = deployment
         self.deployment = deployment
