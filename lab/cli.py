@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lab import __version__
 from lab.errors import LabError
@@ -57,7 +58,11 @@ def _run(args: argparse.Namespace) -> int:
     from lab.run import run_paths
 
     result = run_paths(args.paths, certs=_certs(args.certs))
-    out = render_json(result) if args.format == "json" else render_text(result, args.verbose)
+    if args.format == "json":
+        single_file = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
+        out = render_json(result, as_list=not single_file)
+    else:
+        out = render_text(result, args.verbose)
     sys.stdout.write(out)
     return result.exit_code
 

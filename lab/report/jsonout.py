@@ -1,8 +1,9 @@
 """The JSON report: one object per scenario, in the documented contract.
 
-``ibcm-lab run --format json`` prints that object for one scenario, and a JSON array of them
-for several. Field names are a contract (docs/scenario-format.md#json-output); new fields may
-be added, none renamed.
+``ibcm-lab run --format json FILE`` prints that object; with a folder or several paths it
+prints a JSON array of them (the shape follows the command line, not the number of files).
+Field names are a contract (docs/scenario-format.md#json-output); new fields may be added,
+none renamed.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def scenario_dict(result: ScenarioResult) -> dict[str, Any]:
     }
 
 
-def render_json(run: RunResult) -> str:
+def render_json(run: RunResult, *, as_list: bool) -> str:
+    """One scenario object, or (``as_list``) a JSON array of them."""
     items = [scenario_dict(s) for s in run.scenarios]
-    payload: Any = items[0] if len(items) == 1 else items
+    payload: Any = items if as_list else items[0]
     return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"

@@ -36,9 +36,10 @@ from lab.scenario.model import (
 E = TypeVar("E")
 
 _DNS_NAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
-_SITE_CODE = re.compile(r"^[A-Za-z0-9]{3}$")
+_SITE_CODE = re.compile(r"[A-Za-z0-9]{3}")
 _URL_SCHEMES = ("ldap://", "http://", "file://")
 
 
@@ -52,13 +53,28 @@ class _Locator:
         self.lines: dict[str, int] = {}
         counters: dict[str, int] = {}
         prefix = ""
+        in_string: str | None = None
         for lineno, raw in enumerate(text.splitlines(), start=1):
+            if in_string is not None:
+                # inside a multi-line string: nothing here is a header or a key
+                if raw.count(in_string) % 2 == 1:
+                    in_string = None
+                continue
             header = self._HEADER.match(raw)
             if header:
                 parts = [p.strip().strip("\"'") for p in header.group(2).split(".")]
                 prefix = self._resolve(parts, header.group(1) == "[[", counters)
                 self.lines.setdefault(prefix, lineno)
+                # a sub-table header also defines its parents ([mp.cert] without [mp])
+                parent = prefix
+                while "." in parent:
+                    parent = parent.rsplit(".", 1)[0]
+                    self.lines.setdefault(parent, lineno)
                 continue
+            for quote in ('"""', "'''"):
+                if raw.count(quote) % 2 == 1:
+                    in_string = quote
+                    break
             key = self._KEY.match(raw)
             if key:
                 name = key.group(1).strip("\"'")
@@ -189,9 +205,10 @@ class _Table:
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            header = re.sub(r"\[\d+\]", "", self.key(name))
             raise self.ctx.error(
                 self.key(name),
-                f"expected an array of tables ([[{self.key(name)}]]), got {_type_name(value)}",
+                f"expected an array of tables ([[{header}]]), got {_type_name(value)}",
             )
         return [_Table(self.ctx, v, f"{self.key(name)}[{i}]") for i, v in enumerate(value)]
 
@@ -218,7 +235,7 @@ def _enum(ctx: _Ctx, key: str, value: str, cls: type[E]) -> E:
 
 
 def _dns_name(ctx: _Ctx, key: str, value: str) -> str:
-    if not _DNS_NAME.match(value):
+    if not _DNS_NAME.fullmatch(value):
         raise ctx.error(key, f"expected a DNS host name (letters, digits, '-', '.'), got {value!r}")
     return value
 
@@ -334,8 +351,10 @@ def _client(ctx: _Ctx, t: _Table, cas: dict[str, CASpec], default_issuer: str | 
                         f"got {name!r}")
     domain_joined = t.flag("domain_joined", True)
     if domain_joined and ad_domain is None:
-        raise ctx.error(t.key("domain_joined"), "a domain-joined client needs an AD domain: "
-                        "define an enterprise [[ca]] with domain = \"...\"")
+        implicit = "" if "domain_joined" in t.data else " (domain_joined defaults to true)"
+        raise ctx.error(t.key("domain_joined"), f"a domain-joined client{implicit} needs an AD "
+                        "domain: define an enterprise [[ca]] with domain = \"...\", or set "
+                        "domain_joined = false for a workgroup machine")
     raw = t.text("ccmsetup", required=True)
     try:
         command = parse_ccmsetup(raw)
@@ -377,6 +396,10 @@ def _network(ctx: _Ctx, t: _Table | None) -> NetworkSpec:
             table.used.add(host)
             if host != "ldap:///":
                 _dns_name(ctx, key, host)
+            if isinstance(zones, dict):
+                raise ctx.error(key, "expected an array of zones, got a table: a host name with "
+                                f"dots must be quoted, as in \"{host}.example.com\" = "
+                                "[\"intranet\"]")
             if not isinstance(zones, list):
                 raise ctx.error(key, f"expected an array of zones, got {_type_name(zones)}")
             parsed = set()
@@ -405,7 +428,7 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
     site = Site()
     if site_t is not None:
         code = site_t.text("code", default="P01")
-        if not _SITE_CODE.match(code):
+        if not _SITE_CODE.fullmatch(code):
             raise ctx.error(site_t.key("code"), f"expected a 3-character site code, got {code!r}")
         site = Site(code=code.upper(), check_crl=site_t.flag("check_crl", True),
                     https_only=site_t.flag("https_only", True),
@@ -471,6 +494,9 @@ def load_scenario_text(text: str, *, file: str | None = None, name: str | None =
         match = _TOML_POS.search(message)
         line = int(match.group(1)) if match else None
         clean = _TOML_POS.sub("", message).strip()
+        if match is None and "(at end of document)" in message:
+            line = max(1, len(text.splitlines()))
+            clean = message.replace("(at end of document)", "").strip() + " at the end of the file"
         col = f" (column {match.group(2)})" if match else ""
         raise ScenarioError(f"TOML syntax error: {clean}{col}", file=file, line=line) from None
     stem = name or (Path(file).stem if file else "scenario")
@@ -489,7 +515,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except OSError as e:
         raise ScenarioError(f"cannot be read: {e.strerror}", file=str(p)) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ScenarioError("is not UTF-8 text", file=str(p), line=line) from None
