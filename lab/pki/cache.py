@@ -31,7 +31,9 @@ KEY_SIZE = 2048
 
 
 def _safe(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:120] or "key"
+    """A readable file name for ``label`` that no other label maps to (a digest suffix)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:80] or "key"
+    return f"{readable}-{hashlib.sha256(label.encode()).hexdigest()[:12]}"
 
 
 class PKICache:

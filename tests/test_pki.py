@@ -1,0 +1,575 @@
+"""Tests for lab.pki: the certificates, CRLs and publications a scenario's PKI is built into.
+
+Everything here is real: RSA keys (from the session cache), X.509 certificates and CRLs built
+with ``cryptography``, parsed back and checked extension by extension. Every refusal has a
+passing twin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+from lab.clock import Clock, system_now
+from lab.pki.build import CRL_VALIDITY, BuiltPKI, build_pki
+from lab.pki.cache import KEY_SIZE, PKICache
+from lab.pki.urls import cert_aia_urls, cert_cdp_urls
+from lab.scenario.loader import load_scenario_text
+from lab.scenario.model import Scenario
+
+# A fixed instant a few hours in the past, in whole seconds (CRL and certificate times are
+# encoded to the second). OpenSSL elsewhere uses the real time, so it must stay close to now.
+START = system_now().replace(microsecond=0) - dt.timedelta(hours=3)
+
+INTRA = "IBCM-Intra.contoso.local"
+INTERNET = "IBCM-Internet.public.com"
+
+LDAP_CDP = (
+    "ldap:///CN=Contoso-CA,CN=ca01,CN=CDP,CN=Public%20Key%20Services,CN=Services,"
+    "CN=Configuration,DC=contoso,DC=local?certificateRevocationList?base?"
+    "objectClass=cRLDistributionPoint"
+)
+HTTP_CDP = "http://ca01.contoso.local/CertEnroll/Contoso-CA.crl"
+LDAP_AIA = (
+    "ldap:///CN=Contoso-CA,CN=AIA,CN=Public%20Key%20Services,CN=Services,"
+    "CN=Configuration,DC=contoso,DC=local?cACertificate?base?"
+    "objectClass=certificationAuthority"
+)
+HTTP_AIA = "http://ca01.contoso.local/CertEnroll/ca01.contoso.local_Contoso-CA.crt"
+PUBLIC_CDP = "http://crl.fabrikam-trust.example/FabrikamPublicCA.crl"
+PUBLIC_AIA = "http://crl.fabrikam-trust.example/FabrikamPublicCA.crt"
+
+
+def contoso(extra: str = "", name: str = "Contoso-CA") -> str:
+    return f"""
+[[ca]]
+name = "{name}"
+kind = "enterprise"
+host = "ca01.contoso.local"
+domain = "contoso.local"
+{extra}
+"""
+
+
+def fabrikam(extra: str = "") -> str:
+    return f"""
+[[ca]]
+name = "Fabrikam Public CA"
+kind = "public"
+host = "crl.fabrikam-trust.example"
+{extra}
+"""
+
+
+PC01 = """
+[[client]]
+name = "PC01"
+ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.contoso.local"
+
+[[client.step]]
+action = "install"
+location = "intranet"
+"""
+
+
+def scenario_text(*, cas: str | None = None, mp_cert: str = 'issuer = "Contoso-CA"',
+                  clients: str = PC01) -> str:
+    return f"""
+[scenario]
+title = "test_pki"
+
+[site]
+code = "P01"
+check_crl = true
+
+{contoso() if cas is None else cas}
+
+[mp]
+intranet_fqdn = "{INTRA}"
+internet_fqdn = "{INTERNET}"
+
+[mp.cert]
+{mp_cert}
+
+{clients}
+"""
+
+
+def load(text: str) -> Scenario:
+    return load_scenario_text(text, name="test-pki")
+
+
+@pytest.fixture(scope="module")
+def cache(certs_dir: Path) -> PKICache:
+    return PKICache(certs_dir)
+
+
+def build(text: str, cache: PKICache, clock: Clock | None = None) -> BuiltPKI:
+    return build_pki(load(text), clock or Clock(START), cache)
+
+
+@pytest.fixture(scope="module")
+def default_pki(cache: PKICache) -> BuiltPKI:
+    """Enterprise CA with AD CS default CDP/AIA, MP with both names, one client."""
+    return build(scenario_text(), cache)
+
+
+def ext(cert: x509.Certificate,
+        cls: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType]:
+    return cert.extensions.get_extension_for_class(cls)
+
+
+# ------------------------------------------------------------------------------------------
+# CDP and AIA URLs
+# ------------------------------------------------------------------------------------------
+
+
+def test_enterprise_default_cdp_is_ldap_then_http_byte_exact(default_pki: BuiltPKI) -> None:
+    assert default_pki.mp is not None
+    cdp = ext(default_pki.mp.cert, x509.CRLDistributionPoints)
+    assert cdp.critical is False
+    points = list(cdp.value)
+    # AD CS writes every URL into one distribution point's fullName, in configured order.
+    assert len(points) == 1
+    assert points[0].relative_name is None and points[0].reasons is None
+    assert points[0].crl_issuer is None
+    assert [n.value for n in points[0].full_name or []] == [LDAP_CDP, HTTP_CDP]
+    der = cdp.value.public_bytes()
+    assert der.index(LDAP_CDP.encode("ascii")) < der.index(HTTP_CDP.encode("ascii"))
+    assert cert_cdp_urls(default_pki.mp.cert) == (LDAP_CDP, HTTP_CDP)
+    assert default_pki.cas["Contoso-CA"].cdp_urls == (LDAP_CDP, HTTP_CDP)
+
+
+def test_enterprise_default_aia_is_ldap_then_http_byte_exact(default_pki: BuiltPKI) -> None:
+    assert default_pki.mp is not None
+    aia = ext(default_pki.mp.cert, x509.AuthorityInformationAccess)
+    assert aia.critical is False
+    descriptions = list(aia.value)
+    assert [d.access_method for d in descriptions] == [AuthorityInformationAccessOID.CA_ISSUERS] * 2
+    assert [d.access_location.value for d in descriptions] == [LDAP_AIA, HTTP_AIA]
+    der = aia.value.public_bytes()
+    assert der.index(LDAP_AIA.encode("ascii")) < der.index(HTTP_AIA.encode("ascii"))
+    assert cert_aia_urls(default_pki.mp.cert) == (LDAP_AIA, HTTP_AIA)
+
+
+def test_client_cert_carries_the_same_cdp_and_aia(default_pki: BuiltPKI) -> None:
+    client = default_pki.clients["PC01"].cert
+    assert cert_cdp_urls(client) == (LDAP_CDP, HTTP_CDP)
+    assert cert_aia_urls(client) == (LDAP_AIA, HTTP_AIA)
+
+
+def test_ca_name_with_spaces_is_percent_encoded(cache: PKICache) -> None:
+    name = "Contoso Issuing CA"
+    pki = build(scenario_text(cas=contoso(name=name), mp_cert=f'issuer = "{name}"'), cache)
+    assert pki.mp is not None
+    assert cert_cdp_urls(pki.mp.cert) == (
+        "ldap:///CN=Contoso%20Issuing%20CA,CN=ca01,CN=CDP,CN=Public%20Key%20Services,"
+        "CN=Services,CN=Configuration,DC=contoso,DC=local?certificateRevocationList?base?"
+        "objectClass=cRLDistributionPoint",
+        "http://ca01.contoso.local/CertEnroll/Contoso%20Issuing%20CA.crl",
+    )
+    assert cert_aia_urls(pki.mp.cert) == (
+        "ldap:///CN=Contoso%20Issuing%20CA,CN=AIA,CN=Public%20Key%20Services,CN=Services,"
+        "CN=Configuration,DC=contoso,DC=local?cACertificate?base?"
+        "objectClass=certificationAuthority",
+        "http://ca01.contoso.local/CertEnroll/ca01.contoso.local_Contoso%20Issuing%20CA.crt",
+    )
+    # The CA's subject keeps the real name (with spaces) and the AD domain components.
+    ca = pki.cas[name].cert
+    assert ca.subject.rfc4514_string() == "CN=Contoso Issuing CA,DC=contoso,DC=local"
+    assert all(" " not in p.url for p in pki.publications)
+
+
+def test_public_ca_writes_http_urls_on_its_host(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso() + fabrikam(),
+                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    assert pki.mp is not None
+    assert cert_cdp_urls(pki.mp.cert) == (PUBLIC_CDP,)
+    assert cert_aia_urls(pki.mp.cert) == (PUBLIC_AIA,)
+    assert pki.mp.cert.issuer.rfc4514_string() == "CN=Fabrikam Public CA,O=Fabrikam Public CA"
+    # Twin: the client certificate still comes from the enterprise CA, with its LDAP URLs.
+    assert pki.clients["PC01"].issuer == "Contoso-CA"
+    assert cert_cdp_urls(pki.clients["PC01"].cert) == (LDAP_CDP, HTTP_CDP)
+
+
+def test_explicit_ca_cdp_list_keeps_order_and_full_urls(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso(
+        'cdp = ["http", "http://pki.contoso.com/CertEnroll/Contoso-CA.crl", "ldap"]\n'
+        'aia = ["http"]')), cache)
+    assert pki.mp is not None
+    expected = (HTTP_CDP, "http://pki.contoso.com/CertEnroll/Contoso-CA.crl", LDAP_CDP)
+    assert cert_cdp_urls(pki.mp.cert) == expected
+    assert cert_cdp_urls(pki.clients["PC01"].cert) == expected
+    assert cert_aia_urls(pki.mp.cert) == (HTTP_AIA,)
+
+
+def test_ca_cdp_empty_list_means_no_cdp_extension(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso("cdp = []\naia = []")), cache)
+    assert pki.mp is not None
+    for cert in (pki.mp.cert, pki.clients["PC01"].cert):
+        with pytest.raises(x509.ExtensionNotFound):
+            ext(cert, x509.CRLDistributionPoints)
+        with pytest.raises(x509.ExtensionNotFound):
+            ext(cert, x509.AuthorityInformationAccess)
+    assert pki.publications == ()
+    # The CA still signs a CRL; it is just not published anywhere.
+    assert pki.cas["Contoso-CA"].crl_der
+
+
+def test_leaf_cdp_list_overrides_the_ca_and_is_published(cache: PKICache) -> None:
+    pki = build(scenario_text(mp_cert='issuer = "Contoso-CA"\n'
+                                      'cdp = ["http://crl.example.net/mp.crl", "ldap"]'), cache)
+    assert pki.mp is not None
+    assert cert_cdp_urls(pki.mp.cert) == ("http://crl.example.net/mp.crl", LDAP_CDP)
+    # Twin: the client keeps the CA's list.
+    assert cert_cdp_urls(pki.clients["PC01"].cert) == (LDAP_CDP, HTTP_CDP)
+    extra = [p for p in pki.publications if p.url == "http://crl.example.net/mp.crl"]
+    assert len(extra) == 1
+    assert (extra[0].kind, extra[0].ca) == ("crl", "Contoso-CA")
+    assert extra[0].data == pki.cas["Contoso-CA"].crl_der
+
+
+def test_leaf_cdp_empty_list_means_no_cdp_extension(cache: PKICache) -> None:
+    pki = build(scenario_text(mp_cert='issuer = "Contoso-CA"\ncdp = []'), cache)
+    assert pki.mp is not None
+    with pytest.raises(x509.ExtensionNotFound):
+        ext(pki.mp.cert, x509.CRLDistributionPoints)
+    assert cert_cdp_urls(pki.mp.cert) == ()
+    # Twin: AIA is the CA's and stays; the client still has its CDP.
+    assert cert_aia_urls(pki.mp.cert) == (LDAP_AIA, HTTP_AIA)
+    assert cert_cdp_urls(pki.clients["PC01"].cert) == (LDAP_CDP, HTTP_CDP)
+
+
+# ------------------------------------------------------------------------------------------
+# Subjects, SANs, usages
+# ------------------------------------------------------------------------------------------
+
+
+def test_mp_cert_san_eku_and_key_usage(default_pki: BuiltPKI) -> None:
+    mp = default_pki.mp
+    assert mp is not None and mp.label == "mp" and mp.issuer == "Contoso-CA"
+    cert = mp.cert
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == INTRA
+    assert cert.issuer == default_pki.cas["Contoso-CA"].cert.subject
+    san = ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert san == [INTRA, INTERNET]
+    assert list(ext(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    ku_ext = ext(cert, x509.KeyUsage)
+    ku = ku_ext.value
+    assert ku_ext.critical is True
+    assert ku.digital_signature and ku.key_encipherment
+    assert not ku.key_cert_sign and not ku.crl_sign
+    bc = ext(cert, x509.BasicConstraints)
+    assert bc.critical is True and bc.value.ca is False
+    assert mp.thumbprint == cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def test_ca_cert_is_a_self_signed_crl_signing_ca(default_pki: BuiltPKI) -> None:
+    ca = default_pki.cas["Contoso-CA"].cert
+    assert ca.subject == ca.issuer
+    assert ca.subject.rfc4514_string() == "CN=Contoso-CA,DC=contoso,DC=local"
+    assert ext(ca, x509.BasicConstraints).value.ca is True
+    ku = ext(ca, x509.KeyUsage).value
+    assert ku.key_cert_sign and ku.crl_sign
+    ca.verify_directly_issued_by(ca)
+    assert default_pki.mp is not None
+    default_pki.mp.cert.verify_directly_issued_by(ca)
+
+
+def test_client_cert_subject_is_fqdn_with_client_auth(default_pki: BuiltPKI) -> None:
+    issued = default_pki.clients["PC01"]
+    cert = issued.cert
+    assert issued.label == "client:PC01" and issued.issuer == "Contoso-CA"
+    assert cert.subject.rfc4514_string() == "CN=PC01.contoso.local"
+    san = ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert san == ["PC01.contoso.local"]
+    assert list(ext(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_client_without_cert_and_explicit_fqdn(cache: PKICache) -> None:
+    clients = PC01 + """
+[[client]]
+name = "WG01"
+domain_joined = false
+fqdn = "wg01.fabrikam.example"
+ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.contoso.local"
+[[client.step]]
+action = "install"
+location = "intranet"
+
+[[client]]
+name = "PC03"
+cert = false
+ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.contoso.local"
+[[client.step]]
+action = "install"
+location = "intranet"
+"""
+    pki = build(scenario_text(clients=clients), cache)
+    assert sorted(pki.clients) == ["PC01", "WG01"]
+    assert pki.clients["WG01"].cert.subject.rfc4514_string() == "CN=wg01.fabrikam.example"
+
+
+def test_mp_eku_client_auth_only(cache: PKICache) -> None:
+    pki = build(scenario_text(mp_cert='issuer = "Contoso-CA"\neku = ["client_auth"]'), cache)
+    assert pki.mp is not None
+    ekus = list(ext(pki.mp.cert, x509.ExtendedKeyUsage).value)
+    assert ekus == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert ExtendedKeyUsageOID.SERVER_AUTH not in ekus
+
+
+# ------------------------------------------------------------------------------------------
+# CRLs
+# ------------------------------------------------------------------------------------------
+
+
+def test_revoked_serial_is_on_the_crl_and_good_one_is_not(cache: PKICache) -> None:
+    revoked = build(scenario_text(mp_cert='issuer = "Contoso-CA"\nrevoked = true'), cache)
+    good = build(scenario_text(), cache)
+    assert revoked.mp is not None and good.mp is not None
+    # "revoked" does not change the certificate, only the CA's CRL.
+    assert revoked.mp.cert.serial_number == good.mp.cert.serial_number
+    assert revoked.mp.revoked is True and good.mp.revoked is False
+
+    crl = revoked.cas["Contoso-CA"].crl
+    entry = crl.get_revoked_certificate_by_serial_number(revoked.mp.cert.serial_number)
+    assert entry is not None
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason is x509.ReasonFlags.key_compromise
+    assert [r.serial_number for r in crl] == [revoked.mp.cert.serial_number]
+    client_serial = revoked.clients["PC01"].cert.serial_number
+    assert crl.get_revoked_certificate_by_serial_number(client_serial) is None
+
+    good_crl = good.cas["Contoso-CA"].crl
+    assert good_crl.get_revoked_certificate_by_serial_number(good.mp.cert.serial_number) is None
+    assert len(good_crl) == 0
+
+
+def test_revoked_client_goes_on_its_own_issuers_crl(cache: PKICache) -> None:
+    clients = PC01.replace('location = "intranet"\n', 'location = "intranet"\n\n'
+                           '[client.cert]\nissuer = "Contoso-CA"\nrevoked = true\n', 1)
+    pki = build(scenario_text(cas=contoso() + fabrikam(),
+                              mp_cert='issuer = "Fabrikam Public CA"', clients=clients), cache)
+    assert pki.mp is not None
+    serial = pki.clients["PC01"].cert.serial_number
+    assert pki.cas["Contoso-CA"].crl.get_revoked_certificate_by_serial_number(serial) is not None
+    assert len(pki.cas["Fabrikam Public CA"].crl) == 0
+
+
+def test_crl_times_come_from_the_clock(cache: PKICache) -> None:
+    clock = Clock(START)
+    pki = build(scenario_text(), cache, clock)
+    ca = pki.cas["Contoso-CA"]
+    crl = ca.crl
+    assert pki.built_at == START
+    assert crl.last_update_utc == START - dt.timedelta(minutes=10)
+    # AD CS's default base CRL period: one week.
+    assert crl.next_update_utc == START + dt.timedelta(days=7)
+    assert crl.issuer == ca.cert.subject
+    public_key = ca.cert.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    assert crl.is_signature_valid(public_key)
+    assert x509.load_der_x509_crl(ca.crl_der) == crl
+
+    # The clock moves: the next build signs a CRL for the new time (certificates stay).
+    clock.advance(90 * 60 * 1000)
+    later = build(scenario_text(), cache, clock)
+    assert later.cas["Contoso-CA"].crl.last_update_utc == START + dt.timedelta(minutes=80)
+    later_next = later.cas["Contoso-CA"].crl.next_update_utc
+    assert later_next == START + dt.timedelta(minutes=90) + CRL_VALIDITY
+    assert later.mp is not None and pki.mp is not None
+    assert later.mp.der == pki.mp.der
+
+
+# ------------------------------------------------------------------------------------------
+# Public CA plan limit
+# ------------------------------------------------------------------------------------------
+
+
+def test_public_ca_name_limit_refuses_the_mp_cert(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 1"),
+                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    assert pki.mp is None
+    refusal = pki.mp_refusal
+    assert refusal is not None
+    assert (refusal.label, refusal.ca, refusal.limit) == ("mp", "Fabrikam Public CA", 1)
+    assert refusal.requested == (INTRA, INTERNET)
+    assert refusal.message == (
+        "Fabrikam Public CA refused the request: its plan allows 1 subject name per "
+        "certificate, the request asked for 2 (IBCM-Intra.contoso.local, "
+        "IBCM-Internet.public.com)")
+    # Nothing was published for a certificate that does not exist, but the CA still is.
+    assert [p.url for p in pki.publications if p.ca == "Fabrikam Public CA"] == [
+        PUBLIC_CDP, PUBLIC_AIA]
+    assert "PC01" in pki.clients
+
+
+def test_public_ca_name_limit_twin_two_names_issue(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 2"),
+                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    assert pki.mp_refusal is None
+    assert pki.mp is not None
+    san = ext(pki.mp.cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert san == [INTRA, INTERNET]
+
+
+def test_public_ca_name_limit_single_name_twin(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 1"),
+                              mp_cert=f'issuer = "Fabrikam Public CA"\nsan = ["{INTERNET}"]'),
+                cache)
+    assert pki.mp_refusal is None
+    assert pki.mp is not None
+    assert pki.mp.cert.subject.rfc4514_string() == f"CN={INTERNET}"
+
+
+# ------------------------------------------------------------------------------------------
+# The cache
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_cache_dir(certs_dir: Path, cache: PKICache, tmp_path: Path) -> Path:
+    """A cache folder of its own holding the session's keys (so no key is generated) but no
+    certificates (so the counts below start from nothing)."""
+    build(scenario_text(), cache)  # the keys of the default scenario exist in the session cache
+    target = tmp_path / "certs"
+    target.mkdir()
+    shutil.copytree(certs_dir / "keys", target / "keys")
+    return target
+
+
+def serials(pki: BuiltPKI) -> tuple[int, int, int]:
+    assert pki.mp is not None
+    return (pki.cas["Contoso-CA"].cert.serial_number, pki.mp.cert.serial_number,
+            pki.clients["PC01"].cert.serial_number)
+
+
+def test_cache_second_build_generates_and_issues_nothing(private_cache_dir: Path) -> None:
+    first = build(scenario_text(), PKICache(private_cache_dir))
+    assert dict(first.stats) == {"keys_generated": 0, "certs_issued": 3}
+    second = build(scenario_text(), PKICache(private_cache_dir))
+    assert dict(second.stats) == {"keys_generated": 0, "certs_issued": 0}
+    assert serials(second) == serials(first)
+    assert second.cas["Contoso-CA"].cert_der == first.cas["Contoso-CA"].cert_der
+    assert first.mp is not None and second.mp is not None
+    assert second.mp.der == first.mp.der
+
+
+def test_cache_changing_mp_san_reissues_only_the_mp_cert(private_cache_dir: Path) -> None:
+    first = build(scenario_text(), PKICache(private_cache_dir))
+    changed = build(scenario_text(mp_cert=f'issuer = "Contoso-CA"\nsan = ["{INTERNET}"]'),
+                    PKICache(private_cache_dir))
+    assert dict(changed.stats) == {"keys_generated": 0, "certs_issued": 1}
+    ca0, mp0, client0 = serials(first)
+    ca1, mp1, client1 = serials(changed)
+    assert (ca1, client1) == (ca0, client0)
+    assert mp1 != mp0
+    assert changed.mp is not None and first.mp is not None
+    assert changed.mp.key_path == first.mp.key_path  # same key, new certificate
+    assert changed.mp.cert.public_key() == first.mp.cert.public_key()
+    san = ext(changed.mp.cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert san == [INTERNET]
+
+
+def test_key_files_are_0600_and_keys_folder_0700(certs_dir: Path, default_pki: BuiltPKI) -> None:
+    keys = certs_dir / "keys"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    files = sorted(keys.glob("*.key.pem"))
+    assert default_pki.mp is not None and default_pki.mp.key_path in files
+    assert default_pki.clients["PC01"].key_path in files
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    # Certificates and chains are public material: never in the keys folder.
+    assert default_pki.mp.cert_path.parent == certs_dir / "certs"
+    assert default_pki.mp.chain_path.parent == certs_dir / "public"
+    assert b"PRIVATE KEY" not in default_pki.mp.chain_path.read_bytes()
+
+
+def test_cache_tightens_loose_permissions(private_cache_dir: Path) -> None:
+    first = build(scenario_text(), PKICache(private_cache_dir))
+    assert first.mp is not None
+    os.chmod(private_cache_dir / "keys", 0o755)
+    os.chmod(first.mp.key_path, 0o644)
+    again = build(scenario_text(), PKICache(private_cache_dir))
+    assert dict(again.stats) == {"keys_generated": 0, "certs_issued": 0}
+    assert stat.S_IMODE((private_cache_dir / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE(first.mp.key_path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("damage", [b"not a key at all\n", b"-----BEGIN PRIVATE KEY-----\nMIIE"],
+                         ids=["garbage", "half-written"])
+def test_damaged_key_file_is_regenerated(private_cache_dir: Path, damage: bytes) -> None:
+    first = build(scenario_text(), PKICache(private_cache_dir))
+    assert first.mp is not None
+    first.mp.key_path.write_bytes(damage)
+    again = build(scenario_text(), PKICache(private_cache_dir))
+    # One new key (the MP's), and the MP certificate re-issued for it; nothing else.
+    assert dict(again.stats) == {"keys_generated": 1, "certs_issued": 1}
+    assert again.mp is not None
+    key = serialization.load_pem_private_key(again.mp.key_path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == KEY_SIZE
+    assert key.public_key() == again.mp.cert.public_key()
+    assert again.mp.cert.public_key() != first.mp.cert.public_key()
+    assert stat.S_IMODE(again.mp.key_path.stat().st_mode) == 0o600
+    ca0, _, client0 = serials(first)
+    ca1, _, client1 = serials(again)
+    assert (ca1, client1) == (ca0, client0)
+
+
+# ------------------------------------------------------------------------------------------
+# Publications
+# ------------------------------------------------------------------------------------------
+
+
+def test_publications_list_each_crl_and_ca_cert_at_each_url(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso() + fabrikam(),
+                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    contoso_ca = pki.cas["Contoso-CA"]
+    fabrikam_ca = pki.cas["Fabrikam Public CA"]
+    assert [(p.url, p.kind, p.ca) for p in pki.publications] == [
+        (LDAP_CDP, "crl", "Contoso-CA"),
+        (HTTP_CDP, "crl", "Contoso-CA"),
+        (LDAP_AIA, "cacert", "Contoso-CA"),
+        (HTTP_AIA, "cacert", "Contoso-CA"),
+        (PUBLIC_CDP, "crl", "Fabrikam Public CA"),
+        (PUBLIC_AIA, "cacert", "Fabrikam Public CA"),
+    ]
+    by_url = {p.url: p for p in pki.publications}
+    for url in (LDAP_CDP, HTTP_CDP):
+        assert by_url[url].data == contoso_ca.crl_der
+        assert by_url[url].content_type == "application/pkix-crl"
+    for url in (LDAP_AIA, HTTP_AIA):
+        assert by_url[url].data == contoso_ca.cert_der
+        assert by_url[url].content_type == "application/pkix-cert"
+    assert by_url[PUBLIC_CDP].data == fabrikam_ca.crl_der
+    assert by_url[PUBLIC_AIA].data == fabrikam_ca.cert_der
+    assert x509.load_der_x509_crl(by_url[PUBLIC_CDP].data).issuer == fabrikam_ca.cert.subject
+    assert not any(b"PRIVATE KEY" in p.data for p in pki.publications)
+
+
+def two_enterprise_cas(first: str, second: str) -> str:
+    return scenario_text(cas=contoso(name=first) + contoso(name=second),
+                         mp_cert=f'issuer = "{first}"')
+
+
+def test_two_cas_on_one_host_have_their_own_keys(cache: PKICache) -> None:
+    pki = build(two_enterprise_cas("Contoso CA", "Contoso CA2"), cache)
+    one, two = pki.cas["Contoso CA"], pki.cas["Contoso CA2"]
+    assert one.cert.public_key() != two.cert.public_key()
+
+
+def test_ca_names_differing_only_in_space_vs_underscore_get_different_keys(
+        cache: PKICache) -> None:
+    pki = build(two_enterprise_cas("Contoso CA", "Contoso_CA"), cache)
+    one, two = pki.cas["Contoso CA"], pki.cas["Contoso_CA"]
+    assert one.cert.subject != two.cert.subject
+    assert one.cert.public_key() != two.cert.public_key()
