@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lab import codes
-from lab.client.agent import LogLine, StepObservation
+from lab.client.agent import StepObservation
 from lab.client.winhttp import HttpOutcome, OpenSslJudgement
 from lab.codes import Code, WinHttpFlag, flag_names
 from lab.cryptoapi.revocation import RevocationResult
+from lab.logline import LogLine
 from lab.pki.build import BuiltPKI
 from lab.scenario.model import CAKind, ClientSpec, Scenario, StepSpec
 

@@ -29,23 +29,13 @@ from lab import codes
 from lab.ccmsetup import CcmsetupCommand
 from lab.client.winhttp import HttpOutcome, WinHttp
 from lab.codes import Code, WinHttpFlag, https_state
+from lab.logline import LogLine, thread_id
 from lab.network import Machine, Network
 from lab.scenario.model import Action, ClientSpec, StepSpec, Zone
 
 MPLIST_PATH = "/SMS_MP/.sms_aut?MPLIST"
 REQUEST_PATH = "/ccm_system/request"
 STEP_HEADER = "X-Lab-Step"
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """A line the client would write, before it is formatted as CMTrace."""
-
-    file: str
-    component: str
-    text: str
-    severity: int = 1
-    """1 informational, 2 warning, 3 error (CMTrace ``type``)."""
 
 
 @dataclass(frozen=True)
@@ -194,10 +184,15 @@ class SimulatedClient:
         self._log_request(obs, out, options or 0, log_file, component)
         return out
 
+    def _log(self, obs: StepObservation, file: str, component: str, text: str,
+             severity: int = 1, source: str = "") -> None:
+        obs.log.append(LogLine(file, component, text, severity, self.http.clock.now(),
+                               thread_id(self.spec.name, component), source))
+
     def _log_request(self, obs: StepObservation, out: HttpOutcome, options: int,
                      log_file: str, component: str) -> None:
         def line(text: str, severity: int = 1) -> None:
-            obs.log.append(LogLine(log_file, component, text, severity))
+            self._log(obs, log_file, component, text, severity)
 
         base_url = out.url.split("?", 1)[0] if out.method != "GET" else out.url
         err = out.winhttp_error
@@ -306,11 +301,11 @@ class SimulatedClient:
             obs.fail("no_client_cert", codes.CCM_E_NO_CLIENT_PKI_CERT,
                      "the computer has no client authentication certificate in its Personal "
                      "store, so the client cannot use PKI and filters out HTTPS MPs")
-            obs.log.append(LogLine(
-                "ccmsetup.log" if obs.action is Action.INSTALL else "CcmMessaging.log",
-                "ccmsetup" if obs.action is Action.INSTALL else "CcmMessaging",
-                f"[CCMHTTP] ERROR: URL=https://{mp.host}{REQUEST_PATH}, Port=0, "
-                f"Options={obs.options}, Code=0, Text=CCM_E_NO_CLIENT_PKI_CERT", 3))
+            self._log(obs,
+                      "ccmsetup.log" if obs.action is Action.INSTALL else "CcmMessaging.log",
+                      "ccmsetup" if obs.action is Action.INSTALL else "CcmMessaging",
+                      f"[CCMHTTP] ERROR: URL=https://{mp.host}{REQUEST_PATH}, Port=0, "
+                      f"Options={obs.options}, Code=0, Text=CCM_E_NO_CLIENT_PKI_CERT", 3)
             return False
         return True
 
@@ -368,11 +363,11 @@ class SimulatedClient:
         obs.notes.append(f"The client agent was installed {how}")
 
     async def _register(self, obs: StepObservation, mp: MpChoice, step_id: str) -> None:
-        obs.log.append(LogLine("ClientIDManagerStartup.log", "ClientIDManagerStartup",
-                               "[RegTask] - Starting registration, attempt 1."))
-        obs.log.append(LogLine("ClientIDManagerStartup.log", "ClientIDManagerStartup",
-                               f"[RegTask] - Client is not registered. Sending registration "
-                               f"request for {self.guid} ..."))
+        self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                  "[RegTask] - Starting registration, attempt 1.")
+        self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                  f"[RegTask] - Client is not registered. Sending registration request for "
+                  f"{self.guid} ...")
         body = self._message("MP_ClientRegistration", f"<ClientID>{self.guid}</ClientID>")
         out = await self._send(obs, mp, "CCM_POST", REQUEST_PATH, step_id=step_id,
                                user_agent="ccmhttp", body=body, log_file="CcmMessaging.log",
@@ -388,9 +383,9 @@ class SimulatedClient:
             return
         self.state.registered = True
         self.state.client_id = client_id
-        obs.log.append(LogLine("ClientIDManagerStartup.log", "ClientIDManagerStartup",
-                               f"[RegTask] - Client is registered. Server assigned ClientID is "
-                               f"{client_id}. Approval status {approval}"))
+        self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                  f"[RegTask] - Client is registered. Server assigned ClientID is "
+                  f"{client_id}. Approval status {approval}")
 
     async def _location(self, obs: StepObservation, mp: MpChoice, step_id: str) -> None:
         kw = {"step_id": step_id, "user_agent": "SMS CCM 5.0", "log_file": "LocationServices.log",
