@@ -10,6 +10,7 @@ This module is the only place in the lab that reads the system time.
 from __future__ import annotations
 
 import datetime as _dt
+import zoneinfo
 
 UTC = _dt.UTC
 
@@ -18,6 +19,16 @@ def system_now() -> _dt.datetime:
     """The real current time (UTC, whole milliseconds)."""
     now = _dt.datetime.now(UTC)
     return now.replace(microsecond=(now.microsecond // 1000) * 1000)
+
+
+def zone_info(name: str) -> _dt.tzinfo:
+    """The time zone called ``name`` (``UTC``, ``Asia/Tokyo``); ValueError if unknown."""
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {name!r}") from e
 
 
 class Clock:

@@ -21,12 +21,13 @@ import aiohttp
 from lab.client.agent import SimulatedClient
 from lab.client.winhttp import ClientCertFiles, WinHttp
 from lab.clock import Clock
+from lab.logline import LogLine
 from lab.network import Machine, Network, ZoneResolver
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.scenario.loader import load_all
 from lab.scenario.model import Scenario, Zone
-from lab.servers.deployment import Deployment
+from lab.servers.deployment import Deployment, MpRecord
 from lab.servers.harness import RunningLab, start_lab
 from lab.verdict import StepResult, judge_step, mp_answer
 
@@ -45,6 +46,10 @@ class ScenarioResult:
     pki: BuiltPKI
     clients: list[ClientResult]
     wall_ms: float = 0.0
+    mp_records: list[MpRecord] = field(default_factory=list)
+    """Every request the MP answered (the IIS log)."""
+    mp_log: list[LogLine] = field(default_factory=list)
+    """The MP's own log lines (MP_RegistrationManager.log)."""
 
     @property
     def passed(self) -> bool:
@@ -118,7 +123,8 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                 steps.append(judge_step(scenario, pki, spec, index, step, obs,
                                         mp_answer(records)))
         results.append(ClientResult(spec.name, steps))
-    return ScenarioResult(scenario, pki, results, (time.perf_counter() - started) * 1000)
+    return ScenarioResult(scenario, pki, results, (time.perf_counter() - started) * 1000,
+                          mp_records=list(lab.mp_state.records), mp_log=list(lab.mp_state.log))
 
 
 async def run_loaded(scenarios: Sequence[Scenario], *, certs: str | Path = DEFAULT_CERTS

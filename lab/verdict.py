@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
 from lab import codes
 from lab.client.agent import StepObservation
 from lab.client.winhttp import HttpOutcome, OpenSslJudgement
@@ -61,6 +63,10 @@ class StepResult:
     log: list[LogLine] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     simulated_ms: int = 0
+    chain: tuple[x509.Certificate, ...] = ()
+    """The server's chain as CryptoAPI built it (end entity first), when a handshake happened."""
+    log_refs: list[str] = field(default_factory=list)
+    """``path:line`` of the log lines to look at, filled in when logs are written."""
 
     @property
     def judges_agree(self) -> bool | None:
@@ -378,6 +384,7 @@ def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int
         crl_check=obs.crl_check, crl_source=obs.crl_source, options=obs.options,
         explanation=explanation, fix=fix, identifiers=sorted(ids), log=list(obs.log),
         notes=notes, simulated_ms=obs.simulated_ms,
+        chain=req.verdict.chain if req is not None and req.verdict is not None else (),
     )
 
 

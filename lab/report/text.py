@@ -67,6 +67,8 @@ def render_step(step: StepResult, verbose: bool) -> list[str]:
         lines += _wrap("why", step.explanation)
         lines += _wrap("fix", step.fix)
         lines += evidence_lines(step)
+        for ref in step.log_refs:
+            lines.append(f"        open     {ref}")
         for note in step.notes:
             lines += _wrap("note", note)
     return lines

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from lab.ccmsetup import parse_ccmsetup
+from lab.clock import zone_info
 from lab.errors import ScenarioError
 from lab.scenario.model import (
     EKU,
@@ -417,10 +418,17 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
     top = _Table(ctx, data, "")
     info_t = top.table("scenario", required=True)
     assert info_t is not None
+    tz = info_t.text("timezone", default="UTC")
+    try:
+        zone_info(tz)
+    except (ValueError, KeyError):
+        raise ctx.error(info_t.key("timezone"), f"expected an IANA time zone such as "
+                        f"'UTC', 'Asia/Tokyo' or 'Europe/Berlin', got {tz!r}") from None
     info = ScenarioInfo(
         title=info_t.text("title", required=True),
         description=info_t.text("description", default=""),
         source=info_t.text("source", default=""),
+        timezone=tz,
     )
     info_t.done()
 

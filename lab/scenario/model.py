@@ -70,6 +70,8 @@ class ScenarioInfo:
     """A paragraph: what the scenario shows."""
     source: str = ""
     """Where the behaviour comes from (``seed §4``)."""
+    timezone: str = "UTC"
+    """IANA time zone of the machines (``Asia/Tokyo``): CMTrace logs are written in it."""
 
 
 @dataclass(frozen=True)

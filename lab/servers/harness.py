@@ -122,6 +122,7 @@ class RunningLab:
                                             self.hosts, self._session, deployment.directory)
         self.mp_state.cert_cache.clear()
         self.mp_state.records.clear()
+        self.mp_state.log.clear()
         self.mp_state.deployment = deployment
         self.cdp_state.deployment = deployment
         self.deployment = deployment

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from lab import codes
 from lab.cryptoapi.chain import build_chain, has_usage
 from lab.cryptoapi.revocation import check_chain
+from lab.logline import LogLine, thread_id
 from lab.servers.deployment import MpRecord
 from lab.servers.state import ClientCertVerdict, MpState
 
@@ -140,6 +141,29 @@ def _client_id(request: web.BaseRequest) -> str:
     return f"GUID:{str(uuid.uuid5(uuid.NAMESPACE_URL, 'ibcm-lab:' + seed)).upper()}"
 
 
+def _log_registration(state: MpState, request: web.BaseRequest, root: ET.Element) -> None:
+    """MP_RegistrationManager.log lines, in the shapes of the verified samples (fidelity J)."""
+    deployment = state.deployment
+    assert deployment is not None
+
+    def log(text: str, severity: int = 1) -> None:
+        state.log.append(LogLine("MP_RegistrationManager.log", "MP_RegistrationManager", text,
+                                 severity, deployment.clock.now(),
+                                 thread_id("MP", "MP_RegistrationManager")))
+
+    host = (root.findtext("SourceHost") or "").strip() or (request.remote or "?")
+    log(f"Processing Registration request from Client '{host}'")
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if der:
+        cert = x509.load_der_x509_certificate(der)
+        names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        issued_to = str(names[0].value) if names else cert.subject.rfc4514_string()
+        thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()
+        log(f"Begin validation of Certificate [Thumbprint {thumbprint}] issued to "
+            f"'{issued_to}'")
+
+
 def _ccm_reply(state: MpState, request: web.BaseRequest, body: bytes) -> web.Response:
     deployment = state.deployment
     assert deployment is not None
@@ -152,6 +176,7 @@ def _ccm_reply(state: MpState, request: web.BaseRequest, body: bytes) -> web.Res
     if root.tag != "Msg" or kind is None:
         return web.Response(status=400, text="unknown target endpoint")
     if kind == "registration":
+        _log_registration(state, request, root)
         requested = (root.findtext("ClientID") or "").strip()
         client_id = requested if requested.startswith("GUID:") else _client_id(request)
         reply = (f"<ClientRegistrationReply ClientID={quoteattr(client_id)} "

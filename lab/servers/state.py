@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from lab.cryptoapi.retrieval import Retriever
+from lab.logline import LogLine
 from lab.servers.deployment import Deployment, MpRecord
 
 
@@ -32,6 +33,9 @@ class MpState:
     contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
     """The MP's TLS context per server name (SNI) for the staged deployment."""
     records: list[MpRecord] = field(default_factory=list)
+    """What the MP's IIS logged (one record per request), for the W3C log."""
+    log: list[LogLine] = field(default_factory=list)
+    """The MP's own log lines (MP_RegistrationManager.log)."""
     cert_cache: dict[bytes, ClientCertVerdict] = field(default_factory=dict)
     """IIS's verdict per client certificate (DER), like its CRL cache: one check per run."""
 
