@@ -95,8 +95,6 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
     network = Network(scenario)
     deployment = Deployment(scenario=scenario, pki=pki, network=network, clock=clock)
     await lab.stage(deployment)
-    anchors = tuple(ca.cert for ca in pki.cas.values())
-    trust_pem = pki.trust_pem()
     results: list[ClientResult] = []
     for spec in scenario.clients:
         machine = Machine(spec.name, spec.steps[0].location, spec.domain_joined,
@@ -109,7 +107,10 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
             timeout=aiohttp.ClientTimeout(total=30),
         ) as session:
             http = WinHttp(machine=machine, network=network, hosts=lab.hosts,
-                           directory=deployment.directory, anchors=anchors, trust_pem=trust_pem,
+                           directory=deployment.directory,
+                           anchors=pki.roots(spec.trusted_roots),
+                           trust_pem=pki.trust_pem(spec.trusted_roots),
+                           intermediates=pki.intermediates(), url_retrieval=spec.url_retrieval,
                            client_cert=files, clock=clock, scratch=scratch, session=session)
             agent = SimulatedClient(spec, network=network, http=http,
                                     ad_mp=_ad_mp(scenario, network))

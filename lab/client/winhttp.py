@@ -118,7 +118,13 @@ class WinHttp:
     def __init__(self, *, machine: Machine, network: Network, hosts: HostPorts,
                  directory: LdapStore | None, anchors: tuple[x509.Certificate, ...],
                  trust_pem: bytes, client_cert: ClientCertFiles | None, clock: Clock,
-                 scratch: Path, session: aiohttp.ClientSession) -> None:
+                 scratch: Path, session: aiohttp.ClientSession,
+                 intermediates: tuple[x509.Certificate, ...] = (),
+                 url_retrieval: str = "per-url") -> None:
+        self.intermediates = intermediates
+        """Issuing CAs the server sends with its certificate (Python 3.11 cannot read a
+        peer's chain, so the lab hands them over, as IIS would have sent them)."""
+        self.url_retrieval = url_retrieval
         self.machine = machine
         self.network = network
         self.hosts = hosts
@@ -131,7 +137,8 @@ class WinHttp:
         self.session = session
 
     def retriever(self) -> Retriever:
-        return Retriever(self.network, self.machine, self.hosts, self.session, self.directory)
+        return Retriever(self.network, self.machine, self.hosts, self.session, self.directory,
+                         accumulative=self.url_retrieval == "accumulative")
 
     # -- TLS contexts -------------------------------------------------------------------------
     def _schannel_context(self) -> ssl.SSLContext:
@@ -144,12 +151,15 @@ class WinHttp:
         return ctx
 
     def _openssl_context(self, crls: tuple[x509.CertificateRevocationList, ...],
-                         crl_check: bool) -> ssl.SSLContext:
+                         crl_check: bool, chain_length: int = 2) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cadata=self.trust_pem.decode())
         if self.client_cert is not None:
             ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
         if crl_check:
-            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+            # Windows checks every element below the root; OpenSSL's CHECK_CHAIN also wants
+            # the root covered, which the root's own CRL (fetched for the issuing CA) does.
+            ctx.verify_flags |= (ssl.VERIFY_CRL_CHECK_CHAIN if chain_length > 2
+                                 else ssl.VERIFY_CRL_CHECK_LEAF)
             if crls:
                 pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in crls)
                 fd, path = tempfile.mkstemp(dir=self.scratch, suffix=".crl.pem")
@@ -184,8 +194,9 @@ class WinHttp:
             ok = await self._judge_server(out, loopback_port)
             if not ok:
                 return out
+            assert out.verdict is not None
             context: ssl.SSLContext | bool = self._openssl_context(
-                out.verdict.revocation.crls if out.verdict else (), out.crl_check)
+                out.verdict.revocation.crls, out.crl_check, len(out.verdict.chain))
         else:
             context = False
         try:
@@ -251,9 +262,9 @@ class WinHttp:
             return False
         now = self.clock.now()
         retriever = self.retriever()
-        pool: list[x509.Certificate] = []
-        if not any(a.subject == leaf.issuer for a in self.anchors):
-            pool = await self._aia_pool(leaf, retriever)
+        pool = list(self.intermediates)
+        if not any(a.subject == leaf.issuer for a in (*self.anchors, *pool)):
+            pool += await self._aia_pool(leaf, retriever)
         chain, trusted = build_chain(leaf, self.anchors, pool)
         problems = policy_problems(chain, trusted, now=now, host=out.host,
                                    usage=ExtendedKeyUsageOID.SERVER_AUTH)
@@ -272,7 +283,8 @@ class WinHttp:
     async def _openssl_only(self, out: HttpOutcome, loopback_port: int) -> OpenSslJudgement:
         """OpenSSL's verdict on a server the engine refused (handshake only, no request)."""
         assert out.verdict is not None
-        ctx = self._openssl_context(out.verdict.revocation.crls, out.crl_check)
+        ctx = self._openssl_context(out.verdict.revocation.crls, out.crl_check,
+                                    len(out.verdict.chain))
         try:
             _reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(LOOPBACK, loopback_port, ssl=ctx,
@@ -286,4 +298,5 @@ class WinHttp:
         writer.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             await writer.wait_closed()
-        return OpenSslJudgement(0, "ok", "ok", False)
+        # OpenSSL accepted: that agrees only if every problem is one it does not look for.
+        return OpenSslJudgement(0, "ok", "ok", not out.verdict.openssl_visible)

@@ -28,6 +28,9 @@ class ChainProblem:
     """``trust``, ``date``, ``usage``, ``name``, ``revoked``, ``offline`` or ``signature``:
     the vocabulary the OpenSSL cross-check maps its verify codes to."""
     detail: str
+    openssl_blind: bool = False
+    """A problem OpenSSL does not look for (a missing delta CRL): its silence is no
+    disagreement."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class ChainVerdict:
     @property
     def categories(self) -> set[str]:
         return {p.category for p in self.problems}
+
+    @property
+    def openssl_visible(self) -> set[str]:
+        """The categories OpenSSL would also report."""
+        return {p.category for p in self.problems if not p.openssl_blind}
 
 
 USAGE_NAMES = {
@@ -191,8 +199,13 @@ def revocation_problems(result: RevocationResult) -> list[ChainProblem]:
                                          "revoked", f"{element.subject} is on its issuer's CRL"))
         elif element.status in ("offline", "no_check"):
             assert element.error is not None
-            detail = ("no CDP URL gave a good CRL" if element.status == "offline"
-                      else "the certificate has no CRL distribution point")
+            if element.delta_missing:
+                detail = "the base CRL announces a delta CRL, and no delta URL gave a good one"
+            elif element.status == "offline":
+                detail = "no CDP URL gave a good CRL"
+            else:
+                detail = "the certificate has no CRL distribution point"
             problems.append(ChainProblem(element.error, WinHttpFlag.CERT_REV_FAILED, "offline",
-                                         f"{element.subject}: {detail}"))
+                                         f"{element.subject}: {detail}",
+                                         openssl_blind=element.delta_missing))
     return problems

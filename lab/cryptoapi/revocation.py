@@ -53,6 +53,10 @@ class ElementStatus:
     """``good``, ``revoked``, ``offline`` or ``no_check``."""
     error: Code | None
     urls: tuple[UrlAttempt, ...]
+    delta_urls: tuple[UrlAttempt, ...] = ()
+    """Delta CRL URLs named by the good base CRL's Freshest CRL extension, as tried."""
+    delta_missing: bool = False
+    """Offline only because no good delta CRL was found (OpenSSL does not require deltas)."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,11 @@ class RevocationResult:
 
     @property
     def simulated_ms(self) -> int:
-        return sum(u.simulated_ms for e in self.elements for u in e.urls)
+        return sum(u.simulated_ms for u in self.urls)
 
     @property
     def urls(self) -> tuple[UrlAttempt, ...]:
-        return tuple(u for e in self.elements for u in e.urls)
+        return tuple(u for e in self.elements for u in (*e.urls, *e.delta_urls))
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int | None:
@@ -101,6 +105,24 @@ def _issuer_can_sign_crls(issuer: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return True
     return ku.crl_sign
+
+
+def freshest_urls(crl: x509.CertificateRevocationList) -> tuple[str, ...]:
+    """Delta CRL URLs from a base CRL's Freshest CRL extension."""
+    try:
+        ext = crl.extensions.get_extension_for_class(x509.FreshestCRL).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(n.value for dp in ext for n in (dp.full_name or [])
+                 if isinstance(n, x509.UniformResourceIdentifier))
+
+
+def delta_base(crl: x509.CertificateRevocationList) -> int | None:
+    """The base CRL number a delta CRL applies to (None for a base CRL)."""
+    try:
+        return crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
 
 
 def judge_crl(data: bytes, cert: x509.Certificate, issuer: x509.Certificate,
@@ -161,10 +183,53 @@ async def check_element(
     if good is None:
         return ElementStatus(subject, issuer_name, cert.serial_number, "offline",
                              codes.CRYPT_E_REVOCATION_OFFLINE, tuple(attempts))
-    if good.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-        return ElementStatus(subject, issuer_name, cert.serial_number, "revoked",
-                             codes.CRYPT_E_REVOKED, tuple(attempts))
-    return ElementStatus(subject, issuer_name, cert.serial_number, "good", None, tuple(attempts))
+    delta_attempts, delta = await _delta(cert, issuer, good, retriever, now, crls)
+    if freshest_urls(good) and delta is None:
+        # The base CRL announces delta CRLs: without a good one, revocation is unknown.
+        return ElementStatus(subject, issuer_name, cert.serial_number, "offline",
+                             codes.CRYPT_E_REVOCATION_OFFLINE, tuple(attempts),
+                             tuple(delta_attempts), delta_missing=True)
+    for crl in (good, delta):
+        if crl is not None and \
+                crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            return ElementStatus(subject, issuer_name, cert.serial_number, "revoked",
+                                 codes.CRYPT_E_REVOKED, tuple(attempts), tuple(delta_attempts))
+    return ElementStatus(subject, issuer_name, cert.serial_number, "good", None, tuple(attempts),
+                         tuple(delta_attempts))
+
+
+async def _delta(cert: x509.Certificate, issuer: x509.Certificate,
+                 base: x509.CertificateRevocationList, retriever: Retriever, now: dt.datetime,
+                 crls: list[x509.CertificateRevocationList],
+                 ) -> tuple[list[UrlAttempt], x509.CertificateRevocationList | None]:
+    """Fetch the delta CRL a base CRL announces (Freshest CRL), first good one wins."""
+    attempts: list[UrlAttempt] = []
+    found: x509.CertificateRevocationList | None = None
+    base_number = crl_number(base)
+    for url in freshest_urls(base):
+        if found is not None:
+            attempts.append(UrlAttempt(url, "not_tried", None,
+                                       "not tried: an earlier URL gave a good delta CRL", 0))
+            continue
+        got = await retriever.fetch(url)
+        if got.data is None:
+            attempts.append(UrlAttempt(url, "failed", got.error, f"delta CRL: {got.detail}",
+                                       got.simulated_ms))
+            continue
+        result, detail, crl = judge_crl(got.data, cert, issuer, now)
+        if crl is not None and result == "verified":
+            base_of = delta_base(crl)
+            if base_of is None:
+                result, detail = "invalid", "not a delta CRL (no Delta CRL Indicator)"
+            elif base_number is not None and base_of > base_number:
+                result, detail = "invalid", f"the delta needs base CRL {base_of}"
+        if crl is not None:
+            crls.append(crl)
+        attempts.append(UrlAttempt(url, result, None, f"delta CRL: {detail}", got.simulated_ms,
+                                   crl_number(crl) if crl is not None else None))
+        if result == "verified":
+            found = crl
+    return attempts, found
 
 
 async def check_chain(chain: list[x509.Certificate], retriever: Retriever,

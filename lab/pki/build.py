@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.clock import Clock
 from lab.pki.cache import PKICache, PrivateKey
-from lab.pki.urls import cert_cdp_urls, expand
+from lab.pki.urls import cert_cdp_urls, expand, expand_delta
 from lab.scenario.model import EKU, CAKind, CASpec, CertSpec, Scenario
 
 PROFILE_VERSION = "1"
@@ -30,8 +30,11 @@ CA_VALIDITY = dt.timedelta(days=5 * 365)
 LEAF_VALIDITY = dt.timedelta(days=365)
 BACKDATE = dt.timedelta(days=1)
 RENEW_BEFORE = dt.timedelta(days=30)
-CRL_VALIDITY = dt.timedelta(days=7)
-"""AD CS's default base CRL period is one week (fidelity §4.4, [I])."""
+CRL_VALIDITY = CASpec.crl_next_update
+"""AD CS's default base CRL period is one week (fidelity §4.4, [I]): ``[[ca]]
+crl_next_update``'s default."""
+DELTA_CRL_VALIDITY = dt.timedelta(days=1)
+"""AD CS's default delta CRL period is one day (fidelity §4.4, [I])."""
 
 EKU_OIDS = {EKU.SERVER_AUTH: ExtendedKeyUsageOID.SERVER_AUTH,
             EKU.CLIENT_AUTH: ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -73,6 +76,14 @@ class BuiltCA:
     aia_urls: tuple[str, ...]
     crl: x509.CertificateRevocationList
     crl_der: bytes
+    chain: tuple[x509.Certificate, ...] = ()
+    """This CA's certificate, then its issuers up to the root."""
+    delta_crl: x509.CertificateRevocationList | None = None
+    delta_urls: tuple[str, ...] = ()
+
+    @property
+    def is_root(self) -> bool:
+        return self.cert.issuer == self.cert.subject
 
     @property
     def name(self) -> str:
@@ -127,9 +138,18 @@ class BuiltPKI:
     built_at: dt.datetime
     stats: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
-    def trust_pem(self) -> bytes:
-        """Every CA certificate of the lab, concatenated (the roots clients trust)."""
-        return b"".join(ca.cert_pem for ca in self.cas.values())
+    def trust_pem(self, names: tuple[str, ...] | None = None) -> bytes:
+        """The root CA certificates (all, or those named), concatenated: a trust store."""
+        return b"".join(ca.cert_pem for name, ca in self.cas.items()
+                        if ca.is_root and (names is None or name in names))
+
+    def roots(self, names: tuple[str, ...] | None = None) -> tuple[x509.Certificate, ...]:
+        return tuple(ca.cert for name, ca in self.cas.items()
+                     if ca.is_root and (names is None or name in names))
+
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """Issuing CAs below a root (what servers send along with their certificate)."""
+        return tuple(ca.cert for ca in self.cas.values() if not ca.is_root)
 
     def ca_for(self, cert: x509.Certificate) -> BuiltCA | None:
         """The lab CA whose subject issued ``cert``."""
@@ -146,6 +166,8 @@ class _CAMaterial:
     key: PrivateKey
     cdp_urls: tuple[str, ...]
     aia_urls: tuple[str, ...]
+    chain: tuple[x509.Certificate, ...]
+    """This CA's certificate, then its issuers up to the root."""
 
 
 def _digest(*parts: object) -> str:
@@ -188,6 +210,29 @@ def _aia_ext(urls: tuple[str, ...]) -> x509.AuthorityInformationAccess:
                                x509.UniformResourceIdentifier(u)) for u in urls])
 
 
+def _key_usage(*, ca: bool, crl_sign: bool = True) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=not ca,
+        data_encipherment=False, key_agreement=False, key_cert_sign=ca,
+        crl_sign=ca and crl_sign, encipher_only=False, decipher_only=False)
+
+
+def _parents_first(specs: tuple[CASpec, ...]) -> list[CASpec]:
+    by_name = {s.name: s for s in specs}
+    ordered: list[CASpec] = []
+
+    def visit(spec: CASpec) -> None:
+        if spec in ordered:
+            return
+        if spec.parent is not None:
+            visit(by_name[spec.parent])
+        ordered.append(spec)
+
+    for spec in specs:
+        visit(spec)
+    return ordered
+
+
 class _Builder:
     def __init__(self, scenario: Scenario, clock: Clock, cache: PKICache) -> None:
         self.scenario = scenario
@@ -196,31 +241,60 @@ class _Builder:
         self.cas: dict[str, _CAMaterial] = {}
         self.revoked: dict[str, list[x509.Certificate]] = {}
 
-    def build_ca_cert(self, spec: CASpec) -> tuple[x509.Certificate, PrivateKey]:
-        key = self.cache.key(f"ca-{spec.name}-{spec.host}")
-        name = _ca_name(spec)
-        digest = _digest("ca", PROFILE_VERSION, spec.name, spec.kind, spec.host, spec.domain,
-                         _spki(key))
+    def _reuse(self, digest: str, not_before: dt.datetime | None = None,
+               not_after: dt.datetime | None = None) -> x509.Certificate | None:
+        """A cached certificate that still fits: valid for 30 more days, or (explicit
+        dates) within a day of the dates asked for."""
         cert = self.cache.load_cert(digest)
-        if not _usable(cert, self.now):
-            ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        if cert is None:
+            return None
+        if not_before is None or not_after is None:
+            return cert if _usable(cert, self.now) else None
+        close = dt.timedelta(days=1)
+        if (abs(cert.not_valid_before_utc - not_before) < close
+                and abs(cert.not_valid_after_utc - not_after) < close):
+            return cert
+        return None
+
+    def build_ca(self, spec: CASpec) -> _CAMaterial:
+        key = self.cache.key(f"ca-{spec.name}-{spec.host}")
+        parent = self.cas[spec.parent] if spec.parent else None
+        issuer_name = parent.cert.subject if parent else _ca_name(spec)
+        issuer_key = parent.key if parent else key
+        digest = _digest("ca", PROFILE_VERSION, spec.name, spec.kind, spec.host, spec.domain,
+                         spec.crl_sign, _spki(key),
+                         parent.cert.fingerprint(hashes.SHA256()).hex() if parent else None,
+                         parent.cdp_urls if parent else None, parent.aia_urls if parent else None)
+        cert = self._reuse(digest)
+        if cert is None:
             builder = (
                 x509.CertificateBuilder()
-                .subject_name(name).issuer_name(name).public_key(key.public_key())
+                .subject_name(_ca_name(spec)).issuer_name(issuer_name)
+                .public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(self.now - BACKDATE)
                 .not_valid_after(self.now - BACKDATE + CA_VALIDITY)
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(ski, critical=False)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0 if parent else None),
+                               critical=True)
+                .add_extension(_key_usage(ca=True, crl_sign=spec.crl_sign), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
             )
-            cert = builder.sign(key, hashes.SHA256())
+            if parent is not None:
+                builder = builder.add_extension(
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),
+                    critical=False)
+                if parent.cdp_urls:
+                    builder = builder.add_extension(_cdp_ext(parent.cdp_urls), critical=False)
+                if parent.aia_urls:
+                    builder = builder.add_extension(_aia_ext(parent.aia_urls), critical=False)
+            cert = builder.sign(issuer_key, hashes.SHA256())
             self.cache.store_cert(digest, cert)
-        assert cert is not None
-        return cert, key
+        chain = (cert, *parent.chain) if parent else (cert,)
+        material = _CAMaterial(spec=spec, cert=cert, key=key, cdp_urls=expand(spec, spec.cdp),
+                               aia_urls=expand(spec, spec.aia, aia=True), chain=chain)
+        self.cas[spec.name] = material
+        return material
 
     def issue(self, label: str, spec: CertSpec, *, subject_cn: str, default_eku: EKU,
               key_label: str) -> IssuedCert:
@@ -228,22 +302,25 @@ class _Builder:
         key = self.cache.key(key_label)
         eku = spec.eku if spec.eku is not None else (default_eku,)
         cdp = ca.cdp_urls if spec.cdp is None else expand(ca.spec, spec.cdp)
+        explicit = spec.not_before is not None or spec.not_after is not None
+        not_before = self.now + (spec.not_before if spec.not_before is not None else -BACKDATE)
+        not_after = (self.now + spec.not_after if spec.not_after is not None
+                     else not_before + LEAF_VALIDITY)
         digest = _digest("leaf", PROFILE_VERSION, subject_cn, spec.san, [e.value for e in eku],
-                         cdp, ca.aia_urls, ca.cert.fingerprint(hashes.SHA256()).hex(), _spki(key))
-        cert = self.cache.load_cert(digest)
-        if not _usable(cert, self.now):
+                         cdp, ca.aia_urls, ca.cert.fingerprint(hashes.SHA256()).hex(), _spki(key),
+                         explicit)
+        cert = (self._reuse(digest, not_before, not_after) if explicit
+                else self._reuse(digest))
+        if cert is None:
             builder = (
                 x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
                 .issuer_name(ca.cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
-                .not_valid_before(self.now - BACKDATE)
-                .not_valid_after(self.now - BACKDATE + LEAF_VALIDITY)
+                .not_valid_before(not_before)
+                .not_valid_after(not_after)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=True,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(_key_usage(ca=False), critical=True)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                                critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -264,27 +341,47 @@ class _Builder:
             cert_path = self.cache.store_cert(digest, cert)
         else:
             cert_path = self.cache.cert_path(digest)
-        assert cert is not None
         pem = cert.public_bytes(serialization.Encoding.PEM)
-        chain_path = self.cache.public_file(pem)
+        # What the server sends: the certificate and its issuing CAs below the root.
+        intermediates = [c for c in ca.chain if c.issuer != c.subject]
+        chain_pem = pem + b"".join(c.public_bytes(serialization.Encoding.PEM)
+                                   for c in intermediates)
+        chain_path = self.cache.public_file(chain_pem)
         if spec.revoked:
             self.revoked.setdefault(spec.issuer, []).append(cert)
         return IssuedCert(label=label, cert=cert, cert_pem=pem,
                           key_path=self.cache.key_path(key_label), chain_path=chain_path,
                           cert_path=cert_path, issuer=spec.issuer, revoked=spec.revoked)
 
-    def crl(self, spec: CASpec, cert: x509.Certificate,
-            key: PrivateKey) -> tuple[x509.CertificateRevocationList, bytes]:
-        number = max(1, int((self.now - cert.not_valid_before_utc) / dt.timedelta(days=1)))
+    def crl_number(self, m: _CAMaterial) -> int:
+        return max(1, int((self.now - m.cert.not_valid_before_utc) / dt.timedelta(days=1)))
+
+    def crl(self, m: _CAMaterial, *, delta_urls: tuple[str, ...] = (),
+            delta_of: int | None = None) -> x509.CertificateRevocationList:
+        """The base CRL (``delta_of`` None) or a delta CRL of base number ``delta_of``."""
+        spec = m.spec
+        signer = self.cas[spec.crl_signer].key if spec.crl_signer else m.key
+        number = self.crl_number(m)
+        if delta_of is None:
+            this_update, next_update = spec.crl_this_update, spec.crl_next_update
+        else:
+            number += 1
+            this_update, next_update = dt.timedelta(minutes=-10), DELTA_CRL_VALIDITY
         builder = (
             x509.CertificateRevocationListBuilder()
-            .issuer_name(cert.subject)
-            .last_update(self.now - dt.timedelta(minutes=10))
-            .next_update(self.now + CRL_VALIDITY)
+            .issuer_name(m.cert.subject)
+            .last_update(self.now + this_update)
+            .next_update(self.now + next_update)
             .add_extension(x509.CRLNumber(number), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
-                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                m.key.public_key()), critical=False)
         )
+        if delta_of is not None:
+            builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
+        elif delta_urls:
+            builder = builder.add_extension(x509.FreshestCRL([x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(u) for u in delta_urls],
+                relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
         for revoked in self.revoked.get(spec.name, []):
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder()
@@ -292,19 +389,15 @@ class _Builder:
                 .revocation_date(self.now - dt.timedelta(hours=1))
                 .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
                 .build())
-        crl = builder.sign(key, hashes.SHA256())
-        return crl, crl.public_bytes(serialization.Encoding.DER)
+        return builder.sign(signer, hashes.SHA256())
 
 
 def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
     """Build (or take from the cache) everything the scenario's PKI needs."""
     b = _Builder(scenario, clock, cache)
     keys_before, certs_before = cache.keys_generated, cache.certs_issued
-    for spec in scenario.cas:
-        cert, key = b.build_ca_cert(spec)
-        b.cas[spec.name] = _CAMaterial(spec=spec, cert=cert, key=key,
-                                       cdp_urls=expand(spec, spec.cdp),
-                                       aia_urls=expand(spec, spec.aia, aia=True))
+    for spec in _parents_first(scenario.cas):
+        b.build_ca(spec)
 
     mp_spec = scenario.mp.cert
     mp: IssuedCert | None = None
@@ -325,21 +418,28 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
             clients[client.name] = b.issue(
                 f"client:{client.name}", client.cert, subject_cn=client.fqdn,
                 default_eku=EKU.CLIENT_AUTH, key_label=f"client-{client.fqdn}")
-
+    # A sub CA that a scenario revokes would appear here; leaves are known now.
     publications: list[Publication] = []
     cas: dict[str, BuiltCA] = {}
     for spec in scenario.cas:
         m = b.cas[spec.name]
-        crl, crl_der = b.crl(spec, m.cert, m.key)
-        pem = m.cert.public_bytes(serialization.Encoding.PEM)
-        ca = BuiltCA(spec=spec, cert=m.cert, cert_pem=pem, key=m.key, cdp_urls=m.cdp_urls,
-                     aia_urls=m.aia_urls, crl=crl, crl_der=crl_der)
+        delta_urls = expand_delta(spec)
+        crl = b.crl(m, delta_urls=delta_urls)
+        crl_der = crl.public_bytes(serialization.Encoding.DER)
+        delta = b.crl(m, delta_of=b.crl_number(m)) if delta_urls else None
+        delta_der = delta.public_bytes(serialization.Encoding.DER) if delta else b""
+        ca = BuiltCA(spec=spec, cert=m.cert, cert_pem=m.cert.public_bytes(
+                         serialization.Encoding.PEM), key=m.key, cdp_urls=m.cdp_urls,
+                     aia_urls=m.aia_urls, crl=crl, crl_der=crl_der, chain=m.chain,
+                     delta_crl=delta, delta_urls=delta_urls)
         cas[spec.name] = ca
         publications += [Publication(url=u, kind="crl", ca=spec.name, data=crl_der)
                          for u in ca.cdp_urls]
+        publications += [Publication(url=u, kind="crl", ca=spec.name, data=delta_der)
+                         for u in delta_urls]
         publications += [Publication(url=u, kind="cacert", ca=spec.name, data=ca.cert_der)
                          for u in ca.aia_urls]
-    # Leaf certificates with their own CDP list: the issuing CA publishes there too.
+    # Certificates with their own CDP list: the issuing CA publishes there too.
     known = {p.url for p in publications}
     for leaf in [mp, *clients.values()]:
         if leaf is None:

@@ -67,6 +67,23 @@ def public_http_aia(ca: CASpec) -> str:
     return f"http://{ca.host}/{_enc(ca.name.replace(' ', ''))}.crt"
 
 
+def expand_delta(ca: CASpec) -> tuple[str, ...]:
+    """Delta CRL URLs: ``"ldap"`` = the CDP object's ``deltaRevocationList``, ``"http"`` =
+    ``<CaName>+.crl`` (AD CS's ``<DeltaCRLAllowed>`` suffix), or full URLs."""
+    urls: list[str] = []
+    for entry in ca.delta_cdp or ():
+        if entry == "ldap":
+            base = enterprise_ldap_cdp(ca)
+            urls.append(base.replace("?certificateRevocationList?", "?deltaRevocationList?"))
+        elif entry == "http":
+            base = (enterprise_http_cdp(ca) if ca.kind is CAKind.ENTERPRISE
+                    else public_http_cdp(ca))
+            urls.append(base[: -len(".crl")] + "+.crl")
+        else:
+            urls.append(entry)
+    return tuple(urls)
+
+
 DEFAULT_CDP = {CAKind.ENTERPRISE: ("ldap", "http"), CAKind.PUBLIC: ("http",)}
 DEFAULT_AIA = {CAKind.ENTERPRISE: ("ldap", "http"), CAKind.PUBLIC: ("http",)}
 

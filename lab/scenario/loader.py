@@ -7,6 +7,7 @@ key path in TOML spelling (``client[0].step[1].location``).
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 import tomllib
@@ -42,6 +43,9 @@ _DNS_NAME = re.compile(
 )
 _SITE_CODE = re.compile(r"[A-Za-z0-9]{3}")
 _URL_SCHEMES = ("ldap://", "http://", "file://")
+_OFFSET = re.compile(r"([+-]?)(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+URL_RETRIEVAL = ("per-url", "accumulative")
 
 
 class _Locator:
@@ -225,6 +229,19 @@ class _Table:
         raise self.ctx.error(self.key(name), message)
 
 
+def _offset(ctx: _Ctx, t: _Table, name: str) -> dt.timedelta | None:
+    """``"-1d"``, ``"+7d"``, ``"90m"``: a time relative to the run's time."""
+    value = t.text(name)
+    if value is None:
+        return None
+    match = _OFFSET.fullmatch(value.strip())
+    if match is None:
+        raise ctx.error(t.key(name), "expected a time relative to the run, like \"-1d\", "
+                        f"\"+7d\", \"-2h\" or \"30m\" (units s, m, h, d), got {value!r}")
+    sign = -1 if match.group(1) == "-" else 1
+    return sign * dt.timedelta(**{_UNITS[match.group(3)]: float(match.group(2))})
+
+
 def _enum(ctx: _Ctx, key: str, value: str, cls: type[E]) -> E:
     members = [m.value for m in cls]  # type: ignore[attr-defined]
     try:
@@ -294,9 +311,16 @@ def _cert(ctx: _Ctx, t: _Table, *, default_issuer: str | None, cas: dict[str, CA
     )
     cdp = _url_entries(ctx, t.key("cdp"), t.str_list("cdp"), cas[issuer].kind)
     revoked = t.flag("revoked", False)
+    not_before = _offset(ctx, t, "not_before")
+    not_after = _offset(ctx, t, "not_after")
+    start = not_before if not_before is not None else -dt.timedelta(days=1)
+    if not_after is not None and not_after <= start:
+        raise ctx.error(t.key("not_after"), "must be later than not_before (the certificate "
+                        "would never be valid)")
     t.done()
     return CertSpec(issuer=issuer, san=san if san is not None else default_san,
-                    revoked=revoked, eku=eku, cdp=cdp)
+                    revoked=revoked, eku=eku, cdp=cdp, not_before=not_before,
+                    not_after=not_after)
 
 
 def _ca(ctx: _Ctx, t: _Table) -> CASpec:
@@ -324,9 +348,20 @@ def _ca(ctx: _Ctx, t: _Table) -> CASpec:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}", name):
         raise ctx.error(t.key("name"), f"expected a CA name of letters, digits, spaces and "
                         f"-._() (at most 64 characters), got {name!r}")
+    this_update = _offset(ctx, t, "crl_this_update")
+    next_update = _offset(ctx, t, "crl_next_update")
+    defaults = CASpec(name=name, kind=kind, host=host)
+    this_update = defaults.crl_this_update if this_update is None else this_update
+    next_update = defaults.crl_next_update if next_update is None else next_update
+    if next_update <= this_update:
+        raise ctx.error(t.key("crl_next_update"), "must be later than crl_this_update")
+    spec = CASpec(
+        name=name, kind=kind, host=host, domain=domain, cdp=cdp, aia=aia, max_names=max_names,
+        parent=t.text("parent"), crl_this_update=this_update, crl_next_update=next_update,
+        crl_signer=t.text("crl_signer"), crl_sign=t.flag("crl_sign", True),
+        delta_cdp=_url_entries(ctx, t.key("delta_cdp"), t.str_list("delta_cdp"), kind))
     t.done()
-    return CASpec(name=name, kind=kind, host=host, domain=domain, cdp=cdp, aia=aia,
-                  max_names=max_names)
+    return spec
 
 
 def _step(ctx: _Ctx, t: _Table) -> StepSpec:
@@ -378,12 +413,23 @@ def _client(ctx: _Ctx, t: _Table, cas: dict[str, CASpec], default_issuer: str | 
     else:
         raise ctx.error(t.key("cert"), "expected a [client.cert] table, or false for a "
                         f"computer without a client certificate, got {_type_name(raw_cert)}")
+    trusted = t.str_list("trusted_roots")
+    for i, root in enumerate(trusted or ()):
+        if root not in cas:
+            known = ", ".join(repr(n) for n in cas)
+            raise ctx.error(f"{t.key('trusted_roots')}[{i}]",
+                            f"There is no CA named {root!r} (defined: {known})")
+    retrieval = t.text("url_retrieval", default="per-url")
+    if retrieval not in URL_RETRIEVAL:
+        choices = ", ".join(map(repr, URL_RETRIEVAL))
+        raise ctx.error(t.key("url_retrieval"), f"expected one of {choices}, got {retrieval!r}")
     steps = [_step(ctx, s) for s in t.tables("step")]
     if not steps:
         raise ctx.error(t.key("step"), "a client needs at least one [[client.step]]")
     t.done()
     return ClientSpec(name=name, domain_joined=domain_joined, ccmsetup=command, fqdn=fqdn,
-                      cert=cert, steps=tuple(steps))
+                      cert=cert, steps=tuple(steps), trusted_roots=trusted,
+                      url_retrieval=retrieval)
 
 
 def _network(ctx: _Ctx, t: _Table | None) -> NetworkSpec:
@@ -453,6 +499,18 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
             raise ctx.error(t.key("name"), f"a CA named {ca.name!r} is already defined")
         cas[ca.name] = ca
 
+    for t in ca_tables:
+        spec = cas[t.data["name"]]
+        for key, ref in (("parent", spec.parent), ("crl_signer", spec.crl_signer)):
+            if ref is not None and ref not in cas:
+                known = ", ".join(repr(n) for n in cas)
+                raise ctx.error(t.key(key), f"There is no CA named {ref!r} (defined: {known})")
+        seen, walk = {spec.name}, spec.parent
+        while walk is not None:
+            if walk in seen:
+                raise ctx.error(t.key("parent"), f"the CA hierarchy loops back to {walk!r}")
+            seen.add(walk)
+            walk = cas[walk].parent
     for i, root in enumerate(site.trusted_roots or ()):
         if root not in cas:
             known = ", ".join(repr(n) for n in cas)
@@ -468,8 +526,11 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
     assert cert_t is not None
     default_san = (intranet,) + ((internet,) if internet else ())
     mp_cert = _cert(ctx, cert_t, default_issuer=None, cas=cas, default_san=default_san)
+    mp_zone: Zone = mp_t.enum("zone", Zone) or Zone.INTRANET
+    mp_joined = mp_t.flag("domain_joined", True)
     mp_t.done()
-    mp = MPSpec(intranet_fqdn=intranet, internet_fqdn=internet, cert=mp_cert)
+    mp = MPSpec(intranet_fqdn=intranet, internet_fqdn=internet, cert=mp_cert, zone=mp_zone,
+                domain_joined=mp_joined)
 
     ad_domain = next((c.domain for c in cas.values() if c.kind is CAKind.ENTERPRISE), None)
     default_client_issuer = (

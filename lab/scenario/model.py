@@ -7,6 +7,7 @@ The TOML spelling of every field is documented in ``docs/scenario-format.md``.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,6 +103,19 @@ class CASpec:
     """Ordered AIA entries, same rules as ``cdp``; None = the kind's default."""
     max_names: int | None = None
     """Public CA plan limit: how many DNS names one certificate may carry (None = no limit)."""
+    parent: str | None = None
+    """The CA that issued this CA's certificate (a two-tier PKI); None = a self-signed root."""
+    crl_this_update: dt.timedelta = dt.timedelta(minutes=-10)
+    """The CRL's thisUpdate, relative to the run's time (``"+1d"`` = not yet valid)."""
+    crl_next_update: dt.timedelta = dt.timedelta(days=7)
+    """The CRL's nextUpdate, relative to the run's time (``"-1h"`` = expired, not republished)."""
+    crl_signer: str | None = None
+    """Sign the CRL with another CA's key (a CRL "signed by the wrong key"); None = its own."""
+    crl_sign: bool = True
+    """Whether the CA certificate's key usage includes cRLSign."""
+    delta_cdp: tuple[str, ...] | None = None
+    """Where delta CRLs are published (written into the base CRL's Freshest CRL extension);
+    None = no delta CRLs."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,10 @@ class CertSpec:
     """Extended key usages; None = the role's default (server or client authentication)."""
     cdp: tuple[str, ...] | None = None
     """CDP entries written into this certificate; None = what the issuing CA writes."""
+    not_before: dt.timedelta | None = None
+    """Validity start relative to the run's time (``"-400d"``); None = the lab's default."""
+    not_after: dt.timedelta | None = None
+    """Validity end relative to the run's time (``"-1d"`` = expired); None = the default."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,10 @@ class MPSpec:
     internet_fqdn: str | None
     """None: the site has no internet-facing MP."""
     cert: CertSpec
+    zone: Zone = Zone.INTRANET
+    """Where the MP itself sits (what it can reach when IIS checks client certificates)."""
+    domain_joined: bool = True
+    """Whether the MP can ask a DC of its domain (``ldap:///``)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +167,12 @@ class ClientSpec:
     cert: CertSpec | None
     """The client authentication certificate in the computer's Personal store."""
     steps: tuple[StepSpec, ...]
+    trusted_roots: tuple[str, ...] | None = None
+    """CAs in the computer's Trusted Root Certification Authorities store, by name;
+    None = every lab root."""
+    url_retrieval: str = "per-url"
+    """CryptoAPI's retrieval time-outs: ``per-url`` (15 s each) or ``accumulative``
+    (20 s in all: 10 s, 5 s, 2.5 s, ...; CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT)."""
 
 
 @dataclass(frozen=True)

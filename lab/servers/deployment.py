@@ -10,7 +10,7 @@ from lab.clock import Clock
 from lab.network import Machine, Network
 from lab.pki.build import BuiltPKI, Publication
 from lab.pki.urls import directory_key, parse_url
-from lab.scenario.model import Scenario, Zone
+from lab.scenario.model import Scenario
 
 
 class Directory:
@@ -81,8 +81,9 @@ class Deployment:
 
     @property
     def mp_machine(self) -> Machine:
-        """The MP as a machine on the network (in the intranet, domain-joined)."""
-        return Machine("MP", Zone.INTRANET, True, self.scenario.ad_domain)
+        """The MP as a machine on the network (``[mp] zone`` and ``domain_joined``)."""
+        mp = self.scenario.mp
+        return Machine("MP", mp.zone, mp.domain_joined, self.scenario.ad_domain)
 
     @property
     def mp_names(self) -> tuple[str, ...]:

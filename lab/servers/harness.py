@@ -85,7 +85,8 @@ def _mp_context(deployment: Deployment) -> ssl.SSLContext | None:
     # it can answer 403.7; it judges the certificate itself (403.13/16/17).
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.verify_flags |= NO_CHECK_TIME
-    ctx.load_verify_locations(cadata=deployment.pki.trust_pem().decode())
+    every_ca = b"".join(ca.cert_pem for ca in deployment.pki.cas.values())
+    ctx.load_verify_locations(cadata=every_ca.decode())
     return ctx
 
 

@@ -86,10 +86,9 @@ async def _judge_client_cert(state: MpState, cert: x509.Certificate) -> ClientCe
     assert deployment is not None and state.retriever is not None
     now = deployment.clock.now()
     subject = cert.subject.rfc4514_string()
-    roots = deployment.scenario.site.trusted_roots
-    anchors = [ca.cert for name, ca in deployment.pki.cas.items()
-               if roots is None or name in roots]
-    chain, trusted = build_chain(cert, anchors)
+    pki = deployment.pki
+    anchors = pki.roots(deployment.scenario.site.trusted_roots)
+    chain, trusted = build_chain(cert, anchors, pki.intermediates())
     if not trusted:
         return ClientCertVerdict(
             403, 16, codes.CERT_E_UNTRUSTEDROOT.hresult,
