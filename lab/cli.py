@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true",
                      help="explain passing steps too")
     run.add_argument("--certs", default=None, help=certs_help)
+    run.add_argument("--out", default=None, metavar="DIR",
+                     help="write every machine's logs (CMTrace client logs, the MP's IIS W3C "
+                          "log and MP_RegistrationManager.log, certutil-style traces) under "
+                          "DIR/<scenario>/<machine>/")
+    run.add_argument("--trace", action="store_true",
+                     help="print each revocation check as certutil -verify -urlfetch would")
 
     demo = sub.add_parser("demo", help="walk through the seed document, scene by scene",
                           description="Reproduce every statement of the seed document: the "
@@ -58,11 +64,22 @@ def _run(args: argparse.Namespace) -> int:
     from lab.run import run_paths
 
     result = run_paths(args.paths, certs=_certs(args.certs))
+    if args.out is not None:
+        from lab.logs.writer import write_logs
+        from lab.report.certutil import write_traces
+
+        out_dir = Path(args.out)
+        write_logs(result, out_dir)
+        write_traces(result, out_dir)
     if args.format == "json":
         single_file = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
         out = render_json(result, as_list=not single_file)
     else:
         out = render_text(result, args.verbose)
+        if args.trace:
+            from lab.report.certutil import render_trace
+
+            out += "\n" + render_trace(result)
     sys.stdout.write(out)
     return result.exit_code
 

@@ -122,6 +122,11 @@ CCM_E_NO_CLIENT_PKI_CERT = _c(
     "CCM_E_NO_CLIENT_PKI_CERT", 0, "configmgr",
     "No client PKI certificate is available (the symbol as CCMHTTP logs it with Code=0; "
     "its numeric value is not documented).")
+CCM_EMPTY_CERT_STORE = _c("0x87D00280", 0x87D00280, "configmgr", "Empty certificate store")
+CCM_NO_MATCHING_CERT = _c("0x87D00281", 0x87D00281, "configmgr",
+                          "No certificate matching criteria specified")
+CCM_SEVERAL_CERTS = _c("0x87D00282", 0x87D00282, "configmgr",
+                       "More than one certificate was found, but 'select first cert' was not set")
 CCM_MP_NOT_FOUND = _c("0x87D00269", 0x87D00269, "configmgr",
                       "Required management point not found")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from lab.client.agent import SimulatedClient
-from lab.client.winhttp import ClientCertFiles, WinHttp
+from lab.client.winhttp import WinHttp
 from lab.clock import Clock
 from lab.logline import LogLine
 from lab.network import Machine, Network, ZoneResolver
@@ -100,8 +100,6 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
         machine = Machine(spec.name, spec.steps[0].location, spec.domain_joined,
                           scenario.ad_domain)
         resolver = ZoneResolver(network, machine, lab.hosts)
-        issued = pki.clients.get(spec.name)
-        files = ClientCertFiles(issued.chain_path, issued.key_path) if issued else None
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
             timeout=aiohttp.ClientTimeout(total=30),
@@ -111,9 +109,10 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                            anchors=pki.roots(spec.trusted_roots),
                            trust_pem=pki.trust_pem(spec.trusted_roots),
                            intermediates=pki.intermediates(), url_retrieval=spec.url_retrieval,
-                           client_cert=files, clock=clock, scratch=scratch, session=session)
+                           client_cert=None, clock=clock, scratch=scratch, session=session)
             agent = SimulatedClient(spec, network=network, http=http,
-                                    ad_mp=_ad_mp(scenario, network))
+                                    ad_mp=_ad_mp(scenario, network),
+                                    store=pki.stores.get(spec.name, ()))
             steps: list[StepResult] = []
             for index, step in enumerate(spec.steps):
                 step_id = f"s{next(_step_ids)}"

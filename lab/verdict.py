@@ -325,10 +325,21 @@ class _Explainer:
                 "Add /UsePKICert to the ccmsetup command line (seed §3).")
 
     def _no_client_cert(self) -> tuple[str, str]:
-        return (f"{self.who}: {self.obs.detail} (CCMHTTP logs Text=CCM_E_NO_CLIENT_PKI_CERT "
-                "with Code=0: no connection is even attempted).",
-                "Enrol a Client Authentication certificate (Workstation Authentication "
-                "template) into the computer's Personal store before installing the client.")
+        error = self.obs.error
+        text = (f"{self.who}: certificate selection failed: {self.obs.detail} "
+                f"({error.hex if error else ''} {error.message if error else ''}). CCMHTTP logs "
+                "Text=CCM_E_NO_CLIENT_PKI_CERT with Code=0: no connection is even attempted.")
+        if error is codes.CCM_SEVERAL_CERTS:
+            fix = ("Add CCMFIRSTCERT=1 (the longest-valid certificate wins), or narrow "
+                   "CCMCERTSEL so that one certificate matches.")
+        elif error is codes.CCM_NO_MATCHING_CERT:
+            fix = ("Correct CCMCERTSEL (Subject: is exact and case-sensitive, SubjectStr: is a "
+                   "case-insensitive part), or enrol a valid certificate whose subject or SAN "
+                   "names the computer; check the computer's clock.")
+        else:
+            fix = ("Enrol a Client Authentication certificate (Workstation Authentication "
+                   "template) into the computer's Personal store before installing the client.")
+        return text, fix
 
     def _not_installed(self) -> tuple[str, str]:
         return (f"{self.who}: {self.obs.detail}.",

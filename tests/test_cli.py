@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labtest import SCENARIOS
 
 from lab import __version__
 from lab.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
 CRL_ON = SCENARIOS / "seed4-internet-client-ldap-cdp-crl-on.toml"
 CRL_OFF = SCENARIOS / "seed4-internet-client-crl-check-off.toml"
 NO_HTTPS = SCENARIOS / "seed3-smsmp-without-https.toml"

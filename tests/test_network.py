@@ -5,55 +5,18 @@ from __future__ import annotations
 import socket
 
 import pytest
+from labtest import INTERNET, INTRA, contoso, fabrikam, machine, scenario_toml
 
-from lab.network import LOOPBACK, HostMap, Machine, NameNotResolved, Network, ZoneResolver
+from lab.network import LOOPBACK, HostMap, NameNotResolved, Network, ZoneResolver
 from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import ALL_ZONES, Zone
 
-INTRA = "IBCM-Intra.contoso.local"
-INTERNET = "IBCM-Internet.public.com"
-
-BASE = f"""
-[scenario]
-title = "test_network"
-
-[[ca]]
-name = "Contoso-CA"
-kind = "enterprise"
-host = "ca01.contoso.local"
-domain = "contoso.local"
-
-[[ca]]
-name = "Fabrikam Public CA"
-kind = "public"
-host = "crl.fabrikam-trust.example"
-
-[mp]
-intranet_fqdn = "{INTRA}"
-internet_fqdn = "{INTERNET}"
-
-[mp.cert]
-issuer = "Contoso-CA"
-
-{{network}}
-
-[[client]]
-name = "PC01"
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.contoso.local"
-
-[[client.step]]
-action = "install"
-location = "intranet"
-"""
+BASE = scenario_toml(title="test_network", cas=contoso() + fabrikam(), network="{network}")
 
 
 def network(reachable: str = "") -> Network:
     section = f"[network.reachable]\n{reachable}" if reachable else ""
     return Network(load_scenario_text(BASE.replace("{network}", section), name="net"))
-
-
-def machine(zone: Zone, domain_joined: bool = True) -> Machine:
-    return Machine("PC01", zone, domain_joined, "contoso.local" if domain_joined else None)
 
 
 def reachable_from(net: Network, host: str) -> set[Zone]:

@@ -18,99 +18,39 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from labtest import (
+    HTTP_AIA,
+    HTTP_CDP,
+    INTERNET,
+    INTRA,
+    LDAP_AIA,
+    LDAP_CDP,
+    PC01,
+    PUBLIC_AIA,
+    PUBLIC_CDP,
+    START,
+    contoso,
+    fabrikam,
+    scenario_toml,
+    site_table,
+)
 
-from lab.clock import Clock, system_now
+from lab.clock import Clock
 from lab.pki.build import CRL_VALIDITY, BuiltPKI, build_pki
 from lab.pki.cache import KEY_SIZE, PKICache
 from lab.pki.urls import cert_aia_urls, cert_cdp_urls
 from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Scenario
 
-# A fixed instant a few hours in the past, in whole seconds (CRL and certificate times are
-# encoded to the second). OpenSSL elsewhere uses the real time, so it must stay close to now.
-START = system_now().replace(microsecond=0) - dt.timedelta(hours=3)
-
-INTRA = "IBCM-Intra.contoso.local"
-INTERNET = "IBCM-Internet.public.com"
-
-LDAP_CDP = (
-    "ldap:///CN=Contoso-CA,CN=ca01,CN=CDP,CN=Public%20Key%20Services,CN=Services,"
-    "CN=Configuration,DC=contoso,DC=local?certificateRevocationList?base?"
-    "objectClass=cRLDistributionPoint"
-)
-HTTP_CDP = "http://ca01.contoso.local/CertEnroll/Contoso-CA.crl"
-LDAP_AIA = (
-    "ldap:///CN=Contoso-CA,CN=AIA,CN=Public%20Key%20Services,CN=Services,"
-    "CN=Configuration,DC=contoso,DC=local?cACertificate?base?"
-    "objectClass=certificationAuthority"
-)
-HTTP_AIA = "http://ca01.contoso.local/CertEnroll/ca01.contoso.local_Contoso-CA.crt"
-PUBLIC_CDP = "http://crl.fabrikam-trust.example/FabrikamPublicCA.crl"
-PUBLIC_AIA = "http://crl.fabrikam-trust.example/FabrikamPublicCA.crt"
-
-
-def contoso(extra: str = "", name: str = "Contoso-CA") -> str:
-    return f"""
-[[ca]]
-name = "{name}"
-kind = "enterprise"
-host = "ca01.contoso.local"
-domain = "contoso.local"
-{extra}
-"""
-
-
-def fabrikam(extra: str = "") -> str:
-    return f"""
-[[ca]]
-name = "Fabrikam Public CA"
-kind = "public"
-host = "crl.fabrikam-trust.example"
-{extra}
-"""
-
-
-PC01 = """
-[[client]]
-name = "PC01"
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.contoso.local"
-
-[[client.step]]
-action = "install"
-location = "intranet"
-"""
-
 
 def scenario_text(*, cas: str | None = None, mp_cert: str = 'issuer = "Contoso-CA"',
                   clients: str = PC01) -> str:
-    return f"""
-[scenario]
-title = "test_pki"
-
-[site]
-code = "P01"
-check_crl = true
-
-{contoso() if cas is None else cas}
-
-[mp]
-intranet_fqdn = "{INTRA}"
-internet_fqdn = "{INTERNET}"
-
-[mp.cert]
-{mp_cert}
-
-{clients}
-"""
+    return scenario_toml(title="test_pki", site=site_table(), cas=cas, mp_cert=mp_cert,
+                         clients=clients)
 
 
 def load(text: str) -> Scenario:
     return load_scenario_text(text, name="test-pki")
-
-
-@pytest.fixture(scope="module")
-def cache(certs_dir: Path) -> PKICache:
-    return PKICache(certs_dir)
 
 
 def build(text: str, cache: PKICache, clock: Clock | None = None) -> BuiltPKI:
@@ -288,7 +228,8 @@ def test_ca_cert_is_a_self_signed_crl_signing_ca(default_pki: BuiltPKI) -> None:
 def test_client_cert_subject_is_fqdn_with_client_auth(default_pki: BuiltPKI) -> None:
     issued = default_pki.clients["PC01"]
     cert = issued.cert
-    assert issued.label == "client:PC01" and issued.issuer == "Contoso-CA"
+    assert issued.label == "client:PC01:0" and issued.issuer == "Contoso-CA"
+    assert default_pki.stores["PC01"] == (issued,)
     assert cert.subject.rfc4514_string() == "CN=PC01.contoso.local"
     san = ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert san == ["PC01.contoso.local"]

@@ -11,102 +11,55 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from labtest import (
+    HTTP_CDP,
+    INTERNET,
+    INTRA,
+    LDAP_CDP,
+    PKI_CDP,
+    START,
+    contoso,
+    machine,
+    scenario_toml,
+    stage_scenario,
+    zone_session,
+)
 
 from lab import codes
-from lab.clock import Clock, system_now
+from lab.clock import Clock
 from lab.codes import WinHttpFlag
 from lab.cryptoapi.chain import build_chain, name_matches, policy_problems
 from lab.cryptoapi.retrieval import RETRIEVAL_TIMEOUT_MS, Retriever
 from lab.cryptoapi.revocation import RevocationResult, check_chain, judge_crl
-from lab.network import Machine, Network, ZoneResolver
 from lab.pki.build import BuiltCA, BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment
-from lab.servers.harness import RunningLab, start_lab
-
-START = system_now().replace(microsecond=0) - dt.timedelta(hours=3)
-
-INTRA = "IBCM-Intra.contoso.local"
-INTERNET = "IBCM-Internet.public.com"
-LDAP_CDP = (
-    "ldap:///CN=Contoso-CA,CN=ca01,CN=CDP,CN=Public%20Key%20Services,CN=Services,"
-    "CN=Configuration,DC=contoso,DC=local?certificateRevocationList?base?"
-    "objectClass=cRLDistributionPoint"
-)
-HTTP_CDP = "http://ca01.contoso.local/CertEnroll/Contoso-CA.crl"
-PKI_CDP = "http://pki.contoso.com/CertEnroll/Contoso-CA.crl"
+from lab.servers.harness import RunningLab
 
 
 def scenario_text(*, ca_extra: str = "", mp_extra: str = "") -> str:
-    return f"""
-[scenario]
-title = "test_revocation"
-
-[[ca]]
-name = "Contoso-CA"
-kind = "enterprise"
-host = "ca01.contoso.local"
-domain = "contoso.local"
-{ca_extra}
-
-[mp]
-intranet_fqdn = "{INTRA}"
-internet_fqdn = "{INTERNET}"
-
-[mp.cert]
-issuer = "Contoso-CA"
-{mp_extra}
-
-[[client]]
-name = "PC01"
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://{INTRA}"
-
-[[client.step]]
-action = "install"
-location = "intranet"
-"""
-
-
-@pytest.fixture(scope="module")
-def cache(certs_dir: Path) -> PKICache:
-    return PKICache(certs_dir)
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
-    async with start_lab(scratch=str(tmp_path)) as running:
-        yield running
+    return scenario_toml(title="test_revocation", cas=contoso(ca_extra),
+                         mp_cert=f'issuer = "Contoso-CA"\n{mp_extra}')
 
 
 async def stage(lab: RunningLab, cache: PKICache, text: str) -> Deployment:
-    scenario = load_scenario_text(text, name="test-revocation")
-    clock = Clock(START)
-    pki = build_pki(scenario, clock, cache)
-    deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
-    await lab.stage(deployment)
-    return deployment
+    return await stage_scenario(lab, cache, text, name="test-revocation")
 
 
 @asynccontextmanager
 async def retriever(lab: RunningLab, dep: Deployment, zone: Zone, *,
                     domain_joined: bool = True) -> AsyncIterator[Retriever]:
-    machine = Machine("PC01", zone, domain_joined, "contoso.local" if domain_joined else None)
-    resolver = ZoneResolver(dep.network, machine, lab.hosts)
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
-        timeout=aiohttp.ClientTimeout(total=10),
-    ) as session:
-        yield Retriever(dep.network, machine, lab.hosts, session, dep.directory)
+    pc01 = machine(zone, domain_joined)
+    async with zone_session(lab, dep.network, pc01) as session:
+        yield Retriever(dep.network, pc01, lab.hosts, session, dep.directory)
 
 
 def mp_chain(pki: BuiltPKI) -> list[x509.Certificate]:

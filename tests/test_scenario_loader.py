@@ -13,85 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from labtest import (
+    CCMSETUP,
+    INTERNET,
+    ROOT,
+    client_table,
+    contoso,
+    fabrikam,
+    mp_table,
+    site_table,
+)
 
 from lab.ccmsetup import parse_ccmsetup
 from lab.errors import CcmsetupSyntaxError, LabError, ScenarioError
 from lab.scenario.loader import discover, load_all, load_scenario, load_scenario_text
 from lab.scenario.model import EKU, Action, CAKind, CertSpec, Scenario, Site, Zone
 
-ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted((ROOT / "scenarios").glob("*.toml"))
-
-# A small valid scenario the cases below mutate. Both CA kinds, a domain-joined client with
-# two steps; every value the mutations touch occurs exactly once unless noted.
-BASE = """\
-[scenario]
-title = "Loader test"
-description = "A small scenario the loader tests mutate."
-
-[site]
-code = "P01"
-check_crl = true
-
-[[ca]]
-name = "Contoso-CA"
-kind = "enterprise"
-host = "ca01.contoso.local"
-domain = "contoso.local"
-
-[[ca]]
-name = "Fabrikam Public CA"
-kind = "public"
-host = "crl.fabrikam-trust.example"
-
-[mp]
-intranet_fqdn = "IBCM-Intra.contoso.local"
-internet_fqdn = "IBCM-Internet.public.com"
-
-[mp.cert]
-issuer = "Contoso-CA"
-
-[[client]]
-name = "PC01"
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.contoso.local"
-
-[[client.step]]
-action = "install"
-location = "intranet"
-expect = "ok"
-
-[[client.step]]
-action = "register"
-location = "vpn"
-expect = "CRYPT_E_REVOCATION_OFFLINE"
-"""
-
-# The same site with a public CA only: clients must be workgroup machines.
-PUBLIC_ONLY = """\
-[scenario]
-title = "Public CA only"
-
-[[ca]]
-name = "Fabrikam Public CA"
-kind = "public"
-host = "crl.fabrikam-trust.example"
-
-[mp]
-intranet_fqdn = "IBCM-Intra.contoso.local"
-internet_fqdn = "IBCM-Internet.public.com"
-
-[mp.cert]
-issuer = "Fabrikam Public CA"
-
-[[client]]
-name = "PC01"
-domain_joined = true
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME=IBCM-Internet.public.com"
-
-[[client.step]]
-action = "install"
-location = "intranet"
-"""
 
 STEPS = """
 [[client.step]]
@@ -105,15 +43,45 @@ location = "vpn"
 expect = "CRYPT_E_REVOCATION_OFFLINE"
 """
 
-SECOND_CLIENT = """
-[[client]]
-name = "{name}"
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01"
+# A small valid scenario the cases below mutate. Both CA kinds, a domain-joined client with
+# two steps; every value the mutations touch occurs exactly once unless noted.
+BASE = (
+    "[scenario]\n"
+    'title = "Loader test"\n'
+    'description = "A small scenario the loader tests mutate."\n'
+    "\n"
+    + site_table()  # lines 5-7: [site], code = "P01", check_crl = true
+    + contoso()  # Contoso-CA, enterprise, on ca01.contoso.local, domain contoso.local
+    + fabrikam()  # Fabrikam Public CA, public, on crl.fabrikam-trust.example
+    + mp_table()  # both FQDNs; [mp.cert] issuer = "Contoso-CA"
+    + "[[client]]\n"
+    'name = "PC01"\n'
+    f'ccmsetup = "{CCMSETUP}"\n'  # line 29
+    + STEPS
+)
 
-[[client.step]]
-action = "install"
-location = "{location}"
-"""
+# The same site with a public CA only: clients must be workgroup machines.
+PUBLIC_ONLY = (
+    "[scenario]\n"
+    'title = "Public CA only"\n'
+    "\n"
+    + fabrikam()
+    + mp_table('issuer = "Fabrikam Public CA"')
+    + "[[client]]\n"
+    'name = "PC01"\n'
+    "domain_joined = true\n"
+    f'ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME={INTERNET}"\n'
+    "\n"
+    "[[client.step]]\n"
+    'action = "install"\n'
+    'location = "intranet"\n'
+)
+
+
+def second_client(name: str, location: str) -> str:
+    """A second ``[[client]]``, without SMSMP, with one install step at ``location``."""
+    return client_table(name, location=location,
+                        ccmsetup="ccmsetup.exe /UsePKICert SMSSITECODE=P01")
 
 
 def mutate(text: str, old: str, new: str) -> str:
@@ -155,7 +123,7 @@ def test_bundled_scenario_loads(path: Path) -> None:
     assert s.name == path.stem
     assert s.file == str(path)
     assert s.info.title.strip()
-    assert s.info.source.startswith("seed §")
+    assert s.info.source.startswith(("seed §", "failure catalogue"))
     assert s.cas and s.clients
     assert all(c.steps for c in s.clients)
     assert s.mp.cert.issuer in {ca.name for ca in s.cas}
@@ -448,8 +416,9 @@ CASES: list[Case] = [
     Case("bool-true-for-client-cert", 'name = "PC01"', 'name = "PC01"\ncert = true',
          'name = "PC01"\ncert = false', lambda s: s.clients[0].cert is None,
          "client[0].cert", "cert = true",
-         ("expected a [client.cert] table, or false for a computer without a client "
-          "certificate, got a boolean",)),
+         ("expected a [client.cert] table, [[client.cert]] tables for several "
+          "certificates, or false for a computer without a client certificate, got a "
+          "boolean",)),
     # Missing required keys: the line falls back to the table's header
     Case("missing-title", 'title = "Loader test"\n', "", 'title = "Another"\n',
          lambda s: s.info.title == "Another", "scenario.title", "[scenario]",
@@ -574,9 +543,8 @@ CASES: list[Case] = [
          'name = "Contoso-CA2"', lambda s: [c.name for c in s.cas] == ["Contoso-CA", "Contoso-CA2"],
          "ca[1].name", 'name = "Contoso-CA"', ("a CA named 'Contoso-CA' is already defined",),
          nth=1),
-    Case("duplicate-client-name", STEPS, STEPS + SECOND_CLIENT.format(name="pc01",
-                                                                     location="internet"),
-         STEPS + SECOND_CLIENT.format(name="PC02", location="internet"),
+    Case("duplicate-client-name", STEPS, STEPS + second_client("pc01", "internet"),
+         STEPS + second_client("PC02", "internet"),
          lambda s: [c.name for c in s.clients] == ["PC01", "PC02"], "client[1].name",
          'name = "pc01"', ("a client named 'pc01' is already defined",)),
     Case("domain-joined-client-without-enterprise-ca", "domain_joined = true",
@@ -597,7 +565,7 @@ CASES: list[Case] = [
          lambda s: s.clients[0].steps[1].action is Action.CLEAR_INTERNET_FQDN,
          "client[0].step[1].action", 'action = "enroll"',
          ("expected one of 'install', 'register', 'location', 'policy', 'inventory', "
-          "'clear-internet-fqdn', got 'enroll'",)),
+          "'browse-mplist', 'clear-internet-fqdn', got 'enroll'",)),
     Case("bad-ca-kind", 'kind = "public"', 'kind = "commercial"', 'kind = "public"',
          lambda s: s.cas[1].kind is CAKind.PUBLIC, "ca[1].kind", 'kind = "commercial"',
          ("expected one of 'enterprise', 'public', got 'commercial'",)),
@@ -670,8 +638,8 @@ CASES: list[Case] = [
          ("expected a computer name (letters, digits, '-'), got 'PC_01'",)),
     # The second [[client]]'s steps are counted from zero again
     Case("second-client-step-located", STEPS,
-         STEPS + SECOND_CLIENT.format(name="PC02", location="moon"),
-         STEPS + SECOND_CLIENT.format(name="PC02", location="vpn"),
+         STEPS + second_client("PC02", "moon"),
+         STEPS + second_client("PC02", "vpn"),
          lambda s: s.clients[1].steps[0].location is Zone.VPN, "client[1].step[0].location",
          'location = "moon"', ("got 'moon'",)),
 ]
@@ -745,7 +713,6 @@ def test_missing_ca_is_named() -> None:
 # The ccmsetup line: parser messages, located by the loader
 # ------------------------------------------------------------------------------------------
 
-CCMSETUP = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.contoso.local"
 BAD_CCMSETUP = [
     pytest.param("SMSSITECODE=P01", "SMSSITECODE=P0",
                  "expected a 3-character site code (letters and digits) or AUTO, got 'P0'",
@@ -785,12 +752,12 @@ def test_wellformed_ccmsetup_twin_is_parsed() -> None:
 
 
 def test_malformed_ccmsetup_of_second_client_names_that_client() -> None:
-    text = BASE + SECOND_CLIENT.format(name="PC02", location="vpn").replace(
+    text = BASE + second_client("PC02", "vpn").replace(
         "SMSSITECODE=P01", "SMSSITECODE=P01 CCMALWAYSINF=2")
     err = load_fails(text)
     assert (err.key, err.line) == ("client[1].ccmsetup", line_of(text, "ccmsetup = ", nth=1))
     assert "CCMALWAYSINF" in err.message
-    twin = BASE + SECOND_CLIENT.format(name="PC02", location="vpn").replace(
+    twin = BASE + second_client("PC02", "vpn").replace(
         "SMSSITECODE=P01", "SMSSITECODE=P01 CCMALWAYSINF=1")
     assert load(twin).clients[1].ccmsetup.always_internet is True
 

@@ -10,12 +10,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from labtest import SCENARIOS
 
 from lab.run import RunResult, ScenarioResult, run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
 from lab.verdict import StepResult
-
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 @pytest.fixture(scope="module")

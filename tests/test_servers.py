@@ -14,7 +14,6 @@ import re
 import ssl
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,40 +23,40 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from labtest import (
+    HTTP_AIA,
+    HTTP_CDP,
+    INTERNET,
+    INTRA,
+    PKI_CDP,
+    PUBLIC_AIA,
+    PUBLIC_CDP,
+    START,
+    client_table,
+    contoso,
+    fabrikam,
+    machine,
+    scenario_toml,
+    site_table,
+    stage_scenario,
+    zone_session,
+)
 
 from lab import codes
 from lab.clock import Clock, system_now
-from lab.network import LOOPBACK, Machine, Network, ZoneResolver
-from lab.pki.build import BuiltPKI, IssuedCert, build_pki
+from lab.network import LOOPBACK
+from lab.pki.build import BuiltPKI, IssuedCert
 from lab.pki.cache import PKICache
-from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment, MpRecord
-from lab.servers.harness import RunningLab, start_lab
-
-START = system_now().replace(microsecond=0) - dt.timedelta(hours=3)
-
-INTRA = "IBCM-Intra.contoso.local"
-INTERNET = "IBCM-Internet.public.com"
-HTTP_CDP = "http://ca01.contoso.local/CertEnroll/Contoso-CA.crl"
-HTTP_AIA = "http://ca01.contoso.local/CertEnroll/ca01.contoso.local_Contoso-CA.crt"
-PUBLIC_CDP = "http://crl.fabrikam-trust.example/FabrikamPublicCA.crl"
-PUBLIC_AIA = "http://crl.fabrikam-trust.example/FabrikamPublicCA.crt"
-PKI_CDP = "http://pki.contoso.com/CertEnroll/Contoso-CA.crl"
+from lab.servers.harness import RunningLab
 
 REGISTRATION_ID = "GUID:8E8B5B8D-3C3A-4B7E-9A55-0F4B1C2D3E4F"
 
 
 def client(name: str, cert: str = "") -> str:
-    return f"""
-[[client]]
-name = "{name}"
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://{INTRA}"
-{cert}
-[[client.step]]
-action = "register"
-location = "intranet"
-"""
+    """A client that registers from the intranet."""
+    return client_table(name, cert, action="register")
 
 
 # PC01: a good client certificate; PC02: revoked; PC03: issued by the public CA.
@@ -70,61 +69,15 @@ def scenario_text(*, check_crl: bool = True, https_only: bool = True,
                   trusted_roots: str = "", contoso_extra: str = "", fabrikam_extra: str = "",
                   internet: bool = True, mp_cert: str = 'issuer = "Contoso-CA"',
                   network: str = "", clients: str = CLIENTS) -> str:
-    internet_line = f'internet_fqdn = "{INTERNET}"' if internet else ""
-    return f"""
-[scenario]
-title = "test_servers"
-
-[site]
-code = "P01"
-check_crl = {str(check_crl).lower()}
-https_only = {str(https_only).lower()}
-{trusted_roots}
-
-[[ca]]
-name = "Contoso-CA"
-kind = "enterprise"
-host = "ca01.contoso.local"
-domain = "contoso.local"
-{contoso_extra}
-
-[[ca]]
-name = "Fabrikam Public CA"
-kind = "public"
-host = "crl.fabrikam-trust.example"
-{fabrikam_extra}
-
-[mp]
-intranet_fqdn = "{INTRA}"
-{internet_line}
-
-[mp.cert]
-{mp_cert}
-
-{network}
-
-{clients}
-"""
-
-
-@pytest.fixture(scope="module")
-def cache(certs_dir: Path) -> PKICache:
-    return PKICache(certs_dir)
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
-    async with start_lab(scratch=str(tmp_path)) as running:
-        yield running
+    site = site_table(f"check_crl = {str(check_crl).lower()}\n"
+                      f"https_only = {str(https_only).lower()}\n{trusted_roots}")
+    return scenario_toml(title="test_servers", site=site,
+                         cas=contoso(contoso_extra) + fabrikam(fabrikam_extra),
+                         mp_cert=mp_cert, internet=internet, network=network, clients=clients)
 
 
 async def stage(lab: RunningLab, cache: PKICache, text: str) -> Deployment:
-    scenario = load_scenario_text(text, name="test-servers")
-    clock = Clock(START)
-    pki = build_pki(scenario, clock, cache)
-    deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
-    await lab.stage(deployment)
-    return deployment
+    return await stage_scenario(lab, cache, text, name="test-servers")
 
 
 # ------------------------------------------------------------------------------------------
@@ -217,11 +170,7 @@ def verdict(record: MpRecord) -> tuple[int, int, int]:
 
 def intranet_session(lab: RunningLab, deployment: Deployment, *,
                      zone: Zone = Zone.INTRANET) -> aiohttp.ClientSession:
-    machine = Machine("PC01", zone, True, "contoso.local")
-    resolver = ZoneResolver(deployment.network, machine, lab.hosts)
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
-        timeout=aiohttp.ClientTimeout(total=10))
+    return zone_session(lab, deployment.network, machine(zone))
 
 
 def mplist_state(body: bytes) -> tuple[ET.Element, str]:

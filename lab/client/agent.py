@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 
 from lab import codes
 from lab.ccmsetup import CcmsetupCommand
-from lab.client.winhttp import HttpOutcome, WinHttp
+from lab.client.certselect import select_certificate
+from lab.client.winhttp import ClientCertFiles, HttpOutcome, WinHttp
 from lab.codes import Code, WinHttpFlag, https_state
 from lab.logline import LogLine, thread_id
 from lab.network import Machine, Network
+from lab.pki.build import IssuedCert
 from lab.scenario.model import Action, ClientSpec, StepSpec, Zone
 
 MPLIST_PATH = "/SMS_MP/.sms_aut?MPLIST"
@@ -105,8 +107,12 @@ class SimulatedClient:
     """One ConfigMgr client replaying its steps (see the module docstring)."""
 
     def __init__(self, spec: ClientSpec, *, network: Network, http: WinHttp,
-                 ad_mp: Callable[[Machine], tuple[str, bool] | None]) -> None:
+                 ad_mp: Callable[[Machine], tuple[str, bool] | None],
+                 store: tuple[IssuedCert, ...] = ()) -> None:
         self.spec = spec
+        self.store = store
+        """The computer's Personal store (client authentication candidates)."""
+        http.skew = spec.clock_skew
         self.cmd: CcmsetupCommand = spec.ccmsetup
         self.network = network
         self.http = http
@@ -240,6 +246,9 @@ class SimulatedClient:
         if step.action is Action.INSTALL:
             await self._install(obs, machine, step_id)
             return obs
+        if step.action is Action.BROWSE_MPLIST:
+            await self._browse(obs, machine, step_id)
+            return obs
         if not self.state.installed:
             obs.fail("not_installed", codes.LAB_CLIENT_NOT_INSTALLED,
                      "no earlier install step succeeded, so there is no client agent")
@@ -297,10 +306,19 @@ class SimulatedClient:
                      f"{mp.host} accepts HTTPS only, and without /UsePKICert the client "
                      "filters out every HTTPS management point")
             return False
-        if self.http.client_cert is None:
-            obs.fail("no_client_cert", codes.CCM_E_NO_CLIENT_PKI_CERT,
-                     "the computer has no client authentication certificate in its Personal "
-                     "store, so the client cannot use PKI and filters out HTTPS MPs")
+        selection = select_certificate(self.store, self.cmd, self.spec.fqdn,
+                                       self.http.machine_now())
+        if selection.cert is not None:
+            self.http.client_cert = ClientCertFiles(selection.cert.chain_path,
+                                                    selection.cert.key_path)
+            if obs.action in (Action.INSTALL, Action.REGISTER):
+                obs.notes.append(f"Client certificate: {selection.detail}")
+        else:
+            self.http.client_cert = None
+            obs.fail("no_client_cert", selection.error,
+                     f"{selection.detail}, so the client cannot use PKI and filters out HTTPS "
+                     "management points")
+            obs.extra_identifiers.update(codes.CCM_E_NO_CLIENT_PKI_CERT.identifiers())
             self._log(obs,
                       "ccmsetup.log" if obs.action is Action.INSTALL else "CcmMessaging.log",
                       "ccmsetup" if obs.action is Action.INSTALL else "CcmMessaging",
@@ -354,6 +372,26 @@ class SimulatedClient:
                                component="ccmsetup")
         if self._judge_request(obs, out):
             self._installed(obs, f"from the MP {mp.host}")
+
+    async def _browse(self, obs: StepObservation, machine: Machine, step_id: str) -> None:
+        """An admin checks the MP in a browser (fidelity §8.2): no computer certificate."""
+        if obs.connection == "internet":
+            host = self.state.internet_mp or self.cmd.ccmhostname
+        else:
+            known = self.choose_mp("intranet", machine)
+            host = known.host if known else None
+        if host is None:
+            obs.fail("no_mp", codes.CCM_MP_NOT_FOUND, "the machine knows no MP name to browse to")
+            return
+        obs.mp = MpChoice(host, True, "the MP name the admin types into the browser")
+        obs.crl_check, obs.crl_source = False, "the browser (it does not hard-fail on revocation)"
+        out = await self.http.request(
+            "GET", f"https://{host}{MPLIST_PATH}", crl_check=False, present_cert=False,
+            headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+                     STEP_HEADER: step_id})
+        obs.requests.append(out)
+        if self._judge_request(obs, out):
+            obs.notes.append("The browser shows the MPList XML")
 
     def _installed(self, obs: StepObservation, how: str) -> None:
         self.state.installed = True

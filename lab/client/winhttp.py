@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import ssl
 import tempfile
@@ -94,6 +95,7 @@ class HttpOutcome:
     body: bytes = b""
     simulated_ms: int = 0
     notes: list[str] = field(default_factory=list)
+    present_cert: bool = True
 
     @property
     def winhttp_error(self) -> Code | None:
@@ -125,6 +127,8 @@ class WinHttp:
         """Issuing CAs the server sends with its certificate (Python 3.11 cannot read a
         peer's chain, so the lab hands them over, as IIS would have sent them)."""
         self.url_retrieval = url_retrieval
+        self.skew = dt.timedelta(0)
+        """How far the machine's clock is off: it judges dates by its own clock."""
         self.machine = machine
         self.network = network
         self.hosts = hosts
@@ -136,24 +140,28 @@ class WinHttp:
         self.scratch = scratch
         self.session = session
 
+    def machine_now(self) -> dt.datetime:
+        return self.clock.now() + self.skew
+
     def retriever(self) -> Retriever:
         return Retriever(self.network, self.machine, self.hosts, self.session, self.directory,
                          accumulative=self.url_retrieval == "accumulative")
 
     # -- TLS contexts -------------------------------------------------------------------------
-    def _schannel_context(self) -> ssl.SSLContext:
+    def _schannel_context(self, present_cert: bool = True) -> ssl.SSLContext:
         """The handshake that hands the server certificate to CryptoAPI (no OpenSSL checks)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        if self.client_cert is not None:
+        if self.client_cert is not None and present_cert:
             ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
         return ctx
 
     def _openssl_context(self, crls: tuple[x509.CertificateRevocationList, ...],
-                         crl_check: bool, chain_length: int = 2) -> ssl.SSLContext:
+                         crl_check: bool, chain_length: int = 2,
+                         present_cert: bool = True) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cadata=self.trust_pem.decode())
-        if self.client_cert is not None:
+        if self.client_cert is not None and present_cert:
             ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
         if crl_check:
             # Windows checks every element below the root; OpenSSL's CHECK_CHAIN also wants
@@ -173,12 +181,16 @@ class WinHttp:
 
     # -- the request ------------------------------------------------------------------------
     async def request(self, method: str, url: str, *, crl_check: bool, body: bytes | None = None,
-                      headers: dict[str, str] | None = None) -> HttpOutcome:
+                      headers: dict[str, str] | None = None,
+                      present_cert: bool = True) -> HttpOutcome:
+        """One request (see the module docstring); ``present_cert=False`` is a browser that
+        offers no computer certificate."""
         parts = urlsplit(url)
         secure = parts.scheme == "https"
         host = (parts.netloc.rsplit("@", 1)[-1].split(":", 1)[0]) or (parts.hostname or "")
         port = parts.port or (443 if secure else 80)
         out = HttpOutcome(method, url, host, port, secure, crl_check and secure)
+        out.present_cert = present_cert
         if not self.network.can_resolve(self.machine, host):
             rule = self.network.rule(host)
             out.connect_error = codes.ERROR_WINHTTP_NAME_NOT_RESOLVED
@@ -196,7 +208,8 @@ class WinHttp:
                 return out
             assert out.verdict is not None
             context: ssl.SSLContext | bool = self._openssl_context(
-                out.verdict.revocation.crls, out.crl_check, len(out.verdict.chain))
+                out.verdict.revocation.crls, out.crl_check, len(out.verdict.chain),
+                out.present_cert)
         else:
             context = False
         try:
@@ -222,9 +235,11 @@ class WinHttp:
                 out.openssl = OpenSslJudgement(0, "ok", "ok", True)
         return out
 
-    async def _peer_certificate(self, loopback_port: int, host: str) -> x509.Certificate:
+    async def _peer_certificate(self, loopback_port: int, host: str,
+                                present_cert: bool = True) -> x509.Certificate:
         _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(LOOPBACK, loopback_port, ssl=self._schannel_context(),
+            asyncio.open_connection(LOOPBACK, loopback_port,
+                                    ssl=self._schannel_context(present_cert),
                                     server_hostname=host),
             HANDSHAKE_TIMEOUT)
         try:
@@ -255,12 +270,12 @@ class WinHttp:
 
     async def _judge_server(self, out: HttpOutcome, loopback_port: int) -> bool:
         try:
-            leaf = await self._peer_certificate(loopback_port, out.host)
+            leaf = await self._peer_certificate(loopback_port, out.host, out.present_cert)
         except (TimeoutError, OSError, ssl.SSLError) as e:
             out.connect_error = codes.ERROR_WINHTTP_SECURE_FAILURE
             out.connect_detail = f"the TLS handshake failed: {e}"
             return False
-        now = self.clock.now()
+        now = self.machine_now()
         retriever = self.retriever()
         pool = list(self.intermediates)
         if not any(a.subject == leaf.issuer for a in (*self.anchors, *pool)):
@@ -284,7 +299,7 @@ class WinHttp:
         """OpenSSL's verdict on a server the engine refused (handshake only, no request)."""
         assert out.verdict is not None
         ctx = self._openssl_context(out.verdict.revocation.crls, out.crl_check,
-                                    len(out.verdict.chain))
+                                    len(out.verdict.chain), out.present_cert)
         try:
             _reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(LOOPBACK, loopback_port, ssl=ctx,

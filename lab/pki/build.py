@@ -133,7 +133,9 @@ class BuiltPKI:
     mp: IssuedCert | None
     mp_refusal: IssuanceRefusal | None
     clients: Mapping[str, IssuedCert]
-    """Client certificates by client name (a client without one is absent)."""
+    """The first client certificate by client name (a client without one is absent)."""
+    stores: Mapping[str, tuple[IssuedCert, ...]]
+    """Every certificate in each client's Personal store, by client name."""
     publications: tuple[Publication, ...]
     built_at: dt.datetime
     stats: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -397,7 +399,9 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
     b = _Builder(scenario, clock, cache)
     keys_before, certs_before = cache.keys_generated, cache.certs_issued
     for spec in _parents_first(scenario.cas):
-        b.build_ca(spec)
+        material = b.build_ca(spec)
+        if spec.revoked and spec.parent is not None:
+            b.revoked.setdefault(spec.parent, []).append(material.cert)
 
     mp_spec = scenario.mp.cert
     mp: IssuedCert | None = None
@@ -408,16 +412,19 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
         refusal = IssuanceRefusal(label="mp", ca=issuer.name, requested=mp_spec.san,
                                   limit=issuer.max_names)
     else:
-        subject = mp_spec.san[0] if mp_spec.san else scenario.mp.intranet_fqdn
+        subject = mp_spec.subject or (mp_spec.san[0] if mp_spec.san else
+                                      scenario.mp.intranet_fqdn)
         mp = b.issue("mp", mp_spec, subject_cn=subject, default_eku=EKU.SERVER_AUTH,
                      key_label=f"mp-{scenario.mp.intranet_fqdn}")
 
-    clients: dict[str, IssuedCert] = {}
+    stores: dict[str, tuple[IssuedCert, ...]] = {}
     for client in scenario.clients:
-        if client.cert is not None:
-            clients[client.name] = b.issue(
-                f"client:{client.name}", client.cert, subject_cn=client.fqdn,
-                default_eku=EKU.CLIENT_AUTH, key_label=f"client-{client.fqdn}")
+        stores[client.name] = tuple(
+            b.issue(f"client:{client.name}:{i}", spec, subject_cn=spec.subject or client.fqdn,
+                    default_eku=EKU.CLIENT_AUTH,
+                    key_label=f"client-{client.fqdn}" + (f"-{i}" if i else ""))
+            for i, spec in enumerate(client.certs))
+    clients = {name: store[0] for name, store in stores.items() if store}
     # A sub CA that a scenario revokes would appear here; leaves are known now.
     publications: list[Publication] = []
     cas: dict[str, BuiltCA] = {}
@@ -427,7 +434,8 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
         crl = b.crl(m, delta_urls=delta_urls)
         crl_der = crl.public_bytes(serialization.Encoding.DER)
         delta = b.crl(m, delta_of=b.crl_number(m)) if delta_urls else None
-        delta_der = delta.public_bytes(serialization.Encoding.DER) if delta else b""
+        delta_der = (delta.public_bytes(serialization.Encoding.DER) if delta is not None
+                     else b"")
         ca = BuiltCA(spec=spec, cert=m.cert, cert_pem=m.cert.public_bytes(
                          serialization.Encoding.PEM), key=m.key, cdp_urls=m.cdp_urls,
                      aia_urls=m.aia_urls, crl=crl, crl_der=crl_der, chain=m.chain,
@@ -441,7 +449,7 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
                          for u in ca.aia_urls]
     # Certificates with their own CDP list: the issuing CA publishes there too.
     known = {p.url for p in publications}
-    for leaf in [mp, *clients.values()]:
+    for leaf in [mp, *(c for store in stores.values() for c in store)]:
         if leaf is None:
             continue
         for url in cert_cdp_urls(leaf.cert):
@@ -453,5 +461,6 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
     stats = {"keys_generated": cache.keys_generated - keys_before,
              "certs_issued": cache.certs_issued - certs_before}
     return BuiltPKI(cas=MappingProxyType(cas), mp=mp, mp_refusal=refusal,
-                    clients=MappingProxyType(clients), publications=tuple(publications),
+                    clients=MappingProxyType(clients), stores=MappingProxyType(stores),
+                    publications=tuple(publications),
                     built_at=b.now, stats=MappingProxyType(stats))

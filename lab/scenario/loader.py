@@ -311,6 +311,7 @@ def _cert(ctx: _Ctx, t: _Table, *, default_issuer: str | None, cas: dict[str, CA
     )
     cdp = _url_entries(ctx, t.key("cdp"), t.str_list("cdp"), cas[issuer].kind)
     revoked = t.flag("revoked", False)
+    subject = t.text("subject")
     not_before = _offset(ctx, t, "not_before")
     not_after = _offset(ctx, t, "not_after")
     start = not_before if not_before is not None else -dt.timedelta(days=1)
@@ -320,7 +321,7 @@ def _cert(ctx: _Ctx, t: _Table, *, default_issuer: str | None, cas: dict[str, CA
     t.done()
     return CertSpec(issuer=issuer, san=san if san is not None else default_san,
                     revoked=revoked, eku=eku, cdp=cdp, not_before=not_before,
-                    not_after=not_after)
+                    not_after=not_after, subject=subject)
 
 
 def _ca(ctx: _Ctx, t: _Table) -> CASpec:
@@ -359,6 +360,7 @@ def _ca(ctx: _Ctx, t: _Table) -> CASpec:
         name=name, kind=kind, host=host, domain=domain, cdp=cdp, aia=aia, max_names=max_names,
         parent=t.text("parent"), crl_this_update=this_update, crl_next_update=next_update,
         crl_signer=t.text("crl_signer"), crl_sign=t.flag("crl_sign", True),
+        revoked=t.flag("revoked", False),
         delta_cdp=_url_entries(ctx, t.key("delta_cdp"), t.str_list("delta_cdp"), kind))
     t.done()
     return spec
@@ -400,19 +402,25 @@ def _client(ctx: _Ctx, t: _Table, cas: dict[str, CASpec], default_issuer: str | 
     default_fqdn = f"{name}.{ad_domain}" if domain_joined and ad_domain else name
     fqdn = _dns_name(ctx, t.key("fqdn"), t.text("fqdn", default=default_fqdn))
     raw_cert = t.data.get("cert")
-    cert: CertSpec | None
+    certs: tuple[CertSpec, ...]
     if raw_cert is False:
         t.used.add("cert")
-        cert = None
+        certs = ()
     elif raw_cert is None:
-        cert = (CertSpec(issuer=default_issuer, san=(fqdn,)) if default_issuer else None)
+        certs = (CertSpec(issuer=default_issuer, san=(fqdn,)),) if default_issuer else ()
     elif isinstance(raw_cert, dict):
         cert_table = t.table("cert")
         assert cert_table is not None
-        cert = _cert(ctx, cert_table, default_issuer=default_issuer, cas=cas, default_san=(fqdn,))
+        certs = (_cert(ctx, cert_table, default_issuer=default_issuer, cas=cas,
+                       default_san=(fqdn,)),)
+    elif isinstance(raw_cert, list) and raw_cert and all(isinstance(c, dict) for c in raw_cert):
+        certs = tuple(_cert(ctx, c, default_issuer=default_issuer, cas=cas, default_san=(fqdn,))
+                      for c in t.tables("cert"))
     else:
-        raise ctx.error(t.key("cert"), "expected a [client.cert] table, or false for a "
-                        f"computer without a client certificate, got {_type_name(raw_cert)}")
+        raise ctx.error(t.key("cert"), "expected a [client.cert] table, [[client.cert]] tables "
+                        "for several certificates, or false for a computer without a client "
+                        f"certificate, got {_type_name(raw_cert)}")
+    skew = _offset(ctx, t, "clock_skew") or dt.timedelta(0)
     trusted = t.str_list("trusted_roots")
     for i, root in enumerate(trusted or ()):
         if root not in cas:
@@ -428,7 +436,7 @@ def _client(ctx: _Ctx, t: _Table, cas: dict[str, CASpec], default_issuer: str | 
         raise ctx.error(t.key("step"), "a client needs at least one [[client.step]]")
     t.done()
     return ClientSpec(name=name, domain_joined=domain_joined, ccmsetup=command, fqdn=fqdn,
-                      cert=cert, steps=tuple(steps), trusted_roots=trusted,
+                      certs=certs, steps=tuple(steps), trusted_roots=trusted, clock_skew=skew,
                       url_retrieval=retrieval)
 
 
@@ -505,6 +513,9 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
             if ref is not None and ref not in cas:
                 known = ", ".join(repr(n) for n in cas)
                 raise ctx.error(t.key(key), f"There is no CA named {ref!r} (defined: {known})")
+        if spec.revoked and spec.parent is None:
+            raise ctx.error(t.key("revoked"), "only an issuing CA (one with a parent) can be "
+                            "revoked: a root is trusted or not, it has no CRL above it")
         seen, walk = {spec.name}, spec.parent
         while walk is not None:
             if walk in seen:

@@ -51,6 +51,9 @@ class Action(enum.StrEnum):
     """Policy request to the MP."""
     INVENTORY = "inventory"
     """Hardware inventory upload to the MP."""
+    BROWSE_MPLIST = "browse-mplist"
+    """An admin opens ``https://<MP>/SMS_MP/.sms_aut?MPLIST`` in a browser on the machine:
+    no computer certificate is presented (browsers use the user's store)."""
     CLEAR_INTERNET_FQDN = "clear-internet-fqdn"
     """An admin deletes the client's Internet FQDN (Control Panel > Configuration Manager >
     Network). The next site refresh sets it again while the site has an internet MP."""
@@ -116,6 +119,8 @@ class CASpec:
     delta_cdp: tuple[str, ...] | None = None
     """Where delta CRLs are published (written into the base CRL's Freshest CRL extension);
     None = no delta CRLs."""
+    revoked: bool = False
+    """An issuing CA revoked by its parent (it appears on the parent's CRL)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class CertSpec:
     """Validity start relative to the run's time (``"-400d"``); None = the lab's default."""
     not_after: dt.timedelta | None = None
     """Validity end relative to the run's time (``"-1d"`` = expired); None = the default."""
+    subject: str | None = None
+    """The subject's common name; None = the role's default (first SAN / the computer FQDN)."""
 
 
 @dataclass(frozen=True)
@@ -164,15 +171,24 @@ class ClientSpec:
     ccmsetup: CcmsetupCommand
     fqdn: str
     """The computer's FQDN (client certificate subject); defaults to ``<name>.<AD domain>``."""
-    cert: CertSpec | None
-    """The client authentication certificate in the computer's Personal store."""
+    certs: tuple[CertSpec, ...]
+    """Certificates in the computer's Personal store (``[client.cert]`` or
+    ``[[client.cert]]``); empty with ``cert = false``."""
     steps: tuple[StepSpec, ...]
     trusted_roots: tuple[str, ...] | None = None
     """CAs in the computer's Trusted Root Certification Authorities store, by name;
     None = every lab root."""
+    clock_skew: dt.timedelta = dt.timedelta(0)
+    """How far the computer's clock is off (``"-2h"``): it judges certificate and CRL dates by
+    its own clock."""
     url_retrieval: str = "per-url"
     """CryptoAPI's retrieval time-outs: ``per-url`` (15 s each) or ``accumulative``
     (20 s in all: 10 s, 5 s, 2.5 s, ...; CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT)."""
+
+    @property
+    def cert(self) -> CertSpec | None:
+        """The first certificate of the store (None when the store is empty)."""
+        return self.certs[0] if self.certs else None
 
 
 @dataclass(frozen=True)

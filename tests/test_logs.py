@@ -1,0 +1,496 @@
+"""Tests for the written logs: CMTrace client and MP logs, the MP's IIS W3C log, the writer
+behind ``ibcm-lab run --out DIR`` and the log references in the text report.
+
+One module-scoped real run of every bundled scenario (plus a copy of the seed §4 scenario in
+Asia/Tokyo) is written once and checked file by file; the format functions are also checked
+on fixed inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+from lab.clock import zone_info
+from lab.errors import UsageError
+from lab.logline import LogLine
+from lab.logs.cmtrace import (
+    CMTRACE_LINE,
+    entry_utc,
+    format_line,
+    format_log,
+    parse_line,
+    parse_log,
+)
+from lab.logs.w3c import FIELDS, format_w3c, parse_w3c
+from lab.logs.writer import MANIFEST, MP_SERVER_IP, machine_name, write_logs
+from lab.run import ClientResult, RunResult, ScenarioResult, run_loaded
+from lab.scenario.loader import load_all
+from lab.servers.deployment import MpRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+CRL_ON = "seed4-internet-client-ldap-cdp-crl-on"
+CRL_OFF = "seed4-internet-client-crl-check-off"
+NO_HTTPS = "seed3-smsmp-without-https"
+ONE_NAME = "seed2-mp-cert-intranet-name-only"
+TOKYO = "seed4-crl-on-tokyo"
+MP = "IBCM-Intra"
+
+UTC = dt.UTC
+JST = zone_info("Asia/Tokyo")
+
+
+@dataclass
+class Written:
+    run: RunResult
+    out: Path
+    paths: list[Path]
+
+    def result(self, name: str) -> ScenarioResult:
+        return next(r for r in self.run.scenarios if r.scenario.name == name)
+
+    def folder(self, scenario: str, machine: str) -> Path:
+        return self.out / scenario / machine
+
+
+@pytest.fixture(scope="module")
+def written(certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Written:
+    src = tmp_path_factory.mktemp("tokyo")
+    text = (SCENARIOS / f"{CRL_ON}.toml").read_text(encoding="utf-8")
+    assert text.count("[scenario]\n") == 1
+    tokyo = src / f"{TOKYO}.toml"
+    tokyo.write_text(text.replace("[scenario]\n", '[scenario]\ntimezone = "Asia/Tokyo"\n'),
+                     encoding="utf-8")
+    run = asyncio.run(run_loaded(load_all([SCENARIOS, tokyo]), certs=certs_dir))
+    out = tmp_path_factory.mktemp("out")
+    return Written(run, out, write_logs(run, out))
+
+
+def read(path: Path) -> str:
+    """A file's text with its line endings as written (``read_text`` would turn CRLF into LF)."""
+    return path.read_bytes().decode("utf-8")
+
+
+def entries(path: Path) -> list[dict[str, str]]:
+    return parse_log(read(path))
+
+
+def messages(path: Path) -> list[str]:
+    return [e["message"] for e in entries(path)]
+
+
+def by_file(steps: list[LogLine]) -> dict[str, list[LogLine]]:
+    files: dict[str, list[LogLine]] = {}
+    for line in steps:
+        files.setdefault(line.file, []).append(line)
+    return files
+
+
+def client_lines(client: ClientResult) -> list[LogLine]:
+    return [line for step in client.steps for line in step.log]
+
+
+def fresh(result: ScenarioResult) -> RunResult:
+    """A copy of one scenario's result with empty log references (the module fixture's
+    steps keep theirs)."""
+    clients = [ClientResult(c.name, [dataclasses.replace(s, log_refs=[]) for s in c.steps])
+               for c in result.clients]
+    return RunResult([ScenarioResult(result.scenario, result.pki, clients,
+                                     mp_records=result.mp_records, mp_log=result.mp_log)])
+
+
+# ------------------------------------------------------------------------------------------
+# The format on fixed inputs
+# ------------------------------------------------------------------------------------------
+
+WHEN = dt.datetime(2026, 1, 5, 23, 59, 59, 123456, tzinfo=UTC)
+
+
+def line(text: str = "Hello", severity: int = 1, when: dt.datetime = WHEN,
+         source: str = "") -> LogLine:
+    return LogLine("CcmMessaging.log", "CcmMessaging", text, severity, when, 1402, source)
+
+
+@pytest.mark.parametrize(("zone", "when", "clock", "date"), [
+    ("UTC", WHEN, "23:59:59.123+000", "01-05-2026"),
+    ("Asia/Tokyo", WHEN, "08:59:59.123-540", "01-06-2026"),
+    ("America/Los_Angeles", WHEN, "15:59:59.123+480", "01-05-2026"),
+    ("America/Los_Angeles", WHEN.replace(month=7), "16:59:59.123+420", "07-05-2026"),
+    ("Europe/Berlin", WHEN.replace(month=7), "01:59:59.123-120", "07-06-2026"),
+    ("Europe/Berlin", WHEN, "00:59:59.123-060", "01-06-2026"),
+    ("Asia/Kolkata", WHEN, "05:29:59.123-330", "01-06-2026"),
+])
+def test_format_line_time_date_and_windows_bias(zone: str, when: dt.datetime, clock: str,
+                                                date: str) -> None:
+    text = format_line(line(when=when), zone_info(zone))
+    assert text == (f'<![LOG[Hello]LOG]!><time="{clock}" date="{date}" component="CcmMessaging" '
+                    'context="" type="1" thread="1402" file="">')
+    parsed = parse_line(text)
+    assert parsed["time"] + parsed["bias"] == clock
+    assert entry_utc(parsed) == when.replace(microsecond=123000)
+
+
+def test_format_line_type_and_source_and_no_time_zone_twin() -> None:
+    text = format_line(line("boom", 3, source="ccmsetup.cpp:10632"), UTC)
+    parsed = parse_line(text)
+    assert (parsed["type"], parsed["file"], parsed["context"]) == ("3", "ccmsetup.cpp:10632", "")
+    assert parse_line(format_line(line("warn", 2), UTC))["type"] == "2"
+    with pytest.raises(ValueError, match="type"):
+        format_line(line(severity=4), UTC)
+    with pytest.raises(ValueError, match="without a time"):
+        format_line(dataclasses.replace(line(), time=None), UTC)
+    with pytest.raises(ValueError, match="not a CMTrace line"):
+        parse_line(text.replace('type="3"', 'type="4"'))
+
+
+def test_multi_line_message_and_crlf_file() -> None:
+    lines = [line("first"), line("two\nlines", 3), line("last\r\nof\rthree")]
+    text = format_log(lines, UTC)
+    assert "\n" not in text.replace("\r\n", "")
+    assert text.endswith("\r\n") and text.count("<![LOG[") == 3
+    parsed = parse_log(text)
+    assert [e["message"] for e in parsed] == ["first", "two\r\nlines", "last\r\nof\r\nthree"]
+    assert [e["line"] for e in parsed] == ["1", "2", "4"]
+    physical = text.split("\r\n")
+    assert physical[1].startswith("<![LOG[two") and physical[3].startswith("<![LOG[last")
+    for e in parsed:
+        assert CMTRACE_LINE.fullmatch(format_line(line(e["message"]), UTC))
+    with pytest.raises(ValueError, match="CRLF"):
+        parse_log(text.replace("\r\n", "\n"))
+    with pytest.raises(ValueError, match="line 2"):
+        parse_log(text.replace('type="3"', 'type="x"'))
+
+
+def test_missing_times_take_the_previous_line_time() -> None:
+    lines = [dataclasses.replace(line("a"), time=None), line("b"),
+             dataclasses.replace(line("c"), time=None)]
+    assert {e["time"] for e in parse_log(format_log(lines, UTC))} == {"23:59:59.123"}
+
+
+def record(when: dt.datetime, **kw: object) -> MpRecord:
+    values: dict[str, object] = dict(
+        time=when, step="s1", method="GET", uri_stem="/SMS_MP/.sms_aut", uri_query="MPLIST",
+        port=443, client_ip="127.0.0.1", user_agent="SMS CCM 5.0", host="mp", status=200,
+        substatus=0, win32_status=0, detail="served")
+    values.update(kw)
+    return MpRecord(**values)  # type: ignore[arg-type]
+
+
+def test_w3c_fields_days_and_values() -> None:
+    late = dt.datetime(2026, 3, 1, 23, 59, 58, 900000, tzinfo=JST)  # 14:59:58 UTC
+    next_day = dt.datetime(2026, 3, 2, 0, 0, 1, tzinfo=UTC)
+    files = format_w3c([
+        record(late),
+        record(late, method="CCM_POST", uri_stem="/ccm_system/request", uri_query="-",
+               user_agent="ccmhttp", status=403, substatus=13, win32_status=0x80092013),
+        record(next_day, user_agent="", port=80, status=403, substatus=4),
+        record(next_day, win32_status=-2146885613),
+    ], server_ip=MP_SERVER_IP)
+    assert list(files) == ["u_ex260301.log", "u_ex260302.log"]
+    first = files["u_ex260301.log"]
+    assert first.split("\r\n")[:4] == [
+        "#Software: Microsoft Internet Information Services 10.0", "#Version: 1.0",
+        "#Date: 2026-03-01 14:59:58",
+        "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+        "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"]
+    assert first.endswith("\r\n") and "\n" not in first.replace("\r\n", "")
+    rows = parse_w3c(first)
+    assert rows[0] == dict(zip(FIELDS, (
+        "2026-03-01", "14:59:58", "127.0.0.1", "GET", "/SMS_MP/.sms_aut", "MPLIST", "443", "-",
+        "127.0.0.1", "SMS+CCM+5.0", "-", "200", "0", "0", "0"), strict=True))
+    assert (rows[1]["sc-status"], rows[1]["sc-substatus"], rows[1]["sc-win32-status"]) == (
+        "403", "13", "2148081683")
+    second = parse_w3c(files["u_ex260302.log"])
+    assert "#Date: 2026-03-02 00:00:01\r\n" in files["u_ex260302.log"]
+    assert (second[0]["cs(User-Agent)"], second[0]["s-port"], second[0]["sc-substatus"]) == (
+        "-", "80", "4")
+    assert second[1]["sc-win32-status"] == "2148081683"
+    assert format_w3c([], server_ip=MP_SERVER_IP) == {}
+    with pytest.raises(ValueError, match="values for"):
+        parse_w3c(first + "2026-03-01 15:00:00 too few\r\n")
+    with pytest.raises(ValueError, match="before the #Fields"):
+        parse_w3c("2026-03-01 15:00:00 x\r\n")
+
+
+# ------------------------------------------------------------------------------------------
+# Every bundled scenario, written
+# ------------------------------------------------------------------------------------------
+
+
+def test_every_written_file_parses(written: Written) -> None:
+    on_disk = sorted(p for p in written.out.rglob("*") if p.is_file())
+    assert not [p for p in on_disk if p.name.endswith(".tmp")]
+    logs = [p for p in on_disk if p.name != MANIFEST]
+    assert sorted(written.paths) == logs
+    assert len({r.scenario.name for r in written.run.scenarios}) == len(
+        list(SCENARIOS.glob("*.toml"))) + 1
+    w3c = cmtrace = 0
+    for path in logs:
+        text = read(path)
+        assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", ""), path
+        if re.fullmatch(r"u_ex\d{6}\.log", path.name):
+            rows = parse_w3c(text)
+            assert rows and all(len(r) == len(FIELDS) for r in rows), path
+            w3c += 1
+        else:
+            found = parse_log(text)
+            assert found, path
+            for entry in found:
+                assert CMTRACE_LINE.fullmatch(
+                    text.split("\r\n")[int(entry["line"]) - 1]), (path, entry)
+            cmtrace += 1
+    assert w3c >= 14 and cmtrace >= 20
+
+
+def test_files_follow_the_machines_and_their_lines(written: Written) -> None:
+    """Each client's files hold exactly its steps' lines in order, type 3 exactly on the
+    error lines; the MP folder is named after the first label of its intranet FQDN."""
+    for result in written.run.scenarios:
+        name = result.scenario.name
+        assert machine_name(result.scenario.mp.intranet_fqdn) == MP
+        for client in result.clients:
+            folder = written.folder(name, client.name)
+            expected = by_file(client_lines(client))
+            present = {p.name for p in folder.glob("*.log")} if folder.exists() else set()
+            assert present == set(expected), (name, client.name)
+            for file, lines in expected.items():
+                got = entries(folder / file)
+                assert [e["message"] for e in got] == [ln.text for ln in lines]
+                assert [e["type"] for e in got] == [str(ln.severity) for ln in lines]
+                assert [e["component"] for e in got] == [ln.component for ln in lines]
+                assert [e["thread"] for e in got] == [str(ln.thread) for ln in lines]
+                errors = [e["message"] for e in got if e["type"] == "3"]
+                assert errors == [ln.text for ln in lines if ln.severity == 3]
+        mp = written.folder(name, MP)
+        reg = mp / "MP_RegistrationManager.log"
+        assert reg.exists() == bool(result.mp_log)
+        if result.mp_log:
+            assert messages(reg) == [ln.text for ln in result.mp_log]
+        assert bool(list(mp.glob("u_ex*.log"))) == bool(result.mp_records)
+
+
+def test_bias_utc_and_tokyo(written: Written) -> None:
+    for scenario, bias, hours in ((CRL_ON, "+000", 0), (TOKYO, "-540", 9)):
+        result = written.result(scenario)
+        lines = client_lines(result.clients[0]) + list(result.mp_log)
+        got = entries(written.folder(scenario, "PC01") / "CcmMessaging.log")
+        got += entries(written.folder(scenario, "PC01") / "ClientIDManagerStartup.log")
+        got += entries(written.folder(scenario, MP) / "MP_RegistrationManager.log")
+        assert {e["bias"] for e in got} == {bias}
+        times = {ln.text: ln.time for ln in lines}
+        for e in got:
+            utc = times[e["message"]]
+            assert utc is not None
+            local = utc + dt.timedelta(hours=hours)
+            assert e["time"] == f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
+            assert e["date"] == f"{local:%m-%d-%Y}"
+            assert entry_utc(e) == utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+    # The IIS log stays in UTC whatever the machines' time zone.
+    tokyo = parse_w3c(read(next(written.folder(TOKYO, MP).glob("u_ex*.log"))))
+    first = written.result(TOKYO).mp_records[0].time.astimezone(UTC)
+    assert (tokyo[0]["date"], tokyo[0]["time"]) == (f"{first:%Y-%m-%d}", f"{first:%H:%M:%S}")
+
+
+def test_ccmmessaging_block_of_the_crl_scenario(written: Written) -> None:
+    got = messages(written.folder(CRL_ON, "PC01") / "CcmMessaging.log")
+    block = [
+        "[CCMHTTP] ERROR: URL=https://IBCM-Internet.public.com/ccm_system/request, Port=443, "
+        "Options=63, Code=12175, Text=ERROR_WINHTTP_SECURE_FAILURE",
+        "[CCMHTTP]            : lpvStatusInformation is 0x1",
+        "[CCMHTTP]            : WINHTTP_CALLBACK_STATUS_FLAG_CERT_REV_FAILED is set",
+        "Post to https://IBCM-Internet.public.com/ccm_system/request failed with 0x87d00231.",
+    ]
+    positions = [got.index(text) for text in block]
+    assert positions == sorted(positions)
+
+
+def test_options_has_the_crl_bit_exactly_when_the_step_checked_the_crl(
+        written: Written) -> None:
+    seen: set[int] = set()
+    for result in written.run.scenarios:
+        for client in result.clients:
+            for step in client.steps:
+                for ln in step.log:
+                    match = re.search(r"Options=(\d+)", ln.text)
+                    if match is None:
+                        continue
+                    options = int(match.group(1))
+                    seen.add(options)
+                    assert bool(options & 0x20) == bool(step.crl_check), (
+                        result.scenario.name, step.name, ln.text)
+                    folder = written.folder(result.scenario.name, client.name)
+                    assert ln.text in messages(folder / ln.file)
+    assert {63, 31, 224, 192} <= seen
+    on = messages(written.folder(CRL_ON, "PC01") / "CcmMessaging.log")
+    assert any("Options=63," in m for m in on)
+    # The passing twin (CRL box cleared) checks no CRL: Options=31 wherever it logs Options.
+    off_step = written.result(CRL_OFF).clients[0].steps[-1]
+    assert (off_step.crl_check, off_step.options, off_step.outcome) == (False, 31, "ok")
+    off = written.folder(CRL_OFF, "PC01") / "CcmMessaging.log"
+    for m in messages(off) if off.exists() else []:
+        assert "Options=63" not in m
+    one_name = messages(written.folder(ONE_NAME, "PC01") / "CcmMessaging.log")
+    assert any("Options=31," in m for m in one_name)
+
+
+def test_mp_w3c_log(written: Written) -> None:
+    result = written.result(CRL_ON)
+    day = result.mp_records[0].time.astimezone(UTC)
+    path = written.folder(CRL_ON, MP) / f"u_ex{day:%y%m%d}.log"
+    text = read(path)
+    assert text.startswith("#Software: Microsoft Internet Information Services 10.0\r\n"
+                           "#Version: 1.0\r\n"
+                           f"#Date: {day:%Y-%m-%d %H:%M:%S}\r\n#Fields: date time s-ip ")
+    rows = parse_w3c(text)
+    assert len(rows) == len(result.mp_records)
+    assert " CCM_POST /ccm_system/request - 443 " in text
+    assert " GET /SMS_MP/.sms_aut MPLIST 443 " in text
+    assert {r["cs(User-Agent)"] for r in rows} == {"ccmsetup", "ccmhttp", "SMS+CCM+5.0"}
+    assert {r["s-ip"] for r in rows} == {MP_SERVER_IP}
+    assert {(r["cs-method"], r["cs-uri-stem"], r["cs-uri-query"]) for r in rows} == {
+        ("GET", "/SMS_MP/.sms_aut", "MPLIST"), ("CCM_POST", "/ccm_system/request", "-")}
+    for row, rec in zip(rows, result.mp_records, strict=True):
+        assert (row["sc-status"], row["sc-substatus"]) == (str(rec.status), str(rec.substatus))
+
+
+def test_http_smsmp_gets_403_4_on_port_80_in_the_iis_log(written: Written) -> None:
+    path = next(written.folder(NO_HTTPS, MP).glob("u_ex*.log"))
+    rows = parse_w3c(read(path))
+    refused = [r for r in rows if (r["sc-status"], r["sc-substatus"]) == ("403", "4")]
+    assert [(r["s-port"], r["cs-method"], r["cs(User-Agent)"]) for r in refused] == [
+        ("80", "CCM_POST", "ccmhttp")]
+    assert " 80 - 127.0.0.1 ccmhttp - 403 4 " in read(path)
+
+
+def test_mp_registration_log(written: Written) -> None:
+    got = entries(written.folder(CRL_ON, MP) / "MP_RegistrationManager.log")
+    assert "Processing Registration request from Client 'PC01.contoso.local'" in [
+        e["message"] for e in got]
+    assert {e["component"] for e in got} == {"MP_RegistrationManager"}
+
+
+def test_failed_steps_point_at_their_first_error_line(written: Written) -> None:
+    for result in written.run.scenarios:
+        for client in result.clients:
+            for step in client.steps:
+                errors = [ln for ln in step.log if ln.severity == 3]
+                if step.outcome != "fail" or not errors:
+                    assert step.log_refs == [], (result.scenario.name, step.name)
+                    continue
+                files = list(dict.fromkeys(ln.file for ln in errors))
+                assert len(step.log_refs) == len(files)
+                for ref, file in zip(step.log_refs, files, strict=True):
+                    path, number = ref.rsplit(":", 1)
+                    assert Path(path) == written.folder(result.scenario.name, client.name) / file
+                    physical = read(Path(path)).split("\r\n")
+                    first = next(ln for ln in errors if ln.file == file)
+                    assert parse_line(physical[int(number) - 1])["message"] == first.text
+    step = written.result(CRL_ON).clients[0].steps[-1]
+    log = written.folder(CRL_ON, "PC01") / "CcmMessaging.log"
+    assert step.log_refs == [f"{log}:1"]
+
+
+# ------------------------------------------------------------------------------------------
+# Writing: replace, leave the rest alone, refuse an unwritable folder
+# ------------------------------------------------------------------------------------------
+
+
+def test_rewrite_replaces_own_files_and_leaves_others(written: Written, tmp_path: Path) -> None:
+    result = written.result(CRL_ON)
+    out = tmp_path / "new" / "deeper"
+    first = write_logs(fresh(result), out)
+    client = out / CRL_ON / "PC01"
+    assert (client / MANIFEST).read_text() == "ClientIDManagerStartup.log\nCcmMessaging.log\n"
+    mine = tmp_path / "new" / "notes.txt"
+    mine.write_text("mine")
+    theirs = client / "certutil-urlfetch.txt"
+    theirs.write_text("another writer's file")
+    user_log = client / "ccmsetup-from-the-real-pc.log"
+    user_log.write_text("<![LOG[real]LOG]!>")
+    stale = client / "LocationServices.log"
+    stale.write_text("from a previous run")
+    (client / MANIFEST).write_text((client / MANIFEST).read_text() + "LocationServices.log\n"
+                                   "../../notes.txt\n")
+    (client / "CcmMessaging.log").write_text("half")
+
+    again = fresh(result)
+    second = write_logs(again, out)
+    assert second == first
+    assert not stale.exists()
+    assert mine.read_text() == "mine" and theirs.exists() and user_log.exists()
+    assert (client / "CcmMessaging.log").read_bytes() == first[1].read_bytes()
+    assert messages(client / "CcmMessaging.log")[0].startswith("[CCMHTTP] ERROR:")
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
+    assert again.scenarios[0].clients[0].steps[-1].log_refs == [f"{client}/CcmMessaging.log:1"]
+
+
+def test_same_scenario_twice_in_one_run_gets_two_folders(written: Written,
+                                                         tmp_path: Path) -> None:
+    one = fresh(written.result(NO_HTTPS)).scenarios[0]
+    two = fresh(written.result(NO_HTTPS)).scenarios[0]
+    write_logs(RunResult([one, two]), tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {NO_HTTPS, f"{NO_HTTPS}-2"}
+    assert two.clients[0].steps[1].log_refs == [
+        f"{tmp_path / f'{NO_HTTPS}-2' / 'PC01' / 'CcmMessaging.log'}:1"]
+
+
+def test_unwritable_folder_is_a_usage_error(written: Written, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    run = fresh(written.result(CRL_ON))
+    for out in (blocker, blocker / "out"):
+        with pytest.raises(UsageError) as info:
+            write_logs(run, out)
+        message = str(info.value)
+        assert "\n" not in message and str(out) in message
+        assert f"{blocker} is a file, not a folder" in message
+    assert run.scenarios[0].clients[0].steps[-1].log_refs == []
+
+
+# ------------------------------------------------------------------------------------------
+# The command line
+# ------------------------------------------------------------------------------------------
+
+needs_traces = pytest.mark.skipif(importlib.util.find_spec("lab.report.certutil") is None,
+                                  reason="lab.report.certutil (write_traces) is not there yet")
+
+
+@needs_traces
+def test_cli_out_writes_logs_and_points_at_the_error_line(
+        capsys: pytest.CaptureFixture[str], certs_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "logs"
+    code = main(["run", str(SCENARIOS / f"{CRL_ON}.toml"), "--certs", str(certs_dir),
+                 "--out", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert (code, stderr) == (0, "")
+    log = out / CRL_ON / "PC01" / "CcmMessaging.log"
+    assert log.exists() and (out / CRL_ON / MP / "MP_RegistrationManager.log").exists()
+    assert list((out / CRL_ON / MP).glob("u_ex*.log"))
+    refs = re.findall(r"^        open     (.+\.log):(\d+)$", stdout, re.MULTILINE)
+    assert (str(log), refs[0][1]) in refs
+    number = int(next(n for p, n in refs if p == str(log)))
+    physical = read(log).split("\r\n")
+    assert physical[number - 1].startswith(
+        "<![LOG[[CCMHTTP] ERROR: URL=https://IBCM-Internet.public.com/ccm_system/request, ")
+
+
+@needs_traces
+def test_cli_unwritable_out_exits_2_with_one_line(capsys: pytest.CaptureFixture[str],
+                                                  certs_dir: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code = main(["run", str(SCENARIOS / f"{NO_HTTPS}.toml"), "--certs", str(certs_dir),
+                 "--out", str(blocker / "out")])
+    _, stderr = capsys.readouterr()
+    assert code == 2
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert stderr.startswith("ibcm-lab: error: ") and str(blocker) in stderr
