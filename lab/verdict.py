@@ -248,8 +248,8 @@ class _Explainer:
         status = codes.IIS_STATUSES.get(label)
         text = status.text if status else (req.reason or "")
         head = (f"{self.who} reached {req.url}, but the MP answered HTTP {label} {text}. "
-                "The client logs CCM_E_BAD_HTTP_STATUS_CODE (0x87D0027E) with the status, and "
-                "the post fails with 0x87D00231.")
+                "The client logs CCM_E_BAD_HTTP_STATUS_CODE (0x87D0027E) with the status"
+                + (", and the post fails with 0x87D00231." if req.method == "CCM_POST" else "."))
         if label == "403.4":
             mp = self.obs.mp
             assert mp is not None
@@ -271,7 +271,8 @@ class _Explainer:
                       "the client certificate's CDP, publish that CRL where the MP can reach it.",
             "403.16": "Issue the client certificate from a CA in the site's trusted root list, "
                       "or add its root to the list.",
-            "403.17": "Renew the client certificate.",
+            "403.17": "Renew the client certificate, and check the computer's clock: the client "
+                       "selects its certificate by its own time, IIS judges it by the MP's.",
         }.get(label, "See the MP's IIS log.")
 
     def _connect(self) -> tuple[str, str]:
