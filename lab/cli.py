@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab import __version__
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 EXIT_INTERNAL = 3
 
@@ -58,17 +58,31 @@ def _certs(value: str | None) -> str:
     return value or os.environ.get("IBCM_LAB_CERTS") or "certs"
 
 
+def _check_writable(folder: Path) -> None:
+    """Fail before a run, not after it, when --out cannot be written."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ibcm-lab-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {folder}: cannot write there ({e.strerror or e})") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from lab.report.jsonout import render_json
     from lab.report.text import render_text
     from lab.run import run_paths
 
+    out_dir = Path(args.out) if args.out is not None else None
+    if out_dir is not None:
+        _check_writable(out_dir)
     result = run_paths(args.paths, certs=_certs(args.certs))
-    if args.out is not None:
+    if out_dir is not None:
         from lab.logs.writer import write_logs
         from lab.report.certutil import write_traces
 
-        out_dir = Path(args.out)
         write_logs(result, out_dir)
         write_traces(result, out_dir)
     if args.format == "json":

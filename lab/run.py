@@ -32,6 +32,8 @@ from lab.servers.harness import RunningLab, start_lab
 from lab.verdict import StepResult, judge_step, mp_answer
 
 DEFAULT_CERTS = Path("certs")
+STEP_GAP_MS = 1000
+"""Simulated time between two steps of a client (their log lines are a second apart)."""
 
 
 @dataclass
@@ -116,6 +118,7 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
             steps: list[StepResult] = []
             for index, step in enumerate(spec.steps):
                 step_id = f"s{next(_step_ids)}"
+                clock.advance(STEP_GAP_MS)
                 resolver.machine = machine.moved(step.location)
                 obs = await agent.run_step(step, step_id)
                 records = [(r.status, r.substatus, r.win32_status, r.detail)

@@ -409,7 +409,8 @@ def test_rewrite_replaces_own_files_and_leaves_others(written: Written, tmp_path
     out = tmp_path / "new" / "deeper"
     first = write_logs(fresh(result), out)
     client = out / CRL_ON / "PC01"
-    assert (client / MANIFEST).read_text() == "ClientIDManagerStartup.log\nCcmMessaging.log\n"
+    assert (client / MANIFEST).read_text() == (
+        "ccmsetup.log\nClientIDManagerStartup.log\nCcmMessaging.log\n")
     mine = tmp_path / "new" / "notes.txt"
     mine.write_text("mine")
     theirs = client / "certutil-urlfetch.txt"
@@ -427,7 +428,7 @@ def test_rewrite_replaces_own_files_and_leaves_others(written: Written, tmp_path
     assert second == first
     assert not stale.exists()
     assert mine.read_text() == "mine" and theirs.exists() and user_log.exists()
-    assert (client / "CcmMessaging.log").read_bytes() == first[1].read_bytes()
+    assert (client / "CcmMessaging.log").read_bytes() == first[2].read_bytes()
     assert messages(client / "CcmMessaging.log")[0].startswith("[CCMHTTP] ERROR:")
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
     assert again.scenarios[0].clients[0].steps[-1].log_refs == [f"{client}/CcmMessaging.log:1"]

@@ -334,6 +334,9 @@ class SimulatedClient:
 
     async def _install(self, obs: StepObservation, machine: Machine, step_id: str) -> None:
         cmd = self.cmd
+        self._log(obs, "ccmsetup.log", "ccmsetup",
+                  f"==========[ ccmsetup started in process {thread_id(self.spec.name, 'pid')} "
+                  "]==========", source="ccmsetup.cpp:10632")
         if obs.connection == "internet" and cmd.source:
             self._installed(obs, f"from the local media in /source:{cmd.source[0]}")
             return

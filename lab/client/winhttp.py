@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from lab.cryptoapi.retrieval import HostPorts, LdapStore
 
 HANDSHAKE_TIMEOUT = 10.0
+REQUEST_MS = 40
+"""Simulated time one request takes on the lab's network (for realistic log time stamps)."""
 
 OPENSSL_CATEGORIES = {
     0: "ok",
@@ -189,6 +191,7 @@ class WinHttp:
         secure = parts.scheme == "https"
         host = (parts.netloc.rsplit("@", 1)[-1].split(":", 1)[0]) or (parts.hostname or "")
         port = parts.port or (443 if secure else 80)
+        self.clock.advance(REQUEST_MS)
         out = HttpOutcome(method, url, host, port, secure, crl_check and secure)
         out.present_cert = present_cert
         if not self.network.can_resolve(self.machine, host):
