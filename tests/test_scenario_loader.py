@@ -7,6 +7,7 @@ by field (``.file``, ``.line``, ``.key``, message) and in their one-line string 
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -979,3 +980,98 @@ def test_missing_key_of_explicit_table_twin_names_the_header_line() -> None:
     text = mutate(BASE, MP_HEAD, '[mp]\ninternet_fqdn = "IBCM-Internet.public.com"\n\n')
     err = load_fails(text)
     assert (err.key, err.line) == ("mp.intranet_fqdn", line_of(text, "[mp]"))
+
+
+# ------------------------------------------------------------------------------------------
+# The failure-catalogue knobs: each bad value is refused with its key, each twin loads
+# ------------------------------------------------------------------------------------------
+
+DESCRIPTION = 'description = "A small scenario the loader tests mutate."'
+CA_DOMAIN = 'domain = "contoso.local"'
+CLIENT_NAME = 'name = "PC01"'
+MP_ISSUER = 'issuer = "Contoso-CA"'
+
+KNOBS = [
+    # (id, anchor, bad addition, key, message fragment, good addition, check on the twin)
+    ("timezone", DESCRIPTION, 'timezone = "Mars/Olympus"', "scenario.timezone",
+     "expected an IANA time zone", 'timezone = "Asia/Tokyo"',
+     lambda s: s.info.timezone == "Asia/Tokyo"),
+    ("crl-next-update-format", CA_DOMAIN, 'crl_next_update = "tomorrow"', "ca[0].crl_next_update",
+     "expected a time relative to the run", 'crl_this_update = "-8d"\ncrl_next_update = "-1h"',
+     lambda s: s.cas[0].crl_next_update == dt.timedelta(hours=-1)),
+    ("crl-window-inverted", CA_DOMAIN, 'crl_this_update = "+1d"\ncrl_next_update = "+1h"',
+     "ca[0].crl_next_update", "must be later than crl_this_update",
+     'crl_this_update = "+1d"\ncrl_next_update = "+8d"',
+     lambda s: s.cas[0].crl_this_update == dt.timedelta(days=1)),
+    ("parent-unknown", CA_DOMAIN, 'parent = "Nope"', "ca[0].parent",
+     "There is no CA named 'Nope'", 'parent = "Fabrikam Public CA"',
+     lambda s: s.cas[0].parent == "Fabrikam Public CA"),
+    ("parent-loop", CA_DOMAIN, 'parent = "Contoso-CA"', "ca[0].parent",
+     "the CA hierarchy loops back to 'Contoso-CA'", 'parent = "Fabrikam Public CA"',
+     lambda s: s.cas[0].parent == "Fabrikam Public CA"),
+    ("revoked-root", CA_DOMAIN, "revoked = true", "ca[0].revoked",
+     "only an issuing CA (one with a parent) can be revoked",
+     'revoked = true\nparent = "Fabrikam Public CA"', lambda s: s.cas[0].revoked),
+    ("crl-signer-unknown", CA_DOMAIN, 'crl_signer = "Nope"', "ca[0].crl_signer",
+     "There is no CA named 'Nope'", 'crl_signer = "Fabrikam Public CA"',
+     lambda s: s.cas[0].crl_signer == "Fabrikam Public CA"),
+    ("crl-sign-type", CA_DOMAIN, 'crl_sign = "no"', "ca[0].crl_sign",
+     "expected true or false", "crl_sign = false", lambda s: s.cas[0].crl_sign is False),
+    ("delta-cdp-https", CA_DOMAIN, 'delta_cdp = ["https://pki.contoso.com/d+.crl"]',
+     "ca[0].delta_cdp[0]", "expected an http://, ldap:// or file:// URL",
+     'delta_cdp = ["ldap", "http"]', lambda s: s.cas[0].delta_cdp == ("ldap", "http")),
+    ("cert-validity-inverted", MP_ISSUER, 'not_before = "-1d"\nnot_after = "-2d"',
+     "mp.cert.not_after", "must be later than not_before",
+     'not_before = "-366d"\nnot_after = "-1d"',
+     lambda s: s.mp.cert.not_after == dt.timedelta(days=-1)),
+    ("client-trusted-roots", CLIENT_NAME, 'trusted_roots = ["Nope"]',
+     "client[0].trusted_roots[0]", "There is no CA named 'Nope'",
+     'trusted_roots = ["Contoso-CA"]', lambda s: s.clients[0].trusted_roots == ("Contoso-CA",)),
+    ("clock-skew", CLIENT_NAME, 'clock_skew = "2 hours"', "client[0].clock_skew",
+     "expected a time relative to the run", 'clock_skew = "-2h"',
+     lambda s: s.clients[0].clock_skew == dt.timedelta(hours=-2)),
+    ("url-retrieval", CLIENT_NAME, 'url_retrieval = "fast"', "client[0].url_retrieval",
+     "expected one of 'per-url', 'accumulative', got 'fast'", 'url_retrieval = "accumulative"',
+     lambda s: s.clients[0].url_retrieval == "accumulative"),
+    ("client-cert-array-of-values", CLIENT_NAME, "cert = [1, 2]", "client[0].cert",
+     "expected a [client.cert] table, [[client.cert]] tables", "cert = false",
+     lambda s: s.clients[0].certs == ()),
+]
+
+
+@pytest.mark.parametrize(("anchor", "bad", "key", "fragment"),
+                         [pytest.param(k[1], k[2], k[3], k[4], id=k[0]) for k in KNOBS])
+def test_catalogue_knob_rejects_bad_values(anchor: str, bad: str, key: str,
+                                           fragment: str) -> None:
+    text = mutate(BASE, anchor, f"{anchor}\n{bad}")
+    err = load_fails(text)
+    assert err.key == key
+    assert fragment in err.message
+    first = bad.splitlines()[-1] if key.endswith(("crl_next_update", "not_after")) else \
+        bad.splitlines()[0]
+    assert err.line == line_of(text, first)
+
+
+@pytest.mark.parametrize(("anchor", "good", "check"),
+                         [pytest.param(k[1], k[5], k[6], id=k[0]) for k in KNOBS])
+def test_catalogue_knob_twin_loads(anchor: str, good: str,
+                                   check: Callable[[Scenario], bool]) -> None:
+    assert check(load(mutate(BASE, anchor, f"{anchor}\n{good}")))
+
+
+def test_mp_zone_is_checked_and_read() -> None:
+    anchor = 'intranet_fqdn = "IBCM-Intra.contoso.local"'
+    err = load_fails(mutate(BASE, anchor, f'{anchor}\nzone = "cloud"'))
+    assert err.key == "mp.zone"
+    assert "expected one of 'intranet', 'internet', 'vpn', 'dmz', got 'cloud'" in err.message
+    s = load(mutate(BASE, anchor, f'{anchor}\nzone = "dmz"\ndomain_joined = false'))
+    assert s.mp.zone is Zone.DMZ and s.mp.domain_joined is False
+
+
+def test_several_client_certificates_load_in_order() -> None:
+    certs = ('\n[[client.cert]]\nsubject = "first"\n\n[[client.cert]]\nsubject = "second"\n'
+             'not_after = "+700d"\n')
+    s = load(mutate(BASE, STEPS, certs + STEPS))
+    assert [c.subject for c in s.clients[0].certs] == ["first", "second"]
+    assert s.clients[0].certs[1].not_after == dt.timedelta(days=700)
+    assert s.clients[0].cert is s.clients[0].certs[0]
