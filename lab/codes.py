@@ -104,9 +104,7 @@ ERROR_WINHTTP_NAME_NOT_RESOLVED = _c("ERROR_WINHTTP_NAME_NOT_RESOLVED", 12007, "
 ERROR_WINHTTP_CANNOT_CONNECT = _c("ERROR_WINHTTP_CANNOT_CONNECT", 12029, "winhttp",
                                   "A connection with the server could not be established")
 ERROR_WINHTTP_SECURE_FAILURE = _c(
-    "ERROR_WINHTTP_SECURE_FAILURE", 12175, "winhttp",
-    "One or more errors were found in the Secure Sockets Layer (SSL) certificate sent by "
-    "the server.")
+    "ERROR_WINHTTP_SECURE_FAILURE", 12175, "winhttp", "A security error occurred")
 
 # --- Win32 (directory access for ldap:/// CDPs) -----------------------------------------
 # The message is verified (a .NET test quoting FormatMessage); that certutil prints exactly
@@ -121,7 +119,7 @@ CCM_TRANSIENT_ERROR = _c("0x87D00231", 0x87D00231, "configmgr", "Transient error
 CCM_E_NO_CLIENT_PKI_CERT = _c(
     "CCM_E_NO_CLIENT_PKI_CERT", 0, "configmgr",
     "No client PKI certificate is available (the symbol as CCMHTTP logs it with Code=0; "
-    "its numeric value is not documented).")
+    "its numeric value is not documented).", verified=False)
 CCM_EMPTY_CERT_STORE = _c("0x87D00280", 0x87D00280, "configmgr", "Empty certificate store")
 CCM_NO_MATCHING_CERT = _c("0x87D00281", 0x87D00281, "configmgr",
                           "No certificate matching criteria specified")

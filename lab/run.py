@@ -121,7 +121,7 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                 clock.advance(STEP_GAP_MS)
                 resolver.machine = machine.moved(step.location)
                 obs = await agent.run_step(step, step_id)
-                records = [(r.status, r.substatus, r.win32_status, r.detail)
+                records = [(r.status, r.substatus, r.win32_status, r.detail, r.time_taken_ms)
                            for r in lab.mp_records(step_id)]
                 steps.append(judge_step(scenario, pki, spec, index, step, obs,
                                         mp_answer(records)))

@@ -29,6 +29,8 @@ class MpAnswer:
     substatus: int
     win32_status: int
     detail: str
+    simulated_ms: int = 0
+    """Simulated time the MP spent (IIS's CRL retrievals for the client certificate)."""
 
     @property
     def label(self) -> str:
@@ -188,16 +190,39 @@ class _Explainer:
         cats = verdict.categories
         fixes: list[str] = []
         body: list[str] = []
+        rev = verdict.revocation
         if "offline" in cats:
             body.append(self.crl_sentence())
-            body.append(f"The certificate's CDP URLs, in order: {_url_lines(verdict.revocation)}.")
-            body.append("No URL gave a good CRL, so revocation is unknown: CryptoAPI says "
-                        "'offline' (not 'revoked') and WinHTTP refuses the connection.")
-            fixes.append(self.offline_fix(verdict.revocation))
+            body.append(f"The CDP URLs, in order: {_url_lines(rev)}.")
+            offline = [e for e in rev.elements if e.status in ("offline", "no_check")]
+            if offline and all(e.delta_missing for e in offline):
+                body.append("The base CRL is good, but it announces a delta CRL (Freshest CRL) "
+                            "and no delta URL gave a good one, so revocation is unknown: "
+                            "CryptoAPI says 'offline' and WinHTTP refuses the connection. "
+                            "OpenSSL does not require delta CRLs, so its acceptance here is a "
+                            "known difference, not a disagreement.")
+                fixes.append("Publish the delta CRL where clients reach it (the same place as "
+                             "the base CRL, e.g. over HTTP on the internet), or stop publishing "
+                             "delta CRLs so the base CRL stops announcing them.")
+            else:
+                body.append("No URL gave a good CRL, so revocation is unknown: CryptoAPI says "
+                            "'offline' (not 'revoked') and WinHTTP refuses the connection.")
+                fixes.append(self.offline_fix(rev))
         if "revoked" in cats:
-            body.append("The CA's CRL lists the MP certificate's serial number: it is revoked.")
-            fixes.append("Issue a new server certificate to the MP and bind it to the HTTPS "
-                         "site in IIS.")
+            revoked = [e for e in rev.elements if e.status == "revoked"]
+            leaf_subject = verdict.chain[0].subject.rfc4514_string() if verdict.chain else ""
+            if revoked and all(e.subject == leaf_subject for e in revoked):
+                body.append("The CA's CRL lists the MP certificate's serial number: it is "
+                            "revoked.")
+                fixes.append("Issue a new server certificate to the MP and bind it to the "
+                             "HTTPS site in IIS.")
+            else:
+                names = ", ".join(e.subject for e in revoked if e.subject != leaf_subject)
+                body.append(f"The issuing CA {names} is on its parent's CRL: every certificate "
+                            "under it fails, the MP's included.")
+                fixes.append("Have the root issue a new certificate to the issuing CA (or a "
+                             "new issuing CA), publish it, and reissue the MP certificate under "
+                             "it.")
         if "name" in cats:
             problem = next(p for p in verdict.problems if p.category == "name")
             body.append(f"Name mismatch: {problem.detail}. An MP that serves both intranet "
@@ -217,6 +242,23 @@ class _Explainer:
         return " ".join([head, *body]), " ".join(dict.fromkeys(fixes))
 
     def offline_fix(self, rev: RevocationResult) -> str:
+        bad = [u for u in rev.urls if u.result in ("expired", "not_yet_valid", "invalid")]
+        if bad and not any(u.result == "failed" for u in rev.urls):
+            # Every URL answered: the CRL itself is the problem, not where it is published.
+            kinds = {u.result for u in bad}
+            advice = []
+            if "expired" in kinds:
+                advice.append("republish the CRL on the CA (certutil -crl) and fix whatever "
+                              "stopped the scheduled publication")
+            if "not_yet_valid" in kinds:
+                advice.append("correct the CA's clock, then republish the CRL")
+            if "invalid" in kinds:
+                advice.append("have the CA sign its CRL with its own key, from a CA certificate "
+                              "whose key usage includes cRLSign (reissue the CA certificate if "
+                              "it lacks it)")
+            return ("The CRL reached the client but cannot be used: " + "; ".join(advice)
+                    + f". Until then, clearing {SITE_BOX} (and /NoCRLCheck at install) lets "
+                    "clients connect without the check.")
         if self.obs.crl_source.startswith("the site"):
             return (f"Clear {SITE_BOX} so clients stop checking the CRL of site systems, or "
                     "publish the CRL over HTTP at a URL clients reach from "
@@ -247,6 +289,15 @@ class _Explainer:
         label = self.answer.label if self.answer else str(req.status)
         status = codes.IIS_STATUSES.get(label)
         text = status.text if status else (req.reason or "")
+        if self.obs.action.value == "browse-mplist":
+            head = (f"{self.who}: the browser reached {req.url}, but the MP answered HTTP "
+                    f"{label} {text}. The browser presents no computer certificate (it uses "
+                    "the user's store), and an HTTPS-only MP requires one.")
+            if self.answer is not None:
+                head += f" IIS on the MP: {self.answer.detail}."
+            return head, ("Test the MP from the client agent's side instead (its logs), or "
+                          "import a client certificate into the user's store for the browser "
+                          "test; this answer alone does not mean the MP is broken.")
         head = (f"{self.who} reached {req.url}, but the MP answered HTTP {label} {text}. "
                 "The client logs CCM_E_BAD_HTTP_STATUS_CODE (0x87D0027E) with the status"
                 + (", and the post fails with 0x87D00231." if req.method == "CCM_POST" else "."))
@@ -351,13 +402,14 @@ class _Explainer:
                 "Fix the register step first; policy and inventory need a registered client.")
 
 
-def mp_answer(records: list[tuple[int, int, int, str]]) -> MpAnswer | None:
-    """The most telling MP answer of a step: the first refusal, else the last answer."""
+def mp_answer(records: list[tuple[int, int, int, str, int]]) -> MpAnswer | None:
+    """The most telling MP answer of a step (the first refusal, else the last answer), with
+    the simulated time all of the step's answers took."""
     if not records:
         return None
     refused = [r for r in records if r[0] != 200]
-    status, sub, win32, detail = refused[0] if refused else records[-1]
-    return MpAnswer(status, sub, win32, detail)
+    status, sub, win32, detail, _ = refused[0] if refused else records[-1]
+    return MpAnswer(status, sub, win32, detail, sum(r[4] for r in records))
 
 
 def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int,
@@ -395,7 +447,7 @@ def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int
         connection=obs.connection, mp=obs.mp.host if obs.mp else None,
         crl_check=obs.crl_check, crl_source=obs.crl_source, options=obs.options,
         explanation=explanation, fix=fix, identifiers=sorted(ids), log=list(obs.log),
-        notes=notes, simulated_ms=obs.simulated_ms,
+        notes=notes, simulated_ms=obs.simulated_ms + (answer.simulated_ms if answer else 0),
         chain=req.verdict.chain if req is not None and req.verdict is not None else (),
     )
 

@@ -395,6 +395,9 @@ class SimulatedClient:
         obs.requests.append(out)
         if self._judge_request(obs, out):
             obs.notes.append("The browser shows the MPList XML")
+        elif obs.failure == "http":
+            obs.error = None  # a browser shows the status, not a ConfigMgr code
+            obs.extra_identifiers.clear()
 
     def _installed(self, obs: StepObservation, how: str) -> None:
         self.state.installed = True

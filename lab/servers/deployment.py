@@ -57,6 +57,9 @@ class MpRecord:
     win32_status: int
     detail: str
     """Why the MP answered as it did (for explanations; not part of a real IIS log)."""
+    time_taken_ms: int = 0
+    """Simulated time the answer took: IIS's CRL retrieval time-outs for the client
+    certificate (``time-taken`` in the W3C log)."""
 
 
 @dataclass

@@ -23,6 +23,8 @@ class ClientCertVerdict:
     substatus: int
     win32_status: int
     detail: str
+    simulated_ms: int = 0
+    """Simulated time IIS spent retrieving the certificate's CRLs (its retrieval time-outs)."""
 
 
 @dataclass
