@@ -454,6 +454,13 @@ class SimulatedClient:
         self.state.intranet_mps = tuple(m.get("FQDN", "") for m in mps if m.get("Internet") == "0")
         internet = [m.get("FQDN", "") for m in mps if m.get("Internet") == "1"]
         if internet:
+            if internet[0] != self.state.internet_mp:
+                # The shape of ClientLocation.log's verified sample (fidelity §6.2 H).
+                self._log(obs, "ClientLocation.log", "ClientLocation",
+                          f"Rotating internet management point, new management point [1] is: "
+                          f"https://{internet[0]} (0) with capabilities: <Capabilities "
+                          f"SchemaVersion =\"1.0\"><Property Name=\"SSL\" Version=\"1\" />"
+                          f"</Capabilities>")
             self.state.internet_mp = internet[0]
             self.state.internet_mp_source = "the internet MP learned from the site"
             self.state.internet_mp_cleared = False
