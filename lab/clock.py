@@ -65,7 +65,3 @@ class Clock:
         if ms < 0:
             raise ValueError("the clock only moves forward")
         self._elapsed_ms += ms
-
-    def fork(self) -> Clock:
-        """A new clock starting at this clock's current time (for an independent timeline)."""
-        return Clock(self.now())

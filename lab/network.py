@@ -89,6 +89,7 @@ class Network:
         return machine.zone in self.rule(host).zones
 
     def dc_rule(self) -> Rule:
+        """Where a DC answers hostless ``ldap:///`` URLs (domain-joined machines only)."""
         return self._dc_rule
 
     def can_reach_dc(self, machine: Machine) -> bool:

@@ -26,7 +26,7 @@ from lab.network import Machine, Network, ZoneResolver
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.scenario.loader import load_all
-from lab.scenario.model import Scenario, Zone
+from lab.scenario.model import Scenario
 from lab.servers.deployment import Deployment, MpRecord
 from lab.servers.harness import RunningLab, start_lab
 from lab.verdict import StepResult, judge_step, mp_answer
@@ -151,5 +151,5 @@ def run_paths(paths: Sequence[str | Path], *, certs: str | Path = DEFAULT_CERTS)
     return asyncio.run(run_loaded(scenarios, certs=certs))
 
 
-__all__ = ["ClientResult", "RunResult", "ScenarioResult", "Zone", "run_loaded", "run_paths",
+__all__ = ["ClientResult", "RunResult", "ScenarioResult", "run_loaded", "run_paths",
            "run_scenario"]

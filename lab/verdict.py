@@ -10,7 +10,7 @@ from cryptography import x509
 from lab import codes
 from lab.client.agent import StepObservation
 from lab.client.winhttp import HttpOutcome, OpenSslJudgement
-from lab.codes import Code, WinHttpFlag, flag_names
+from lab.codes import Code, flag_names
 from lab.cryptoapi.revocation import RevocationResult
 from lab.logline import LogLine
 from lab.pki.build import BuiltPKI
@@ -452,4 +452,4 @@ def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int
     )
 
 
-__all__ = ["MpAnswer", "StepResult", "WinHttpFlag", "expectation_met", "judge_step", "mp_answer"]
+__all__ = ["MpAnswer", "StepResult", "expectation_met", "judge_step", "mp_answer"]

@@ -153,12 +153,6 @@ class BuiltPKI:
         """Issuing CAs below a root (what servers send along with their certificate)."""
         return tuple(ca.cert for ca in self.cas.values() if not ca.is_root)
 
-    def ca_for(self, cert: x509.Certificate) -> BuiltCA | None:
-        """The lab CA whose subject issued ``cert``."""
-        for ca in self.cas.values():
-            if ca.cert.subject == cert.issuer:
-                return ca
-        return None
 
 
 @dataclass(frozen=True)

@@ -51,14 +51,6 @@ def _win32(code: codes.Code | None) -> int:
     return code.hresult if code is not None else 0
 
 
-class IisRefusal(Exception):
-    def __init__(self, status: codes.IisStatus, win32: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.win32 = win32
-        self.detail = detail
-
-
 def _iis_error(status: codes.IisStatus) -> web.Response:
     body = (f"<html><head><title>{status.status} - Forbidden: Access is denied.</title></head>"
             f"<body><h1>{status.status} - Forbidden: Access is denied.</h1>"
