@@ -32,15 +32,16 @@ def _parser() -> argparse.ArgumentParser:
                          description="Run scenario files and compare every step with its "
                                      "expectation.")
     run.add_argument("paths", nargs="+", metavar="PATH", help="scenario file or folder")
-    run.add_argument("--format", choices=("text", "json"), default="text",
-                     help="report format (default: text)")
+    run.add_argument("--format", choices=("text", "json", "junit", "html"), default="text",
+                     help="report format (default: text); junit and html go to --out FILE or "
+                          "standard output")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="explain passing steps too")
     run.add_argument("--certs", default=None, help=certs_help)
-    run.add_argument("--out", default=None, metavar="DIR",
-                     help="write every machine's logs (CMTrace client logs, the MP's IIS W3C "
-                          "log and MP_RegistrationManager.log, certutil-style traces) under "
-                          "DIR/<scenario>/<machine>/")
+    run.add_argument("--out", default=None, metavar="DIR|FILE",
+                     help="text/json: write every machine's logs (CMTrace client logs, the MP's "
+                          "IIS W3C log and MP_RegistrationManager.log, certutil-style traces) "
+                          "under DIR/<scenario>/<machine>/; junit/html: the report FILE")
     run.add_argument("--trace", action="store_true",
                      help="print each revocation check as certutil -verify -urlfetch would")
 
@@ -50,7 +51,32 @@ def _parser() -> argparse.ArgumentParser:
                                       "passing twin.")
     demo.add_argument("--scene", type=int, default=None, metavar="N",
                       help="show only scene N")
+    demo.add_argument("--pause", action="store_true",
+                      help="wait for Enter between scenes (for a trainer who talks)")
     demo.add_argument("--certs", default=None, help=certs_help)
+
+    mx = sub.add_parser("matrix", help="which configurations work from where: the full grid",
+                        description="Sweep the dimensions that decide IBCM outcomes and print "
+                                    "a grid: rows are configurations, columns client "
+                                    "situations, each cell ok or the short failure name.")
+    from lab.matrix import DIMENSIONS, SITUATIONS
+
+    for dim in DIMENSIONS:
+        mx.add_argument(f"--{dim.key.replace('_', '-')}", default=None, metavar="V[,V...]",
+                        help=f"{dim.title}: {', '.join(dim.values)} (default: all)")
+    mx.add_argument("--clients", default=None, metavar="C[,C...]",
+                    help=f"client situations: {', '.join(s.key for s in SITUATIONS)} "
+                         "(default: all)")
+    mx.add_argument("--format", choices=("text", "json", "csv", "junit", "html"),
+                    default="text", help="output format (default: text)")
+    mx.add_argument("--out", default=None, metavar="FILE",
+                    help="write the output to FILE instead of standard output")
+    mx.add_argument("--no-fold", action="store_true",
+                    help="show every row (default: fold rows that differ only in a "
+                         "dimension that does not change any cell)")
+    mx.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="worker processes (default: the number of cores)")
+    mx.add_argument("--certs", default=None, help=certs_help)
     return parser
 
 
@@ -72,13 +98,24 @@ def _check_writable(folder: Path) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from lab.report.jsonout import render_json
-    from lab.report.text import render_text
+    from lab.report.text import print_text, status
     from lab.run import run_paths
 
-    out_dir = Path(args.out) if args.out is not None else None
+    report_file = args.format in ("junit", "html")
+    out_dir = Path(args.out) if args.out is not None and not report_file else None
     if out_dir is not None:
         _check_writable(out_dir)
-    result = run_paths(args.paths, certs=_certs(args.certs))
+    if report_file and args.out is not None:
+        _check_writable(Path(args.out).parent)
+    with status("Running the scenarios..."):
+        result = run_paths(args.paths, certs=_certs(args.certs))
+    if report_file:
+        from lab.report import html, junit
+
+        text = (junit.render_run_junit(result) if args.format == "junit"
+                else html.render_run_html(result))
+        _emit(text, args.out)
+        return result.exit_code
     if out_dir is not None:
         from lab.logs.writer import write_logs
         from lab.report.certutil import write_traces
@@ -87,19 +124,67 @@ def _run(args: argparse.Namespace) -> int:
         write_traces(result, out_dir)
     if args.format == "json":
         single_file = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
-        out = render_json(result, as_list=not single_file)
+        sys.stdout.write(render_json(result, as_list=not single_file))
     else:
-        out = render_text(result, args.verbose)
-        if args.trace:
-            from lab.report.certutil import render_trace
-
-            out += "\n" + render_trace(result)
-    sys.stdout.write(out)
+        print_text(result, args.verbose, trace=args.trace)
     return result.exit_code
 
 
+def _emit(text: str, out: str | None) -> None:
+    """Write ``text`` to the file ``out`` (atomically) or to standard output."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    import tempfile
+
+    target = Path(out)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=".ibcm-lab-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as e:
+        raise UsageError(f"--out {target}: cannot write it ({e.strerror or e})") from None
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from lab.matrix import DIMENSIONS, make_selection, run_matrix
+    from lab.report import matrixout
+
+    choices = {d.key: _split(getattr(args, d.key)) for d in DIMENSIONS}
+    selection = make_selection(choices, _split(args.clients))
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs expects a number of worker processes >= 1, got {args.jobs}")
+    if args.out is not None:
+        _check_writable(Path(args.out).parent)
+    with matrixout.progress_bar() as progress:
+        result = run_matrix(selection, certs=_certs(args.certs), jobs=args.jobs,
+                            progress=progress)
+    if args.format == "text":
+        matrixout.print_grid(result, fold_rows=not args.no_fold, out=args.out)
+        return 0
+    if args.format == "json":
+        text = matrixout.render_json(result)
+    elif args.format == "csv":
+        text = matrixout.render_csv(result)
+    else:
+        from lab.report import html, junit
+
+        text = (junit.render_matrix_junit(result) if args.format == "junit"
+                else html.render_matrix_html(result))
+    _emit(text, args.out)
+    return 0
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from lab.demo import _scene, demo_paths, render_demo
+    from lab.demo import _scene, demo_paths, present
     from lab.run import run_loaded
     from lab.scenario.loader import load_all
 
@@ -107,7 +192,7 @@ def _demo(args: argparse.Namespace) -> int:
         _scene(args.scene)
     scenarios = load_all(demo_paths(args.scene))
     result = asyncio.run(run_loaded(scenarios, certs=_certs(args.certs)))
-    sys.stdout.write(render_demo(result, args.scene))
+    present(result, args.scene, pause=args.pause)
     return result.exit_code
 
 
@@ -118,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return _run(args) if args.command == "run" else _demo(args)
+        commands = {"run": _run, "demo": _demo, "matrix": _matrix}
+        return commands[args.command](args)
     except LabError as e:
         print(f"ibcm-lab: error: {e}", file=sys.stderr)
         return e.exit_code

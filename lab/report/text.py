@@ -1,14 +1,33 @@
-"""The plain-text report of a run, and the demo's story telling."""
+"""The text report of a run: plain text for files, pipes and CI, rich on a terminal.
+
+:func:`render_text` returns the plain report (the format tests and scripts parse).
+:func:`print_text` prints the same report, styled with ``rich`` (coloured PASS/MISS, ok/FAIL,
+a rule per scenario, the why/fix/evidence under labels in a column) when standard output is a
+terminal, and the plain report otherwise: when it is redirected or piped, when ``NO_COLOR``
+is set (to anything but the empty string) or when ``TERM`` is ``dumb``. ``FORCE_COLOR`` is
+not honoured: a report redirected to a file is always plain.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import textwrap
+from contextlib import AbstractContextManager, nullcontext
+from typing import IO
+
+from rich.console import Console, Group, RenderableType
+from rich.rule import Rule
+from rich.text import Text
 
 from lab.codes import flag_names
 from lab.run import RunResult, ScenarioResult
 from lab.verdict import StepResult
 
 WIDTH = 100
+EVIDENCE_LABEL = 9
+"""Width of an evidence label column (``crl      ``, ``log      ``) in the plain report."""
 
 
 def _wrap(label: str, text: str, indent: int = 8) -> list[str]:
@@ -34,27 +53,38 @@ def step_summary(step: StepResult) -> str:
     return " ".join(parts)
 
 
-def evidence_lines(step: StepResult, indent: int = 8) -> list[str]:
-    """The per-URL retrieval trace and the client log lines of a failed step."""
-    lines: list[str] = []
-    pad = " " * indent
+def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
+    """The evidence of a step as ``(label, text, rich style)``: the WinHTTP error and flags,
+    the per-URL CRL retrievals, OpenSSL's verdict and the client's warning and error log
+    lines (the CCMHTTP lines among them)."""
+    items: list[tuple[str, str, str]] = []
     if step.flags:
-        lines.append(f"{pad}winhttp  ERROR_WINHTTP_SECURE_FAILURE (12175), flags "
-                     f"{', '.join(flag_names(step.flags))} (0x{step.flags:x})")
+        items.append(("winhttp", f"ERROR_WINHTTP_SECURE_FAILURE (12175), flags "
+                                 f"{', '.join(flag_names(step.flags))} (0x{step.flags:x})",
+                      "red"))
     rev = step.revocation
     if rev is not None and rev.checked:
         for u in rev.urls:
             took = f" [{u.simulated_ms / 1000:g} s]" if u.simulated_ms else ""
             err = f" {u.error.hex} {u.error.name}" if u.error else ""
-            lines.append(f"{pad}crl      {u.result:<13} {u.url}{took}{err}")
+            style = {"verified": "green", "not_tried": "dim"}.get(u.result, "red")
+            items.append(("crl", f"{u.result:<13} {u.url}{took}{err}", style))
     if step.openssl is not None and step.outcome == "fail":
         agree = "agrees" if step.openssl.agrees else "DISAGREES"
-        lines.append(f"{pad}openssl  verify code {step.openssl.verify_code} "
-                     f"({step.openssl.verify_message}); {agree} with the Windows engine")
+        items.append(("openssl", f"verify code {step.openssl.verify_code} "
+                                 f"({step.openssl.verify_message}); {agree} with the Windows "
+                                 "engine", "" if step.openssl.agrees else "bold red"))
     for line in step.log:
         if line.severity >= 2:
-            lines.append(f"{pad}log      {line.file}: {line.text}")
-    return lines
+            items.append(("log", f"{line.file}: {line.text}",
+                          "red" if line.severity >= 3 else "yellow"))
+    return items
+
+
+def evidence_lines(step: StepResult, indent: int = 8) -> list[str]:
+    """The per-URL retrieval trace and the client log lines of a failed step."""
+    pad = " " * indent
+    return [f"{pad}{label:<{EVIDENCE_LABEL}}{text}" for label, text, _ in evidence_items(step)]
 
 
 def render_step(step: StepResult, verbose: bool) -> list[str]:
@@ -90,8 +120,8 @@ def render_scenario(result: ScenarioResult, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def render_text(run: RunResult, verbose: bool = False) -> str:
-    blocks = [render_scenario(r, verbose) for r in run.scenarios]
+def _summary(run: RunResult) -> tuple[str, bool]:
+    """The last line of the report, and whether it is good news."""
     steps = [st for r in run.scenarios for st in r.steps]
     met = sum(1 for st in steps if st.met)
     passed = sum(1 for r in run.scenarios if r.passed)
@@ -100,4 +130,168 @@ def render_text(run: RunResult, verbose: bool = False) -> str:
     disagreements = [st for st in steps if st.judges_agree is False]
     if disagreements:
         summary += f"; OpenSSL DISAGREED with the Windows engine on {len(disagreements)} steps"
-    return "\n\n".join(blocks) + "\n\n" + summary + "\n"
+    return summary, run.passed and not disagreements
+
+
+def render_text(run: RunResult, verbose: bool = False) -> str:
+    """The plain report: no colour, no escape codes (what scripts and CI parse)."""
+    blocks = [render_scenario(r, verbose) for r in run.scenarios]
+    return "\n\n".join(blocks) + "\n\n" + _summary(run)[0] + "\n"
+
+
+# -- the terminal ----------------------------------------------------------------------------
+
+
+def isatty(stream: object) -> bool:
+    """``stream.isatty()``, False for a stream without one or a closed one."""
+    check = getattr(stream, "isatty", None)
+    try:
+        return bool(check()) if callable(check) else False
+    except (ValueError, OSError):
+        return False
+
+
+def terminal_console(file: IO[str] | None = None) -> Console:
+    """A console on ``file`` (standard output, looked up at each write, by default) that is a
+    terminal only when the stream really is one (``FORCE_COLOR`` is ignored)."""
+    stream = file if file is not None else sys.stdout
+    return Console(file=file, force_terminal=isatty(stream), highlight=False)
+
+
+def styled(console: Console) -> bool:
+    """Whether ``console`` gets rich output: a terminal, not dumb, and no ``NO_COLOR``."""
+    if os.environ.get("NO_COLOR", "") != "" or console.no_color:
+        return False
+    return console.is_terminal and not console.is_dumb_terminal
+
+
+def write_plain(console: Console, text: str) -> None:
+    """Write ``text`` as it is to the console's stream (no markup, wrapping or styling)."""
+    console.file.write(text)
+    console.file.flush()
+
+
+def status(message: str, console: Console | None = None) -> AbstractContextManager[object]:
+    """A spinner with ``message`` while something runs, on a styled terminal only (it
+    disappears when done); elsewhere it does nothing."""
+    console = console if console is not None else terminal_console()
+    if not styled(console):
+        return nullcontext()
+    return console.status(message, spinner="dots")
+
+
+LABEL_STYLES = {"why": "bold cyan", "fix": "bold green", "note": "bold", "pki": "bold red",
+                "open": "bold"}
+UNWRAPPED = frozenset({"log", "crl", "open"})
+"""Rows kept on one line (the terminal folds them): log lines and URLs people copy."""
+
+
+def detail_text(rows: list[tuple[str, str, str]], indent: int, width: int,
+                label_width: int = EVIDENCE_LABEL, label_style: str | None = None) -> Text:
+    """``(label, text, style)`` rows, the label in a column and the text wrapped at ``width``
+    with a hanging indent. Words longer than a line (URLs) are not cut: the terminal wraps
+    them, so a copied URL stays whole, and :data:`UNWRAPPED` rows (log lines) are not
+    wrapped at all. No trailing spaces."""
+    out = Text()
+    room = max(20, width - indent - label_width)
+    for label, text, style in rows:
+        lines = ([text] if label in UNWRAPPED else
+                 textwrap.wrap(text, room, break_on_hyphens=False, break_long_words=False)
+                 ) or [""]
+        out.append(" " * indent)
+        out.append(f"{label:<{label_width}}",
+                   style=label_style or LABEL_STYLES.get(label, "bold dim"))
+        out.append(lines[0], style=style)
+        for more in lines[1:]:
+            out.append("\n" + " " * (indent + label_width))
+            out.append(more, style=style)
+        out.append("\n")
+    out.rstrip()
+    return out
+
+
+def summary_text(step: StepResult) -> Text:
+    """:func:`step_summary`, green for ok and red for a failure."""
+    return Text(step_summary(step), style="green" if step.outcome == "ok" else "bold red")
+
+
+def _rich_step(step: StepResult, verbose: bool, width: int) -> list[RenderableType]:
+    mark = (Text(" PASS ", style="bold green") if step.met
+            else Text(" MISS ", style="bold white on red"))
+    expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
+    head = Text.assemble("  ", mark, f" {step.index + 1}. ", (step.action, "bold"),
+                         f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"))
+    parts: list[RenderableType] = [head]
+    if step.outcome == "fail" or not step.met or verbose:
+        rows = [(label, text, "") for label, text in (("why", step.explanation),
+                                                      ("fix", step.fix)) if text]
+        rows += evidence_items(step)
+        rows += [("open", ref, "") for ref in step.log_refs]
+        rows += [("note", note, "dim") for note in step.notes]
+        parts.append(detail_text(rows, 8, width))
+    return parts
+
+
+def render_scenario_rich(result: ScenarioResult, verbose: bool = False,
+                         width: int = WIDTH) -> Group:
+    """One scenario for a terminal ``width`` columns wide: a rule with the verdict and the
+    name, the title, then the steps (print it with ``soft_wrap=True``)."""
+    s = result.scenario
+    verdict = (Text(" PASSED ", style="bold white on green") if result.passed
+               else Text(" FAILED ", style="bold white on red"))
+    parts: list[RenderableType] = [
+        Rule(Text.assemble(verdict, " ", (s.name, "bold")), align="left",
+             style="green" if result.passed else "red")]
+    source = f" [{s.info.source}]" if s.info.source else ""
+    title = "\n".join(textwrap.wrap(s.info.title + source, width, initial_indent="   ",
+                                    subsequent_indent="   ", break_on_hyphens=False))
+    parts.append(Text(title))
+    if s.file:
+        parts.append(Text(f"   file: {s.file}", style="dim"))
+    if result.pki.mp_refusal is not None:
+        parts.append(detail_text([("pki", result.pki.mp_refusal.message, "")], 3, width,
+                                 label_width=5))
+    for client in result.clients:
+        parts.append(Text.assemble("  client ", (client.name, "bold")))
+        for step in client.steps:
+            parts += _rich_step(step, verbose, width)
+    return Group(*parts)
+
+
+_TRACE_STYLES = ((re.compile(r"^\s*(Failed|Expired|ERROR:|CertUtil:)"), "red"),
+                 (re.compile(r"^\s*(Verified|OK) "), "green"),
+                 (re.compile(r"^\s*Lab:"), "dim"),
+                 (re.compile(r"^(==|CertContext)"), "bold"))
+
+
+def trace_text(trace: str) -> Text:
+    """A certutil-shaped trace for a terminal: its lines as they are, status lines coloured."""
+    text = Text()
+    for line in trace.splitlines(keepends=True):
+        style = next((st for rx, st in _TRACE_STYLES if rx.match(line)), "")
+        text.append(line, style=style)
+    return text
+
+
+def print_text(run: RunResult, verbose: bool = False, *, trace: bool = False,
+               console: Console | None = None) -> None:
+    """Print the report of ``run`` (and, with ``trace``, every revocation check the way
+    ``certutil -verify -urlfetch`` shows it): rich on a terminal, otherwise exactly
+    ``render_text(run, verbose)`` (+ ``"\\n" + render_trace(run)``)."""
+    from lab.report.certutil import render_trace
+
+    console = console if console is not None else terminal_console()
+    if not styled(console):
+        out = render_text(run, verbose)
+        if trace:
+            out += "\n" + render_trace(run)
+        write_plain(console, out)
+        return
+    for result in run.scenarios:
+        console.print(render_scenario_rich(result, verbose, console.width), soft_wrap=True)
+        console.print()
+    summary, good = _summary(run)
+    console.print(Text(summary, style="bold green" if good else "bold red"))
+    if trace:
+        console.print()
+        console.print(trace_text(render_trace(run)), soft_wrap=True)
