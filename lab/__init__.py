@@ -6,13 +6,32 @@ The public API is small::
 
     result = run_paths(["scenarios/"])
     print(result.passed)
+
+Names are imported lazily, so ``import lab`` (as the pytest plugin does in every session)
+stays cheap.
 """
 
-from lab.errors import LabError, ScenarioError
-from lab.run import RunResult, run_loaded, run_paths
-from lab.scenario.loader import load_scenario, load_scenario_text
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.errors import LabError, ScenarioError
+    from lab.run import RunResult, run_loaded, run_paths
+    from lab.scenario.loader import load_scenario, load_scenario_text
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "LabError": "lab.errors",
+    "ScenarioError": "lab.errors",
+    "RunResult": "lab.run",
+    "run_loaded": "lab.run",
+    "run_paths": "lab.run",
+    "load_scenario": "lab.scenario.loader",
+    "load_scenario_text": "lab.scenario.loader",
+}
 
 __all__ = [
     "LabError",
@@ -23,3 +42,9 @@ __all__ = [
     "run_loaded",
     "run_paths",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lab' has no attribute {name!r}")

@@ -77,6 +77,54 @@ def _parser() -> argparse.ArgumentParser:
     mx.add_argument("--jobs", type=int, default=None, metavar="N",
                     help="worker processes (default: the number of cores)")
     mx.add_argument("--certs", default=None, help=certs_help)
+
+    cc = sub.add_parser("check-cert", help="lint an MP certificate and replay it in the lab",
+                        description="Check a certificate against ConfigMgr's PKI requirements, "
+                                    "then replay its profile on the lab's MP and show which "
+                                    "clients would fail, with which error, and why.")
+    cc.add_argument("file", metavar="FILE", help="certificate: PEM, DER or PKCS#12 (.pfx)")
+    cc.add_argument("--chain", default=None, metavar="FILE",
+                    help="issuing CA certificates (PEM or DER), if FILE does not hold them")
+    cc.add_argument("--password", default=None,
+                    help="PKCS#12 password (or $IBCM_LAB_PFX_PASSWORD, or --ask-password)")
+    cc.add_argument("--ask-password", action="store_true",
+                    help="prompt for the PKCS#12 password")
+    cc.add_argument("--intranet-fqdn", default=None, metavar="FQDN",
+                    help="the MP's intranet FQDN (must be in the certificate)")
+    cc.add_argument("--internet-fqdn", default=None, metavar="FQDN",
+                    help="the MP's internet FQDN (must be in the certificate)")
+    cc.add_argument("--no-replay", action="store_true", help="lint only, no lab replay")
+    cc.add_argument("--format", choices=("text", "json"), default="text")
+    cc.add_argument("--certs", default=None, help=certs_help)
+
+    lint = sub.add_parser("ccmsetup", help="lint a ccmsetup command line for an IBCM site",
+                          description="Check a ccmsetup command line against the site it will "
+                                      "be used with; each finding comes with the corrected "
+                                      "command line.")
+    lint.add_argument("line", metavar="COMMAND_LINE",
+                      help="the whole ccmsetup command line, quoted for your shell")
+    lint.add_argument("--site-code", default=None, metavar="XYZ",
+                      help="the site's code (SMSSITECODE should name it)")
+    lint.add_argument("--intranet-fqdn", default=None, metavar="FQDN",
+                      help="the MP's intranet FQDN")
+    lint.add_argument("--internet-fqdn", default=None, metavar="FQDN",
+                      help="the site's internet-facing MP FQDN (CCMHOSTNAME should name it)")
+    lint.add_argument("--https-or-http", action="store_true",
+                      help="the site allows HTTP too (default: HTTPS only)")
+    lint.add_argument("--format", choices=("text", "json"), default="text")
+
+    serve = sub.add_parser("serve", help="start a scenario's servers for curl, openssl or a "
+                                         "browser, until Ctrl-C",
+                           description="Start the scenario's mock MP, CDP server and directory "
+                                       "and print, per host, the port, a hosts-file line and "
+                                       "ready curl and openssl commands.")
+    serve.add_argument("scenario", metavar="SCENARIO", help="scenario file")
+    serve.add_argument("--host", default=None,
+                       help="address to bind (default 127.0.0.1; anything else is exposed "
+                            "to the network and is warned about)")
+    serve.add_argument("--certs", default=None, help=certs_help)
+    serve.add_argument("--for-seconds", type=float, default=None, metavar="S",
+                       help="stop by itself after S seconds (for scripts and tests)")
     return parser
 
 
@@ -177,6 +225,26 @@ def _matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_cert(args: argparse.Namespace) -> int:
+    from lab.checkcert import cli_main
+
+    args.certs = _certs(args.certs)
+    return cli_main(args)
+
+
+def _ccmsetup(args: argparse.Namespace) -> int:
+    from lab.ccmlint import cli_main
+
+    return cli_main(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lab.serve import cli_main
+
+    args.certs = _certs(args.certs)
+    return cli_main(args)
+
+
 def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -203,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        commands = {"run": _run, "demo": _demo, "matrix": _matrix}
+        commands = {"run": _run, "demo": _demo, "matrix": _matrix, "check-cert": _check_cert,
+                    "ccmsetup": _ccmsetup, "serve": _serve}
         return commands[args.command](args)
     except LabError as e:
         print(f"ibcm-lab: error: {e}", file=sys.stderr)

@@ -19,7 +19,15 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         host += ":80"
     pub = None
     if deployment is not None:
-        pub = deployment.http_publications.get((host, request.rel_url.raw_path))
+        path = request.rel_url.raw_path
+        pub = deployment.http_publications.get((host, path))
+        if pub is None and request.transport is not None:
+            # Someone typing the lab's own loopback port (curl --resolve ...): the URL's
+            # port in the certificate (80) is what the publication is filed under.
+            own = request.transport.get_extra_info("sockname")
+            name, _, port = host.rpartition(":")
+            if own is not None and port == str(own[1]):
+                pub = deployment.http_publications.get((f"{name}:80", path))
     if pub is None:
         return web.Response(status=404, text="Not Found")
     return web.Response(body=pub.data, content_type=pub.content_type)

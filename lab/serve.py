@@ -1,0 +1,131 @@
+"""``ibcm-lab serve SCENARIO``: the scenario's servers, up until Ctrl-C, for hands-on poking.
+
+For each host the lab plays it prints the loopback port, a hosts-file line, a ready ``curl``
+command (with ``--resolve`` so the real FQDN is used for SNI and the name check) and an
+``openssl s_client`` command, plus the paths of the CA and client certificate files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+from cryptography.hazmat.primitives import serialization
+
+from lab.clock import Clock
+from lab.errors import UsageError
+from lab.network import LOOPBACK, Network
+from lab.pki.build import BuiltPKI, build_pki
+from lab.pki.cache import PKICache
+from lab.scenario.loader import load_scenario
+from lab.scenario.model import Scenario
+from lab.servers.deployment import Deployment
+from lab.servers.harness import RunningLab, start_lab
+
+
+def _write_public(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder: Path,
+                     bind: str) -> str:
+    """The text ``serve`` prints: hosts, ports and ready commands."""
+    folder.mkdir(parents=True, exist_ok=True)
+    every_ca = b"".join(ca.cert.public_bytes(serialization.Encoding.PEM)
+                        for ca in pki.cas.values())
+    ca_file = _write_public(folder, "lab-cas.pem", every_ca)
+    lines = [f"ibcm-lab serve: {scenario.name} ({scenario.info.title})",
+             f"Listening on {bind}. CA certificates: {ca_file}", ""]
+    client = next(iter(pki.clients.values()), None)
+    if client is not None:
+        lines += [f"Client certificate ({client.label}): {client.chain_path}",
+                  f"Client key (mode 0600, never served): {client.key_path}", ""]
+    addr = LOOPBACK if bind in ("0.0.0.0", "::", "") else bind
+    q = shlex.quote
+    # The host map keeps names in lower case; show them as the scenario spells them.
+    spelled = {n.lower(): n for n in (scenario.mp.intranet_fqdn, scenario.mp.internet_fqdn)
+               if n}
+    for pub in pki.publications:
+        if pub.url.lower().startswith("http://"):
+            name = pub.url[7:].split("/", 1)[0].split(":", 1)[0]
+            spelled.setdefault(name.lower(), name)
+    for (lower, port), loopback in sorted(lab.hosts.items().items()):
+        host = spelled.get(lower, lower)
+        lines.append(f"{host}:{port} -> {addr}:{loopback}")
+        lines.append(f"  hosts file: {addr} {host}   (the port still has to be {loopback})")
+        resolve = f"--resolve {q(f'{host}:{loopback}:{addr}')}"
+        if port == 443:
+            url = f"https://{host}:{loopback}/SMS_MP/.sms_aut?MPLIST"
+            cert = (f" --cert {q(str(client.chain_path))} --key {q(str(client.key_path))}"
+                    if client else "")
+            lines.append(f"  curl {resolve} --cacert {q(str(ca_file))}{cert} {q(url)}")
+            lines.append(f"  without a client certificate (IIS answers 403.7): "
+                         f"curl -i {resolve} --cacert {q(str(ca_file))} {q(url)}")
+            lines.append(f"  openssl s_client -connect {addr}:{loopback} -servername {host} "
+                         f"-CAfile {q(str(ca_file))}"
+                         + (f" -cert {q(str(client.chain_path))} -key {q(str(client.key_path))}"
+                            if client else "") + " -verify_return_error")
+        elif port == 80 and host.lower() in {n.lower() for n in
+                                             (scenario.mp.intranet_fqdn,
+                                              scenario.mp.internet_fqdn or "")}:
+            url = f"http://{host}:{loopback}/SMS_MP/.sms_aut?MPLIST"
+            lines.append(f"  curl -i {resolve} {q(url)}   (HTTP: 403.4 on an HTTPS-only site)")
+        else:
+            for pub in pki.publications:
+                if pub.url.lower().startswith(f"http://{host.lower()}/"):
+                    path = pub.url.split("/", 3)[3]
+                    lines.append(f"  curl -o {q(path.rsplit('/', 1)[-1])} {resolve} "
+                                 f"{q(f'http://{host}:{loopback}/{path}')}")
+        lines.append("")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines) + "\n"
+
+
+async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds: float | None,
+                out: TextIO) -> None:
+    bind = host or LOOPBACK
+    if bind != LOOPBACK:
+        print(f"ibcm-lab: warning: binding {bind}: the lab's servers are reachable from "
+              "other machines, not only from this one", file=sys.stderr)
+    cache = PKICache(certs)
+    clock = Clock()
+    pki = build_pki(scenario, clock, cache)
+    deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    with tempfile.TemporaryDirectory(prefix="ibcm-lab-serve-") as scratch:
+        async with start_lab(host=bind, scratch=scratch) as lab:
+            await lab.stage(deployment)
+            out.write(connection_guide(scenario, pki, lab, Path(cache.root) / "serve" /
+                                       scenario.name, bind))
+            out.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), for_seconds)
+    out.write("Stopped.\n")
+    out.flush()
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)
+    if args.for_seconds is not None and args.for_seconds <= 0:
+        raise UsageError(f"--for-seconds expects a positive number, got {args.for_seconds}")
+    asyncio.run(serve(scenario, certs=args.certs, host=args.host,
+                      for_seconds=args.for_seconds, out=sys.stdout))
+    return 0
