@@ -265,6 +265,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    class _Stderr(logging.Handler):
+        """Writes to whatever sys.stderr is at the time (tests swap it)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            sys.stderr.write(self.format(record) + "\n")
+
+    notes = logging.getLogger("ibcm-lab")
+    if not notes.handlers:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("ibcm-lab: note: %(message)s"))
+        notes.addHandler(handler)
+        notes.propagate = False
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -27,6 +27,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from lab.scenario.model import ALL_ZONES, CAKind, Scenario, Zone
 
 LOOPBACK = "127.0.0.1"
+SIMULATED_DELAY_HEADER = "X-Lab-Simulated-Delay-Ms"
+"""How a slow server tells the client how long its answer took (simulated, never slept)."""
 HOSTLESS_LDAP = "ldap:///"
 
 INSIDE = frozenset({Zone.INTRANET, Zone.VPN})

@@ -52,6 +52,8 @@ class ScenarioResult:
     """Every request the MP answered (the IIS log)."""
     mp_log: list[LogLine] = field(default_factory=list)
     """The MP's own log lines (MP_RegistrationManager.log)."""
+    faults: list[str] = field(default_factory=list)
+    """The scenario's active fault knobs (``name=value``)."""
 
     @property
     def passed(self) -> bool:
@@ -127,7 +129,8 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                                         mp_answer(records)))
         results.append(ClientResult(spec.name, steps))
     return ScenarioResult(scenario, pki, results, (time.perf_counter() - started) * 1000,
-                          mp_records=list(lab.mp_state.records), mp_log=list(lab.mp_state.log))
+                          mp_records=list(lab.mp_state.records), mp_log=list(lab.mp_state.log),
+                          faults=list(lab.active_faults))
 
 
 async def run_loaded(scenarios: Sequence[Scenario], *, certs: str | Path = DEFAULT_CERTS

@@ -34,7 +34,8 @@ class MpAnswer:
 
     @property
     def label(self) -> str:
-        return f"{self.status}.{self.substatus}"
+        """``403.13``, or ``500`` when IIS gave no substatus."""
+        return f"{self.status}.{self.substatus}" if self.substatus else str(self.status)
 
 
 @dataclass
@@ -422,7 +423,7 @@ def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int
     req: HttpOutcome | None = obs.failed_request or (obs.requests[-1] if obs.requests else None)
     http_status: str | None = None
     if answer is not None:
-        http_status = answer.label if answer.status != 200 else "200"
+        http_status = answer.label
     elif req is not None and req.status is not None:
         http_status = str(req.status)
     notes = [n for n in obs.notes if n not in explanation] if obs.outcome == "fail" else []

@@ -124,7 +124,7 @@ def test_bundled_scenario_loads(path: Path) -> None:
     assert s.name == path.stem
     assert s.file == str(path)
     assert s.info.title.strip()
-    assert s.info.source.startswith(("seed §", "failure catalogue"))
+    assert s.info.source.startswith(("seed §", "failure catalogue", "fault knobs"))
     assert s.cas and s.clients
     assert all(c.steps for c in s.clients)
     assert s.mp.cert.issuer in {ca.name for ca in s.cas}
@@ -348,7 +348,7 @@ CASES: list[Case] = [
     Case("unknown-top-level-key", "[scenario]\n", "zzz = 1\n[scenario]\n",
          "[network]\n[scenario]\n", lambda s: dict(s.network.reachable) == {}, "zzz",
          "zzz = 1",
-         ("unknown key 'zzz'; allowed keys: ca, client, mp, network, scenario, site",)),
+         ("unknown key 'zzz'; allowed keys: ca, client, faults, mp, network, scenario, site",)),
     Case("unknown-key-in-site", "check_crl = true", "check_crll = false", "check_crl = false",
          lambda s: s.site.check_crl is False, "site.check_crll", "check_crll",
          ("unknown key 'check_crll' (did you mean 'check_crl'?)",)),

@@ -16,7 +16,7 @@ import aiohttp
 
 from lab import codes
 from lab.codes import Code
-from lab.network import Machine, Network
+from lab.network import SIMULATED_DELAY_HEADER, Machine, Network
 from lab.pki.urls import parse_url
 
 RETRIEVAL_TIMEOUT_MS = 15_000
@@ -31,6 +31,9 @@ MAX_CRL_BYTES = 16 * 1024 * 1024
 
 class LdapStore(Protocol):
     """What retrieval needs of a directory: one attribute of one object."""
+
+    available: bool
+    """False when no domain controller answers at all."""
 
     def search(self, dn: str, attribute: str) -> bytes | None: ...
 
@@ -52,6 +55,18 @@ class Retrieval:
     """What happened, in words, naming the zone rule that decided it."""
     simulated_ms: int
     http_status: int | None = None
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or its first ``limit`` bytes (a single read() may return less)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 class Retriever:
@@ -77,6 +92,14 @@ class Retriever:
         self.accumulative = accumulative
         self._remaining_ms = ACCUMULATIVE_TIMEOUT_MS
         """One Retriever serves one chain build: the accumulative budget is per chain."""
+
+    def _budget_ms(self) -> int:
+        """How long this URL may take before CryptoAPI gives up on it."""
+        return self._remaining_ms // 2 if self.accumulative else self.timeout_ms
+
+    def _spend(self, ms: int) -> None:
+        if self.accumulative:
+            self._remaining_ms -= ms
 
     def _unreachable(self, url: str, error: Code, detail: str) -> Retrieval:
         if self.accumulative:
@@ -104,6 +127,9 @@ class Retriever:
                 return self._unreachable(
                     url, codes.ERROR_DS_SERVER_DOWN,
                     f"{parsed.host} cannot be reached from the {zone} zone ({rule.why})")
+            if self.directory is None or not self.directory.available:
+                return self._unreachable(url, codes.ERROR_DS_SERVER_DOWN,
+                                         "no domain controller answers LDAP (ldap_down)")
             data = self.directory.search(parsed.path, parsed.attribute) if self.directory else None
             if data is None:
                 return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
@@ -126,14 +152,25 @@ class Retriever:
             async with self.session.get(
                 url, headers={"User-Agent": "Microsoft-CryptoAPI/10.0"}, allow_redirects=False
             ) as resp:
-                body = await resp.content.read(MAX_CRL_BYTES + 1)
+                delay = int(resp.headers.get(SIMULATED_DELAY_HEADER, "0") or 0)
+                budget = self._budget_ms()
+                if delay >= budget:
+                    return self._unreachable(
+                        url, codes.ERROR_WINHTTP_TIMEOUT,
+                        f"{parsed.host} took {delay / 1000:g} s to answer; the retrieval "
+                        f"time-out is {budget / 1000:g} s")
+                body = await _read_bounded(resp, MAX_CRL_BYTES + 1)
                 if resp.status != 200:
                     return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
                                      f"HTTP {resp.status} {resp.reason}", 0, resp.status)
                 if len(body) > MAX_CRL_BYTES:
                     return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
                                      "response larger than the lab accepts", 0, resp.status)
-                return Retrieval(url, body, None, "retrieved over HTTP", 0, resp.status)
+                if delay:
+                    self._spend(delay)
+                return Retrieval(url, body, None, "retrieved over HTTP"
+                                 + (f" after {delay / 1000:g} s" if delay else ""), delay,
+                                 resp.status)
         except aiohttp.ClientError as e:
             return self._unreachable(url, codes.ERROR_WINHTTP_CANNOT_CONNECT,
                                      f"connection to {parsed.host} failed: {e}")

@@ -113,6 +113,8 @@ def render_scenario(result: ScenarioResult, verbose: bool = False) -> str:
         lines.append(f"   file: {s.file}")
     if result.pki.mp_refusal is not None:
         lines += _wrap("pki", result.pki.mp_refusal.message, indent=3)
+    if result.faults:
+        lines.append(f"   faults: {', '.join(result.faults)}")
     for client in result.clients:
         lines.append(f"  client {client.name}")
         for step in client.steps:
@@ -251,6 +253,8 @@ def render_scenario_rich(result: ScenarioResult, verbose: bool = False,
     if result.pki.mp_refusal is not None:
         parts.append(detail_text([("pki", result.pki.mp_refusal.message, "")], 3, width,
                                  label_width=5))
+    if result.faults:
+        parts.append(Text(f"   faults: {', '.join(result.faults)}", style="yellow"))
     for client in result.clients:
         parts.append(Text.assemble("  client ", (client.name, "bold")))
         for step in client.steps:

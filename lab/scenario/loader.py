@@ -26,6 +26,7 @@ from lab.scenario.model import (
     CASpec,
     CertSpec,
     ClientSpec,
+    Faults,
     MPSpec,
     NetworkSpec,
     Scenario,
@@ -440,6 +441,41 @@ def _client(ctx: _Ctx, t: _Table, cas: dict[str, CASpec], default_issuer: str | 
                       url_retrieval=retrieval)
 
 
+def _faults(ctx: _Ctx, t: _Table | None) -> Faults:
+    if t is None:
+        return Faults()
+
+    def status(name: str) -> int | None:
+        value = t.integer(name)
+        if value is not None and not 400 <= value <= 599:
+            raise ctx.error(t.key(name), f"expected an HTTP error status from 400 to 599, "
+                            f"got {value}")
+        return value
+
+    body = t.text("crl_body")
+    if body is not None and body not in ("truncated", "garbage"):
+        raise ctx.error(t.key("crl_body"), f"expected 'truncated' or 'garbage', got {body!r}")
+    huge = t.integer("crl_huge")
+    if huge is not None and not 1 <= huge <= 1_000_000:
+        raise ctx.error(t.key("crl_huge"), f"expected a number of entries from 1 to 1000000, "
+                        f"got {huge}")
+    delay = _offset(ctx, t, "cdp_delay")
+    if delay is not None and delay <= dt.timedelta(0):
+        raise ctx.error(t.key("cdp_delay"), "expected a positive delay like \"20s\"")
+    content_type = t.text("cdp_content_type")
+    if content_type is not None and not re.fullmatch(r"[\w.+-]+/[\w.+-]+", content_type):
+        raise ctx.error(t.key("cdp_content_type"), f"expected a media type like "
+                        f"'text/html', got {content_type!r}")
+    faults = Faults(
+        cdp_down=t.flag("cdp_down", False), cdp_delay=delay, cdp_status=status("cdp_status"),
+        cdp_content_type=content_type, crl_body=body,
+        crl_foreign_signature=t.flag("crl_foreign_signature", False), crl_huge=huge,
+        crl_stale=t.flag("crl_stale", False), ldap_down=t.flag("ldap_down", False),
+        mp_down=t.flag("mp_down", False), mp_status=status("mp_status"))
+    t.done()
+    return faults
+
+
 def _network(ctx: _Ctx, t: _Table | None) -> NetworkSpec:
     if t is None:
         return NetworkSpec()
@@ -549,6 +585,7 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
         else next((c.name for c in cas.values() if c.kind is CAKind.ENTERPRISE), mp_cert.issuer)
     )
     network = _network(ctx, top.table("network"))
+    faults = _faults(ctx, top.table("faults"))
     clients: list[ClientSpec] = []
     for t in top.tables("client"):
         client = _client(ctx, t, cas, default_client_issuer, ad_domain)
@@ -559,7 +596,7 @@ def _scenario(ctx: _Ctx, data: dict[str, Any], name: str) -> Scenario:
         raise ctx.error("client", "at least one [[client]] is required")
     top.done()
     return Scenario(name=name, file=ctx.file, info=info, site=site, cas=tuple(cas.values()),
-                    mp=mp, network=network, clients=tuple(clients))
+                    mp=mp, network=network, clients=tuple(clients), faults=faults)
 
 
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")

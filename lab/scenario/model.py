@@ -202,6 +202,46 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class Faults:
+    """Misbehaviour knobs (``[faults]``), each off by default, applied in lab/servers/faults.py."""
+
+    cdp_down: bool = False
+    """The CDP/AIA web server does not answer (connection refused)."""
+    cdp_delay: dt.timedelta | None = None
+    """The CDP web server answers after this long (simulated, against the 15 s time-out)."""
+    cdp_status: int | None = None
+    """The CDP web server answers every request with this HTTP status (404, 500)."""
+    cdp_content_type: str | None = None
+    """The CDP web server labels what it serves with this Content-Type."""
+    crl_body: str | None = None
+    """``truncated`` or ``garbage``: the CRL bytes served are cut in half or random."""
+    crl_foreign_signature: bool = False
+    """Every CRL is signed by a key of no CA in the scenario."""
+    crl_huge: int | None = None
+    """Add this many revoked entries to every CRL (100000: a huge CRL)."""
+    crl_stale: bool = False
+    """Every CRL was not republished: its nextUpdate passed an hour ago."""
+    ldap_down: bool = False
+    """No domain controller answers LDAP: every ldap:// URL fails."""
+    mp_down: bool = False
+    """Nothing listens on the MP's ports."""
+    mp_status: int | None = None
+    """The MP answers every request with this HTTP status (500)."""
+
+    def active(self) -> list[str]:
+        """The knobs that are on, as ``name=value``."""
+        default = Faults()
+        out = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                shown = (f"{value.total_seconds():g}s" if isinstance(value, dt.timedelta)
+                         else str(value).lower() if isinstance(value, bool) else value)
+                out.append(f"{name}={shown}")
+        return out
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     """Short name (the file stem)."""
@@ -213,6 +253,7 @@ class Scenario:
     mp: MPSpec
     network: NetworkSpec
     clients: tuple[ClientSpec, ...]
+    faults: Faults = field(default_factory=Faults)
 
     def ca(self, name: str) -> CASpec:
         """The CA called ``name`` (the loader has checked that it exists)."""

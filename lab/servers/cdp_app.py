@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lab.servers.faults import cdp_middleware
 from lab.servers.state import CDP_STATE, CdpState
 
 
@@ -35,7 +36,8 @@ async def _serve(request: web.Request) -> web.StreamResponse:
 
 def make_cdp_app(state: CdpState) -> web.Application:
     """The CDP/AIA web server application (one for every CDP host of the lab)."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[cdp_middleware(
+        lambda: state.deployment.faults if state.deployment is not None else None)])
     app[CDP_STATE] = state
     app.router.add_route("*", "/{tail:.*}", _serve)
     return app

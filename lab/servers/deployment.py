@@ -10,7 +10,8 @@ from lab.clock import Clock
 from lab.network import Machine, Network
 from lab.pki.build import BuiltPKI, Publication
 from lab.pki.urls import directory_key, parse_url
-from lab.scenario.model import Scenario
+from lab.scenario.model import Faults, Scenario
+from lab.servers.faults import published
 
 
 class Directory:
@@ -21,7 +22,10 @@ class Directory:
     before a lookup is made (see :mod:`lab.cryptoapi.retrieval`).
     """
 
-    def __init__(self, publications: tuple[Publication, ...] = ()) -> None:
+    def __init__(self, publications: tuple[Publication, ...] = (), *,
+                 available: bool = True) -> None:
+        self.available = available
+        """False when no domain controller answers (the ``ldap_down`` fault)."""
         self._entries: dict[tuple[str, str], bytes] = {}
         for pub in publications:
             if pub.url.lower().startswith("ldap:"):
@@ -71,16 +75,25 @@ class Deployment:
     network: Network
     clock: Clock
     directory: Directory = field(init=False)
+    publications: tuple[Publication, ...] = field(init=False)
+    """What the servers serve: the PKI's publications with the CRL faults applied."""
     http_publications: Mapping[tuple[str, str], Publication] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.directory = Directory(self.pki.publications)
+        faults = self.scenario.faults
+        self.publications = published(self.pki, faults, self.clock.now(),
+                                      self.scenario.mp.cert.issuer)
+        self.directory = Directory(self.publications, available=not faults.ldap_down)
         http: dict[tuple[str, str], Publication] = {}
-        for pub in self.pki.publications:
+        for pub in self.publications:
             parsed = parse_url(pub.url)
             if parsed.scheme == "http":
                 http[(f"{parsed.host}:{parsed.port}", parsed.path)] = pub
         self.http_publications = http
+
+    @property
+    def faults(self) -> Faults:
+        return self.scenario.faults
 
     @property
     def mp_machine(self) -> Machine:

@@ -30,6 +30,7 @@ from lab.errors import HarnessError
 from lab.network import LOOPBACK, HostMap, ZoneResolver
 from lab.servers.cdp_app import make_cdp_app
 from lab.servers.deployment import Deployment, MpRecord
+from lab.servers.faults import log_active
 from lab.servers.iis import AnyMethodServer
 from lab.servers.mp_app import make_mp_handler
 from lab.servers.state import CdpState, MpState
@@ -103,21 +104,28 @@ class RunningLab:
         self.cdp_state = cdp
         self._session: aiohttp.ClientSession | None = None
         self.deployment: Deployment | None = None
+        self.active_faults: list[str] = []
+        """The staged scenario's active fault knobs (``name=value``), logged once."""
 
     async def stage(self, deployment: Deployment) -> None:
         """Serve ``deployment`` from now on (replacing whatever was staged)."""
         await self._close_session()
         self.hosts.clear()
+        faults = deployment.faults
+        self.active_faults = log_active(deployment.scenario.name, faults)
         context = _mp_context(deployment)
         self.mp_state.contexts = {}
         for name in deployment.mp_names:
+            if faults.mp_down:
+                break  # the mp_down fault: nothing listens for the MP's names
             if context is not None:
                 self.mp_state.contexts[name.lower()] = context
                 self.hosts.set(name, 443, self.ports.mp_https)
             # Without a certificate IIS has no HTTPS binding: nothing answers on 443.
             self.hosts.set(name, 80, self.ports.mp_http)
-        for host, port in deployment.cdp_hosts():
-            self.hosts.set(host, port, self.ports.cdp)
+        if not faults.cdp_down:
+            for host, port in deployment.cdp_hosts():
+                self.hosts.set(host, port, self.ports.cdp)
         resolver = ZoneResolver(deployment.network, deployment.mp_machine, self.hosts)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),

@@ -29,6 +29,7 @@ from lab.cryptoapi.chain import build_chain, has_usage
 from lab.cryptoapi.revocation import check_chain
 from lab.logline import LogLine, thread_id
 from lab.servers.deployment import MpRecord
+from lab.servers.faults import mp_refusal
 from lab.servers.state import ClientCertVerdict, MpState
 
 MP_VERSION = "9128"
@@ -49,6 +50,18 @@ ENDPOINT_REPLIES = {
 
 def _win32(code: codes.Code | None) -> int:
     return code.hresult if code is not None else 0
+
+
+async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The request body, or its first ``limit`` bytes (one read() may return less)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 def _iis_error(status: codes.IisStatus) -> web.Response:
@@ -204,6 +217,12 @@ def make_mp_handler(state: MpState, *, secure: bool) -> Handler:
                 status, detail = 503, "no scenario is staged"
                 return web.Response(status=503, text="Service Unavailable")
             site = deployment.scenario.site
+            refusal = mp_refusal(deployment.faults)
+            if refusal is not None:
+                status, detail = refusal, f"the mp_status fault: every request gets {refusal}"
+                reason = "Internal Server Error" if refusal == 500 else None
+                return web.Response(status=refusal, reason=reason,
+                                    text=f"{refusal} (lab fault mp_status)")
             if not secure and site.https_only:
                 status, substatus, detail = 403, 4, "the MP is HTTPS only; IIS requires SSL"
                 return _iis_error(codes.IIS_SSL_REQUIRED)
@@ -227,7 +246,7 @@ def make_mp_handler(state: MpState, *, secure: bool) -> Handler:
                 if request.method != "CCM_POST":
                     status, detail = 405, f"{request.method} is not CCM_POST"
                     return web.Response(status=405, text="Method Not Allowed")
-                body = await request.content.read(MAX_BODY + 1)
+                body = await _read_body(request, MAX_BODY + 1)
                 if len(body) > MAX_BODY:
                     status, detail = 413, "message too large"
                     return web.Response(status=413, text="Request Entity Too Large")
