@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                         description="Sweep the dimensions that decide IBCM outcomes and print "
                                     "a grid: rows are configurations, columns client "
                                     "situations, each cell ok or the short failure name.")
-    from lab.matrix import DIMENSIONS, SITUATIONS
+    from lab.matrix_spec import DIMENSIONS, SITUATIONS
 
     for dim in DIMENSIONS:
         mx.add_argument(f"--{dim.key.replace('_', '-')}", default=None, metavar="V[,V...]",

@@ -23,12 +23,20 @@ from typing import Any
 from lab.ccmsetup import parse_ccmsetup
 from lab.clock import Clock
 from lab.errors import UsageError
+from lab.matrix_spec import (
+    ACTIONS,
+    DIMENSION_BY_KEY,
+    DIMENSIONS,
+    SITUATION_BY_KEY,
+    SITUATIONS,
+    Dimension,
+    Situation,
+)
 from lab.pki.build import build_pki
 from lab.pki.cache import PKICache
 from lab.report.jsonout import step_dict
 from lab.run import ScenarioResult, run_loaded
 from lab.scenario.model import (
-    Action,
     CAKind,
     CASpec,
     CertSpec,
@@ -39,70 +47,17 @@ from lab.scenario.model import (
     ScenarioInfo,
     Site,
     StepSpec,
-    Zone,
 )
 from lab.verdict import StepResult
+
+__all__ = ["ACTIONS", "DIMENSIONS", "DIMENSION_BY_KEY", "SITUATIONS", "SITUATION_BY_KEY",
+           "Cell", "Dimension", "MatrixResult", "Row", "Selection", "Situation", "fold",
+           "make_selection", "run_matrix", "scenario_for"]
 
 INTRA = "IBCM-Intra.contoso.local"
 INTERNET = "IBCM-Internet.public.com"
 PUBLISHED_CRL = "http://pki.contoso.com/CertEnroll/Contoso-CA.crl"
 
-
-@dataclass(frozen=True)
-class Dimension:
-    key: str
-    title: str
-    values: tuple[str, ...]
-    labels: Mapping[str, str]
-    """value -> what it means, for the legend and the HTML report."""
-
-
-DIMENSIONS: tuple[Dimension, ...] = (
-    Dimension("cdp", "CDP layout", ("ldap", "ldap+http-intranet", "ldap+http-internet",
-                                     "http-internet", "none"), MappingProxyType({
-        "ldap": "LDAP only (ldap:///, the directory)",
-        "ldap+http-intranet": "AD CS default: LDAP, then http://<CA host> (intranet only)",
-        "ldap+http-internet": "LDAP, then an HTTP CDP published to the internet",
-        "http-internet": "only an HTTP CDP published to the internet",
-        "none": "no CDP extension",
-    })),
-    Dimension("site_crl", "site CRL check", ("on", "off"), MappingProxyType({
-        "on": "Clients check the CRL for site systems: checked",
-        "off": "Clients check the CRL for site systems: cleared",
-    })),
-    Dimension("nocrlcheck", "/NoCRLCheck", ("yes", "no"), MappingProxyType({
-        "yes": "ccmsetup with /NoCRLCheck", "no": "ccmsetup without /NoCRLCheck"})),
-    Dimension("names", "MP cert names", ("both", "intranet", "internet"), MappingProxyType({
-        "both": "the MP certificate names both FQDNs",
-        "intranet": "the MP certificate names the intranet FQDN only",
-        "internet": "the MP certificate names the internet FQDN only",
-    })),
-    Dimension("smsmp", "SMSMP", ("https", "plain"), MappingProxyType({
-        "https": "SMSMP=https://<intranet FQDN>", "plain": "SMSMP=<intranet FQDN> (no https://)"})),
-    Dimension("ccmhostname", "CCMHOSTNAME", ("given", "omitted"), MappingProxyType({
-        "given": "CCMHOSTNAME=<internet FQDN>", "omitted": "no CCMHOSTNAME"})),
-)
-DIMENSION_BY_KEY = {d.key: d for d in DIMENSIONS}
-
-
-@dataclass(frozen=True)
-class Situation:
-    key: str
-    title: str
-    domain_joined: bool
-    zones: tuple[Zone, Zone, Zone, Zone]
-    """Where the install, register, location and policy steps happen."""
-
-
-SITUATIONS: tuple[Situation, ...] = (
-    Situation("intranet", "domain-joined, intranet", True, (Zone.INTRANET,) * 4),
-    Situation("workgroup", "workgroup, intranet", False, (Zone.INTRANET,) * 4),
-    Situation("vpn", "domain-joined, VPN", True, (Zone.VPN,) * 4),
-    Situation("internet", "domain-joined, installed inside, then on the internet", True,
-              (Zone.INTRANET, Zone.INTRANET, Zone.INTRANET, Zone.INTERNET)),
-)
-SITUATION_BY_KEY = {s.key: s for s in SITUATIONS}
-ACTIONS = (Action.INSTALL, Action.REGISTER, Action.LOCATION, Action.POLICY)
 
 # Short failure names for the grid, each explained in one line in the legend.
 SHORT_NAMES: tuple[tuple[str, str, str], ...] = (
