@@ -376,9 +376,12 @@ def _splits(line: str) -> bool:
     return True
 
 
-def _culprit(tokens: list[str], message: str) -> int | None:
-    """Index of the token the parser's ``message`` is about: the end of the shortest prefix
-    of ``tokens`` that fails with the same message."""
+def _culprit(tokens: list[str], message: str, hint: int | None = None) -> int | None:
+    """Index of the token the parser's ``message`` is about: the parser's own ``hint`` when
+    it names a token that carries the message, else the end of the shortest prefix of
+    ``tokens`` that fails with the same message."""
+    if hint is not None and 0 <= hint < len(tokens):
+        return hint
     for k in range(1, len(tokens) + 1):
         try:
             parse_ccmsetup(join_windows_command_line(tokens[:k]))
@@ -432,9 +435,10 @@ def _fixed_value(name: str, value: str, site: SiteContext) -> str | None:
     return None
 
 
-def _repair_tokens(tokens: list[str], message: str, site: SiteContext) -> _Repair | None:
+def _repair_tokens(tokens: list[str], message: str, site: SiteContext,
+                   hint: int | None = None) -> _Repair | None:
     """Repair the token the parser refused (found by :func:`_culprit`)."""
-    at = _culprit(tokens, message)
+    at = _culprit(tokens, message, hint)
     if at is None:
         return None
     tok = tokens[at]
@@ -614,7 +618,8 @@ def _syntax_stage(line: str, site: SiteContext) -> tuple[str | None, list[_Repai
             if "unbalanced double quote" in e.message:
                 repair = _repair_quote(current, e.message)
             else:
-                repair = _repair_tokens(split_windows_command_line(current), e.message, site)
+                repair = _repair_tokens(split_windows_command_line(current), e.message, site,
+                                        e.token_index)
             if repair is None or repair.line in seen:
                 repairs.append(_Repair(current, "syntax-error", e.message,
                                        "correct the argument by hand"))

@@ -144,7 +144,7 @@ _PROGRAM_RE: Final = re.compile(
 )
 _PROPERTY_RE: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)=(.*)", re.DOTALL)
 _SITE_CODE_RE: Final = re.compile(r"[A-Za-z0-9]{3}")
-_DIGITS_RE: Final = re.compile(r"[0-9]+")
+_DIGITS_RE: Final = re.compile(r"[0-9]{1,9}")
 _HOST_RE: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 _SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 _MAX_SHOWN: Final = 80
@@ -517,87 +517,93 @@ def parse_ccmsetup(line: str) -> CcmsetupCommand:
     notes: list[str] = []
     first_property: str | None = None
     i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        i += 1
-        if token.startswith("/"):
-            if first_property is not None:
-                # Microsoft's own token-install example puts /regtoken after the properties,
-                # so ccmsetup accepts it; the docs still advise parameters first.
-                notes.append(
-                    f"parameter {_show(token)} comes after the client.msi property "
-                    f"{_show(first_property)}; the docs say \"Specify CCMSetup parameters "
-                    "before you specify properties for client.msi\""
-                )
-            name, colon, value = token[1:].partition(":")
-            canonical = _PARAMETER_BY_LOWER.get(name.lower())
-            if canonical is None:
-                raise _unknown_parameter(token, name)
-            takes_value = KNOWN_PARAMETERS[canonical]
-            if takes_value:
-                if (
-                    colon
-                    and not value
-                    and i < len(tokens)
-                    and tokens[i]
-                    and not tokens[i].startswith("/")
-                    and not _is_property_token(tokens[i])
-                ):
-                    value = tokens[i]  # "/source: D:\Clients"
-                    token = f"{token} {value}"
-                    i += 1
-                if not value:
-                    raise CcmsetupSyntaxError(
-                        f"parameter {_show(token)} expects a value: write "
-                        f"'/{canonical}:<value>'"
+    offset = 1 if program is not None else 0
+    try:
+        while i < len(tokens):
+            token = tokens[i]
+            i += 1
+            if token.startswith("/"):
+                if first_property is not None:
+                    # Microsoft's own token-install example puts /regtoken after the properties,
+                    # so ccmsetup accepts it; the docs still advise parameters first.
+                    notes.append(
+                        f"parameter {_show(token)} comes after the client.msi property "
+                        f"{_show(first_property)}; the docs say \"Specify CCMSetup parameters "
+                        "before you specify properties for client.msi\""
                     )
-                _check_switch_value(canonical, token, value)
-            elif colon:
-                raise CcmsetupSyntaxError(
-                    f"parameter {_show(token)} takes no value: expected '/{canonical}' alone"
-                )
-            if canonical in switches and canonical not in _REPEATABLE_PARAMETERS:
-                raise CcmsetupSyntaxError(
-                    f"parameter {_show(token)} is given twice; expected '/{canonical}' once"
-                )
-            if canonical == "source":
-                sources.append(value)
-            switches.setdefault(canonical, value if takes_value else None)
-            continue
+                name, colon, value = token[1:].partition(":")
+                canonical = _PARAMETER_BY_LOWER.get(name.lower())
+                if canonical is None:
+                    raise _unknown_parameter(token, name)
+                takes_value = KNOWN_PARAMETERS[canonical]
+                if takes_value:
+                    if (
+                        colon
+                        and not value
+                        and i < len(tokens)
+                        and tokens[i]
+                        and not tokens[i].startswith("/")
+                        and not _is_property_token(tokens[i])
+                    ):
+                        value = tokens[i]  # "/source: D:\Clients"
+                        token = f"{token} {value}"
+                        i += 1
+                    if not value:
+                        raise CcmsetupSyntaxError(
+                            f"parameter {_show(token)} expects a value: write "
+                            f"'/{canonical}:<value>'"
+                        )
+                    _check_switch_value(canonical, token, value)
+                elif colon:
+                    raise CcmsetupSyntaxError(
+                        f"parameter {_show(token)} takes no value: expected '/{canonical}' alone"
+                    )
+                if canonical in switches and canonical not in _REPEATABLE_PARAMETERS:
+                    raise CcmsetupSyntaxError(
+                        f"parameter {_show(token)} is given twice; expected '/{canonical}' once"
+                    )
+                if canonical == "source":
+                    sources.append(value)
+                switches.setdefault(canonical, value if takes_value else None)
+                continue
 
-        m = _PROPERTY_RE.fullmatch(token)
-        if m:
-            name, value = m.group(1), m.group(2)
-        elif token.upper() in _VALUELESS_PROPERTIES:
-            name, value = token, ""
-        else:
-            where = "the program ccmsetup.exe, " if first_is_program_slot and i == 1 else ""
-            raise CcmsetupSyntaxError(
-                f"unexpected argument {_show(token)}: expected {where}a /parameter or a "
-                "NAME=value property"
-            )
-        upper = name.upper()
-        if upper in KNOWN_PROPERTIES and name != upper:
-            # Microsoft's own examples write SMSSiteCode=ABC, so ccmsetup evidently takes
-            # property names case-insensitively; the documented spelling is upper case.
-            notes.append(
-                f"property name {_show(name)} is documented in upper case as {upper}"
-            )
-        if upper not in KNOWN_PROPERTIES:
-            raise _unknown_property(token, name)
-        if upper in properties:
-            raise CcmsetupSyntaxError(
-                f"property {_show(token)} is given twice; expected {upper} once"
-            )
-        if not value and upper not in _VALUELESS_PROPERTIES:
-            raise CcmsetupSyntaxError(
-                f"property {_show(token)} expects a value: write '{upper}=<value>'"
-            )
-        _check_property_value(upper, token, value)
-        properties[upper] = value
-        if first_property is None:
-            first_property = token
+            m = _PROPERTY_RE.fullmatch(token)
+            if m:
+                name, value = m.group(1), m.group(2)
+            elif token.upper() in _VALUELESS_PROPERTIES:
+                name, value = token, ""
+            else:
+                where = "the program ccmsetup.exe, " if first_is_program_slot and i == 1 else ""
+                raise CcmsetupSyntaxError(
+                    f"unexpected argument {_show(token)}: expected {where}a /parameter or a "
+                    "NAME=value property"
+                )
+            upper = name.upper()
+            if upper in KNOWN_PROPERTIES and name != upper:
+                # Microsoft's own examples write SMSSiteCode=ABC, so ccmsetup evidently takes
+                # property names case-insensitively; the documented spelling is upper case.
+                notes.append(
+                    f"property name {_show(name)} is documented in upper case as {upper}"
+                )
+            if upper not in KNOWN_PROPERTIES:
+                raise _unknown_property(token, name)
+            if upper in properties:
+                raise CcmsetupSyntaxError(
+                    f"property {_show(token)} is given twice; expected {upper} once"
+                )
+            if not value and upper not in _VALUELESS_PROPERTIES:
+                raise CcmsetupSyntaxError(
+                    f"property {_show(token)} expects a value: write '{upper}=<value>'"
+                )
+            _check_property_value(upper, token, value)
+            properties[upper] = value
+            if first_property is None:
+                first_property = token
 
+    except CcmsetupSyntaxError as e:
+        if e.token_index is None:
+            e.token_index = max(0, i - 1) + offset
+        raise
     return CcmsetupCommand(
         raw=line,
         program=program,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import datetime as dt
 import getpass
 import json
@@ -89,7 +90,6 @@ _DNS_NAME = re.compile(
     r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
     r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 _CA_NAME_BAD = re.compile(r"[^A-Za-z0-9 ._()-]+")
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----(.*?)-----END \1-----", re.DOTALL)
 _PKCS12_DATA_OID = bytes.fromhex("06092a864886f70d0107")  # pkcs7-data / signedData prefix
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -276,13 +276,40 @@ def _touch(cert: x509.Certificate, path: str) -> x509.Certificate:
     return cert
 
 
+def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    """Complete ``-----BEGIN X-----`` ... ``-----END X-----`` blocks, found in linear time
+    (a regular expression with a back-reference goes quadratic on unterminated blocks)."""
+    ends: dict[bytes, list[int]] = {}
+    pos = data.find(b"-----END ")
+    while pos >= 0:
+        close = data.find(b"-----", pos + 9)
+        if close < 0:
+            break
+        ends.setdefault(data[pos + 9:close], []).append(pos)
+        pos = data.find(b"-----END ", close + 5)
+    blocks: list[tuple[str, bytes]] = []
+    pos = data.find(b"-----BEGIN ")
+    while pos >= 0:
+        close = data.find(b"-----", pos + 11)
+        if close < 0:
+            break
+        label = data[pos + 11:close]
+        candidates = ends.get(label, [])
+        at = bisect.bisect_left(candidates, close)
+        if re.fullmatch(rb"[A-Z0-9 #]+", label) and at < len(candidates):
+            stop = candidates[at] + len(b"-----END ") + len(label) + 5
+            blocks.append((label.decode("ascii"), data[pos:stop]))
+            pos = data.find(b"-----BEGIN ", stop)
+        else:
+            pos = data.find(b"-----BEGIN ", close + 5)
+    return blocks
+
+
 def _from_pem(data: bytes, path: str) -> list[x509.Certificate]:
     certs: list[x509.Certificate] = []
     labels: list[str] = []
-    for i, m in enumerate(_PEM_BLOCK.finditer(data), start=1):
-        label = m.group(1).decode("ascii")
+    for i, (label, block) in enumerate(_pem_blocks(data), start=1):
         labels.append(label)
-        block = m.group(0)
         try:
             if label in ("CERTIFICATE", "X509 CERTIFICATE"):
                 certs.append(x509.load_pem_x509_certificate(
@@ -305,8 +332,55 @@ def _short(e: BaseException) -> str:
     return text[:160]
 
 
+MAX_PKCS12_ITERATIONS = 10_000_000
+
+
+def _der_element(data: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start of content, end) of the DER element at ``at``; ValueError if cut short."""
+    if at + 2 > len(data):
+        raise ValueError("truncated")
+    tag, length, start = data[at], data[at + 1], at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or start + count > len(data):
+            raise ValueError("bad length")
+        length, start = int.from_bytes(data[start:start + count], "big"), start + count
+    if start + length > len(data):
+        raise ValueError("truncated")
+    return tag, start, start + length
+
+
+def _pkcs12_mac_iterations(data: bytes) -> int | None:
+    """The iteration count of a PFX's macData (None when absent or unreadable)."""
+    try:
+        _, start, end = _der_element(data, 0)
+        children = []
+        while start < end:
+            tag, c_start, c_end = _der_element(data, start)
+            children.append((tag, c_start, c_end))
+            start = c_end
+        if len(children) < 3:
+            return None
+        _, m_start, m_end = children[2]  # macData ::= SEQUENCE {mac, macSalt, iterations}
+        parts = []
+        while m_start < m_end:
+            tag, c_start, c_end = _der_element(data, m_start)
+            parts.append((tag, c_start, c_end))
+            m_start = c_end
+        if len(parts) >= 3 and parts[2][0] == 0x02:
+            return int.from_bytes(data[parts[2][1]:parts[2][2]], "big")
+    except ValueError:
+        return None
+    return None
+
+
 def _from_pkcs12(data: bytes, path: str, password: bytes | None
                  ) -> tuple[list[x509.Certificate], Any, x509.Certificate | None]:
+    iterations = _pkcs12_mac_iterations(data)
+    if iterations is not None and iterations > MAX_PKCS12_ITERATIONS:
+        raise UsageError(f"{path}: the PKCS#12 file asks for {iterations} MAC iterations "
+                         f"(more than {MAX_PKCS12_ITERATIONS}): refused, it would take "
+                         "minutes to open; re-export it with a normal iteration count")
     attempts: list[bytes | None] = [password] if password is not None else [None, b""]
     for attempt in attempts:
         try:
@@ -633,10 +707,26 @@ def _derive_ca(issued: x509.Certificate, issuer_name: x509.Name, *, intranet: st
         host = (f"{short}.{domain}" if short else inside[0] if inside else f"ca.{domain}")
         if not _dns_ok(host):
             host = f"ca.{domain}"
-    spec = CASpec(name=name, kind=kind, host=host, domain=domain, cdp=tuple(cdp),
-                  aia=tuple(u for u in aia if _scheme(u) in ("http", "ldap", "file")),
+    unusable = [u for u in urls if not _replayable(u)]
+    if unusable:
+        why += f"; URLs the lab cannot publish are left out of the clone: {', '.join(unusable)}"
+    spec = CASpec(name=name, kind=kind, host=host, domain=domain,
+                  cdp=tuple(u for u in cdp if _replayable(u)),
+                  aia=tuple(u for u in aia if _scheme(u) in ("http", "ldap", "file")
+                            and _replayable(u)),
                   parent=parent)
     return CAProfile(spec, why)
+
+
+def _replayable(url: str) -> bool:
+    """Whether the lab can publish ``url`` (it parses, with a usable host and port)."""
+    if not url.isascii() or any(ord(c) < 0x21 for c in url):
+        return False
+    try:
+        parse_url(url)
+    except ValueError:
+        return False
+    return True
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

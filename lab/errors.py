@@ -21,6 +21,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped, so an error is always one terminal line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class LabError(Exception):
     """Base class of every error the lab raises on purpose."""
 
@@ -69,16 +77,21 @@ class ScenarioError(LabError, ValueError):
         return err
 
     def __str__(self) -> str:
-        where = self.file or "<scenario>"
+        where = _one_line(self.file or "<scenario>")
         if self.line is not None:
             where += f":{self.line}"
         if self.key:
-            return f"{where}: {self.key}: {self.message}"
-        return f"{where}: {self.message}"
+            return f"{where}: {_one_line(self.key)}: {_one_line(self.message)}"
+        return f"{where}: {_one_line(self.message)}"
 
 
 class CcmsetupSyntaxError(ScenarioError):
-    """A ccmsetup command line is malformed or names an unknown parameter or property."""
+    """A ccmsetup command line is malformed or names an unknown parameter or property.
+
+    ``token_index`` is the 0-based index (in the Windows-split command line, program
+    included) of the argument the message is about, when the parser knows it."""
+
+    token_index: int | None = None
 
 
 class PKIBuildError(LabError):

@@ -461,7 +461,7 @@ def test_unrepairable_syntax_error_is_an_error_without_a_corrected_line(
     # No repair is known for every conceivable refusal; simulate one the linter cannot place.
     import lab.ccmlint
 
-    monkeypatch.setattr(lab.ccmlint, "_culprit", lambda tokens, message: None)
+    monkeypatch.setattr(lab.ccmlint, "_culprit", lambda tokens, message, hint=None: None)
     line = seed_with("SMSSITECODE", "SMSSITCODE")
     report = lint(line)
     finding = only(report)

@@ -213,6 +213,14 @@ def _key_usage(*, ca: bool, crl_sign: bool = True) -> x509.KeyUsage:
         crl_sign=ca and crl_sign, encipher_only=False, decipher_only=False)
 
 
+def _leaf_subject(common_name: str) -> x509.Name:
+    """CN=<name>, or an empty subject when the name is longer than a CN may be (64 bytes):
+    the DNS name then lives in the SAN only, as with AD CS "supply in the request"."""
+    if 1 <= len(common_name.encode("utf-8")) <= 64:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name([])
+
+
 def _parents_first(specs: tuple[CASpec, ...]) -> list[CASpec]:
     by_name = {s.name: s for s in specs}
     ordered: list[CASpec] = []
@@ -310,7 +318,7 @@ class _Builder:
         if cert is None:
             builder = (
                 x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+                .subject_name(_leaf_subject(subject_cn))
                 .issuer_name(ca.cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(not_before)

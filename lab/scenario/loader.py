@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from lab.ccmsetup import parse_ccmsetup
 from lab.clock import zone_info
@@ -46,6 +47,9 @@ _SITE_CODE = re.compile(r"[A-Za-z0-9]{3}")
 _URL_SCHEMES = ("ldap://", "http://", "file://")
 _OFFSET = re.compile(r"([+-]?)(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0}
+MAX_OFFSET_DAYS = 100 * 365
+"""Times relative to the run stay within a century (dates must stay encodable)."""
 URL_RETRIEVAL = ("per-url", "accumulative")
 
 
@@ -240,7 +244,11 @@ def _offset(ctx: _Ctx, t: _Table, name: str) -> dt.timedelta | None:
         raise ctx.error(t.key(name), "expected a time relative to the run, like \"-1d\", "
                         f"\"+7d\", \"-2h\" or \"30m\" (units s, m, h, d), got {value!r}")
     sign = -1 if match.group(1) == "-" else 1
-    return sign * dt.timedelta(**{_UNITS[match.group(3)]: float(match.group(2))})
+    amount = float(match.group(2))
+    if amount * _UNIT_DAYS[match.group(3)] > MAX_OFFSET_DAYS:
+        raise ctx.error(t.key(name), f"expected a time within {MAX_OFFSET_DAYS // 365} years "
+                        f"of the run, got {value!r}")
+    return sign * dt.timedelta(**{_UNITS[match.group(3)]: amount})
 
 
 def _enum(ctx: _Ctx, key: str, value: str, cls: type[E]) -> E:
@@ -285,10 +293,30 @@ def _url_entries(
                 k, f"expected 'ldap', 'http' or a full ldap://, http:// or file:// URL, "
                 f"got {entry!r}"
             )
+        if lowered not in ("ldap", "http"):
+            problem = _url_problem(entry)
+            if problem:
+                raise ctx.error(k, f"expected a usable URL, got {entry!r}: {problem}")
         if lowered in seen:
             raise ctx.error(k, f"{entry!r} is listed twice")
         seen.add(lowered)
     return tuple(e.lower() if e.lower() in ("ldap", "http") else e for e in entries)
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot go into a certificate's CDP or AIA (None when it can)."""
+    if not url.isascii() or any(ord(c) < 0x21 for c in url):
+        return "only printable ASCII without spaces (percent-encode anything else)"
+    if len(url) > 2048:
+        return "longer than 2048 characters"
+    try:
+        parsed = urlsplit(url)
+        _ = parsed.port
+    except ValueError as e:
+        return str(e)
+    if parsed.scheme.lower() in ("http", "file") and not parsed.hostname:
+        return "no host name"
+    return None
 
 
 def _cert(ctx: _Ctx, t: _Table, *, default_issuer: str | None, cas: dict[str, CASpec],
@@ -313,6 +341,9 @@ def _cert(ctx: _Ctx, t: _Table, *, default_issuer: str | None, cas: dict[str, CA
     cdp = _url_entries(ctx, t.key("cdp"), t.str_list("cdp"), cas[issuer].kind)
     revoked = t.flag("revoked", False)
     subject = t.text("subject")
+    if subject is not None and not 1 <= len(subject.encode("utf-8")) <= 64:
+        raise ctx.error(t.key("subject"), "expected a common name of 1 to 64 bytes "
+                        f"(X.509 ub-common-name), got {len(subject.encode('utf-8'))} bytes")
     not_before = _offset(ctx, t, "not_before")
     not_after = _offset(ctx, t, "not_after")
     start = not_before if not_before is not None else -dt.timedelta(days=1)
@@ -606,6 +637,9 @@ def load_scenario_text(text: str, *, file: str | None = None, name: str | None =
     """Parse scenario TOML ``text``; ``file`` is only used in error messages."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ScenarioError("TOML syntax error: arrays or tables nested too deeply",
+                            file=file) from None
     except tomllib.TOMLDecodeError as e:
         message = str(e)
         match = _TOML_POS.search(message)
@@ -616,6 +650,8 @@ def load_scenario_text(text: str, *, file: str | None = None, name: str | None =
             clean = message.replace("(at end of document)", "").strip() + " at the end of the file"
         col = f" (column {match.group(2)})" if match else ""
         raise ScenarioError(f"TOML syntax error: {clean}{col}", file=file, line=line) from None
+    except ValueError as e:  # for example an integer of thousands of digits
+        raise ScenarioError(f"TOML value cannot be read: {e}", file=file) from None
     stem = name or (Path(file).stem if file else "scenario")
     return _scenario(_Ctx(file, text), data, stem)
 

@@ -7,7 +7,7 @@ active knob once when the scenario is staged. What the knobs do:
   published CRL bytes are replaced at staging time (:func:`published`), so the CDP web server
   and the directory serve the same faulty CRL;
 * the CDP web server (``cdp_status``, ``cdp_content_type``, ``cdp_delay``): one aiohttp
-  middleware (:func:`cdp_middleware`);
+  wrapper around its handler (:func:`with_cdp_faults`);
 * the MP (``mp_status``): one branch at the top of the MP's handler (:func:`mp_refusal`);
 * what is reachable (``cdp_down``, ``mp_down``, ``ldap_down``): the harness leaves the hosts
   unmapped, or the directory unavailable.
@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -162,14 +161,13 @@ def published(pki: BuiltPKI, faults: Faults, now: dt.datetime,
 
 # -- the CDP web server -------------------------------------------------------------------------
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-def cdp_middleware(get_faults: Callable[[], Faults | None]) -> Middleware:
-    """aiohttp middleware: the CDP web server's status, content type and delay knobs."""
+def with_cdp_faults(get_faults: Callable[[], Faults | None], handler: Handler) -> Handler:
+    """The CDP web server's handler with its status, content type and delay knobs."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
         faults = get_faults()
         if faults is None or not (faults.cdp_status or faults.cdp_content_type
                                   or faults.cdp_delay):
@@ -186,7 +184,7 @@ def cdp_middleware(get_faults: Callable[[], Faults | None]) -> Middleware:
             response.headers[DELAY_HEADER] = str(int(faults.cdp_delay.total_seconds() * 1000))
         return response
 
-    return middleware
+    return handle
 
 
 # -- the MP ---------------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ new publications, and the host map points the scenario's names at the servers' p
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -28,12 +30,26 @@ from cryptography.x509.oid import NameOID
 from lab.cryptoapi.retrieval import Retriever
 from lab.errors import HarnessError
 from lab.network import LOOPBACK, HostMap, ZoneResolver
-from lab.servers.cdp_app import make_cdp_app
+from lab.servers.cdp_app import make_cdp_handler
 from lab.servers.deployment import Deployment, MpRecord
 from lab.servers.faults import log_active
 from lab.servers.iis import AnyMethodServer
 from lab.servers.mp_app import make_mp_handler
 from lab.servers.state import CdpState, MpState
+
+
+class _NoTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]}"
+            record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+SERVER_LOG = logging.getLogger("ibcm-lab.http")
+SERVER_LOG.addFilter(_NoTraceback())
 
 NO_CHECK_TIME = ssl.VerifyFlags(0x200000)
 """X509_V_FLAG_NO_CHECK_TIME: IIS judges client-certificate dates with the lab clock, so
@@ -171,6 +187,10 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
                 sslobj.context = chosen
 
     base.sni_callback = pick_context
+    # Quiet servers: a malformed request is answered (400) and noted in one line, never a
+    # traceback on the trainer's terminal; idle keep-alive connections close after 15 s.
+    server_options: dict[str, Any] = {"access_log": None, "logger": SERVER_LOG,
+                                      "keepalive_timeout": 15.0}
     runners: list[web.BaseRunner] = []
     running: RunningLab | None = None
     try:
@@ -178,11 +198,12 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
         try:
             servers: list[tuple[web.BaseRunner, ssl.SSLContext | None]] = [
                 (web.ServerRunner(AnyMethodServer(make_mp_handler(mp_state, secure=True),
-                                                  access_log=None), shutdown_timeout=1.0), base),
+                                                  **server_options), shutdown_timeout=1.0), base),
                 (web.ServerRunner(AnyMethodServer(make_mp_handler(mp_state, secure=False),
-                                                  access_log=None), shutdown_timeout=1.0), None),
-                (web.AppRunner(make_cdp_app(cdp_state), access_log=None,
-                               shutdown_timeout=1.0), None),
+                                                  **server_options), shutdown_timeout=1.0), None),
+                (web.ServerRunner(AnyMethodServer(make_cdp_handler(cdp_state),
+                                                  **server_options), shutdown_timeout=1.0),
+                 None),
             ]
             for runner, ssl_context in servers:
                 await runner.setup()

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -175,9 +177,14 @@ def _log_registration(state: MpState, request: web.BaseRequest, root: ET.Element
 def _ccm_reply(state: MpState, request: web.BaseRequest, body: bytes) -> web.Response:
     deployment = state.deployment
     assert deployment is not None
+    if b"<!DOCTYPE" in body.upper():
+        # The lab's messages never carry a DTD; refusing one up front keeps entity
+        # expansion (a "billion laughs") from costing anything.
+        return web.Response(status=400, text="malformed message (a DTD is not accepted)")
     try:
         root = ET.fromstring(body)
-    except ET.ParseError:
+    except (ET.ParseError, LookupError, ValueError, UnicodeError):
+        # not XML, or an encoding declaration Python cannot (or will not) decode
         return web.Response(status=400, text="malformed message")
     endpoint = (root.findtext("TargetEndpoint") or "").strip()
     kind = ENDPOINT_REPLIES.get(endpoint)
@@ -246,7 +253,14 @@ def make_mp_handler(state: MpState, *, secure: bool) -> Handler:
                 if request.method != "CCM_POST":
                     status, detail = 405, f"{request.method} is not CCM_POST"
                     return web.Response(status=405, text="Method Not Allowed")
-                body = await _read_body(request, MAX_BODY + 1)
+                if (request.content_length or 0) > MAX_BODY:
+                    status, detail = 413, "message too large (Content-Length)"
+                    return web.Response(status=413, text="Request Entity Too Large")
+                try:
+                    body = await _read_body(request, MAX_BODY + 1)
+                except (HttpProcessingError, RequestPayloadError, ValueError) as e:
+                    status, detail = 400, f"the body could not be read: {e}"
+                    return web.Response(status=400, text="Bad Request")
                 if len(body) > MAX_BODY:
                     status, detail = 413, "message too large"
                     return web.Response(status=413, text="Request Entity Too Large")
