@@ -29,7 +29,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import itertools
 import os
 import re
 import shutil
@@ -42,26 +41,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-import aiohttp
 import pytest
 from _pytest._code.code import ReprFileLocation, TerminalRepr
 
-from lab.client.agent import SimulatedClient
-from lab.client.winhttp import WinHttp
 from lab.clock import Clock
 from lab.errors import LabError, ScenarioError
 from lab.logline import LogLine
 from lab.logs.writer import write_logs
-from lab.network import HostMap, Machine, Network, ZoneResolver
-from lab.pki.build import BuiltPKI, build_pki
+from lab.network import HostMap, Network
+from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
 from lab.report.text import evidence_lines, step_summary
-from lab.run import STEP_GAP_MS, RunResult, ScenarioResult, run_loaded
+from lab.run import ClientDriver, RunResult, ScenarioResult, run_loaded, stage_scenario
 from lab.scenario.loader import load_scenario, load_scenario_text
 from lab.scenario.model import Action, ClientSpec, Scenario, StepSpec, Zone
 from lab.servers.deployment import Deployment
 from lab.servers.harness import Ports, RunningLab, start_lab
-from lab.verdict import StepResult, judge_step, mp_answer
+from lab.verdict import StepResult
 
 if TYPE_CHECKING:
     from _pytest._io import TerminalWriter
@@ -529,7 +525,6 @@ class ScenarioItem(_ScenarioItemBase):
 # Fixtures: a running lab and step-drivable clients
 # ------------------------------------------------------------------------------------------
 
-_step_ids = itertools.count(1)
 
 
 def load_source(source: ScenarioSource) -> Scenario:
@@ -562,15 +557,16 @@ class LabClient:
     keeps its state between steps (installed, registered, the site settings it learned).
     """
 
-    def __init__(self, staged: StagedLab, spec: ClientSpec, agent: SimulatedClient,
-                 resolver: ZoneResolver, machine: Machine) -> None:
+    def __init__(self, staged: StagedLab, driver: ClientDriver) -> None:
         self.staged = staged
-        self.spec = spec
-        self.agent = agent
-        self._resolver = resolver
-        self._machine = machine
-        self.results: list[StepResult] = []
+        self.spec = driver.spec
+        self.driver = driver
+        self.agent = driver.agent
+
+    @property
+    def results(self) -> list[StepResult]:
         """Every step this client ran, in order."""
+        return self.driver.results
 
     @property
     def name(self) -> str:
@@ -586,19 +582,10 @@ class LabClient:
                         expect)
 
     async def _run(self, step: StepSpec) -> StepResult:
-        staged = self.staged
-        step_id = f"pytest-{next(_step_ids)}"
-        staged.clock.advance(STEP_GAP_MS)
-        self._resolver.machine = self._machine.moved(step.location)
-        obs = await self.agent.run_step(step, step_id)
-        records = [(r.status, r.substatus, r.win32_status, r.detail, r.time_taken_ms)
-                   for r in staged.running.mp_records(step_id)]
-        return judge_step(staged.scenario, staged.pki, self.spec, len(self.results), step, obs,
-                          mp_answer(records))
+        return await self.driver.step(step)
 
     def _done(self, result: StepResult) -> StepResult:
         __tracebackhide__ = True
-        self.results.append(result)
         if result.expected is not None and not result.met:
             raise StepMissed([result])
         return result
@@ -632,7 +619,7 @@ class StagedLab:
     """A private temporary folder, removed at close."""
     portal: _LoopThread = dataclasses.field(repr=False)
     _stack: contextlib.AsyncExitStack = dataclasses.field(repr=False)
-    _sessions: list[aiohttp.ClientSession] = dataclasses.field(default_factory=list, repr=False)
+    _drivers: list[ClientDriver] = dataclasses.field(default_factory=list, repr=False)
     closed: bool = False
 
     @property
@@ -659,35 +646,14 @@ class StagedLab:
         return self.portal.call(self._client(spec))
 
     async def _client(self, spec: ClientSpec) -> LabClient:
-        first = spec.steps[0].location if spec.steps else Zone.INTRANET
-        machine = Machine(spec.name, first, spec.domain_joined, self.scenario.ad_domain)
-        resolver = ZoneResolver(self.network, machine, self.hosts)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
-            timeout=aiohttp.ClientTimeout(total=30))
-        self._sessions.append(session)
-        http = WinHttp(machine=machine, network=self.network, hosts=self.hosts,
-                       directory=self.deployment.directory,
-                       anchors=self.pki.roots(spec.trusted_roots),
-                       trust_pem=self.pki.trust_pem(spec.trusted_roots),
-                       intermediates=self.pki.intermediates(), url_retrieval=spec.url_retrieval,
-                       client_cert=None, clock=self.clock, scratch=self.scratch, session=session)
-        network = self.network
-
-        def ad_mp(where: Machine) -> tuple[str, bool] | None:
-            # The MP published in AD, when the machine reaches a domain controller.
-            if not network.can_reach_dc(where):
-                return None
-            return self.scenario.mp.intranet_fqdn, self.scenario.site.https_only
-
-        agent = SimulatedClient(spec, network=network, http=http, ad_mp=ad_mp,
-                                store=self.pki.stores.get(spec.name, ()))
-        return LabClient(self, spec, agent, resolver, machine)
+        driver = ClientDriver(self.running, self.deployment, spec, self.scratch)
+        self._drivers.append(driver)
+        return LabClient(self, driver)
 
     async def _aclose(self) -> None:
         try:
-            for session in self._sessions:
-                await session.close()
+            for driver in self._drivers:
+                await driver.aclose()
             await self._stack.aclose()
         finally:
             shutil.rmtree(self.scratch, ignore_errors=True)
@@ -735,20 +701,16 @@ class LabSession:
         stack = contextlib.AsyncExitStack()
         try:
             running = await stack.enter_async_context(start_lab(scratch=str(scratch)))
-            clock = Clock()
-            pki = build_pki(scenario, clock, self.cache)
-            network = Network(scenario)
-            deployment = Deployment(scenario=scenario, pki=pki, network=network, clock=clock)
-            await running.stage(deployment)
+            deployment = await stage_scenario(running, scenario, self.cache)
         except BaseException:
             try:
                 await stack.aclose()
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             raise
-        return StagedLab(scenario=scenario, pki=pki, running=running, deployment=deployment,
-                         network=network, clock=clock, scratch=scratch, portal=portal,
-                         _stack=stack)
+        return StagedLab(scenario=scenario, pki=deployment.pki, running=running,
+                         deployment=deployment, network=deployment.network,
+                         clock=deployment.clock, scratch=scratch, portal=portal, _stack=stack)
 
     def close(self) -> None:
         """Stop every lab's servers, remove their folders and stop the event loop."""

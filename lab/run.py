@@ -26,7 +26,7 @@ from lab.network import Machine, Network, ZoneResolver
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.scenario.loader import load_all
-from lab.scenario.model import Scenario
+from lab.scenario.model import ClientSpec, Scenario, StepSpec, Zone
 from lab.servers.deployment import Deployment, MpRecord
 from lab.servers.harness import RunningLab, start_lab
 from lab.verdict import StepResult, judge_step, mp_answer
@@ -91,44 +91,83 @@ def _ad_mp(scenario: Scenario, network: Network) -> Callable[[Machine], tuple[st
     return lookup
 
 
+class ClientDriver:
+    """One simulated client on a staged lab, driven a step at a time.
+
+    ``run_scenario`` drives each ``[[client]]`` through its steps with it; the pytest plugin
+    drives clients step by step from a test. Close it (or use ``async with``) to release its
+    HTTP session.
+    """
+
+    def __init__(self, lab: RunningLab, deployment: Deployment, spec: ClientSpec,
+                 scratch: Path) -> None:
+        self.lab = lab
+        self.deployment = deployment
+        self.spec = spec
+        scenario, pki = deployment.scenario, deployment.pki
+        first = spec.steps[0].location if spec.steps else Zone.INTRANET
+        self.machine = Machine(spec.name, first, spec.domain_joined, scenario.ad_domain)
+        self.resolver = ZoneResolver(deployment.network, self.machine, lab.hosts)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=self.resolver, force_close=True, limit=0),
+            timeout=aiohttp.ClientTimeout(total=30))
+        http = WinHttp(machine=self.machine, network=deployment.network, hosts=lab.hosts,
+                       directory=deployment.directory,
+                       anchors=pki.roots(spec.trusted_roots),
+                       trust_pem=pki.trust_pem(spec.trusted_roots),
+                       intermediates=pki.intermediates(), url_retrieval=spec.url_retrieval,
+                       client_cert=None, clock=deployment.clock, scratch=scratch,
+                       session=self.session)
+        self.agent = SimulatedClient(spec, network=deployment.network, http=http,
+                                     ad_mp=_ad_mp(scenario, deployment.network),
+                                     store=pki.stores.get(spec.name, ()))
+        self.results: list[StepResult] = []
+
+    async def step(self, step: StepSpec) -> StepResult:
+        """Run one step and judge it (a second later than the previous one, lab time)."""
+        step_id = f"s{next(_step_ids)}"
+        self.deployment.clock.advance(STEP_GAP_MS)
+        self.resolver.machine = self.machine.moved(step.location)
+        obs = await self.agent.run_step(step, step_id)
+        records = [(r.status, r.substatus, r.win32_status, r.detail, r.time_taken_ms)
+                   for r in self.lab.mp_records(step_id)]
+        result = judge_step(self.deployment.scenario, self.deployment.pki, self.spec,
+                            len(self.results), step, obs, mp_answer(records))
+        self.results.append(result)
+        return result
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+    async def __aenter__(self) -> ClientDriver:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def stage_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
+                         clock: Clock | None = None) -> Deployment:
+    """Build ``scenario``'s PKI and stage it on ``lab``."""
+    clock = clock or Clock()
+    pki = build_pki(scenario, clock, cache)
+    deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
+    await lab.stage(deployment)
+    return deployment
+
+
 async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                        scratch: Path) -> ScenarioResult:
     started = time.perf_counter()
-    clock = Clock()
-    pki = build_pki(scenario, clock, cache)
-    network = Network(scenario)
-    deployment = Deployment(scenario=scenario, pki=pki, network=network, clock=clock)
-    await lab.stage(deployment)
+    deployment = await stage_scenario(lab, scenario, cache)
     results: list[ClientResult] = []
     for spec in scenario.clients:
-        machine = Machine(spec.name, spec.steps[0].location, spec.domain_joined,
-                          scenario.ad_domain)
-        resolver = ZoneResolver(network, machine, lab.hosts)
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
-            timeout=aiohttp.ClientTimeout(total=30),
-        ) as session:
-            http = WinHttp(machine=machine, network=network, hosts=lab.hosts,
-                           directory=deployment.directory,
-                           anchors=pki.roots(spec.trusted_roots),
-                           trust_pem=pki.trust_pem(spec.trusted_roots),
-                           intermediates=pki.intermediates(), url_retrieval=spec.url_retrieval,
-                           client_cert=None, clock=clock, scratch=scratch, session=session)
-            agent = SimulatedClient(spec, network=network, http=http,
-                                    ad_mp=_ad_mp(scenario, network),
-                                    store=pki.stores.get(spec.name, ()))
-            steps: list[StepResult] = []
-            for index, step in enumerate(spec.steps):
-                step_id = f"s{next(_step_ids)}"
-                clock.advance(STEP_GAP_MS)
-                resolver.machine = machine.moved(step.location)
-                obs = await agent.run_step(step, step_id)
-                records = [(r.status, r.substatus, r.win32_status, r.detail, r.time_taken_ms)
-                           for r in lab.mp_records(step_id)]
-                steps.append(judge_step(scenario, pki, spec, index, step, obs,
-                                        mp_answer(records)))
-        results.append(ClientResult(spec.name, steps))
-    return ScenarioResult(scenario, pki, results, (time.perf_counter() - started) * 1000,
+        async with ClientDriver(lab, deployment, spec, scratch) as driver:
+            for step in spec.steps:
+                await driver.step(step)
+        results.append(ClientResult(spec.name, driver.results))
+    return ScenarioResult(scenario, deployment.pki, results,
+                          (time.perf_counter() - started) * 1000,
                           mp_records=list(lab.mp_state.records), mp_log=list(lab.mp_state.log),
                           faults=list(lab.active_faults))
 
@@ -154,5 +193,5 @@ def run_paths(paths: Sequence[str | Path], *, certs: str | Path = DEFAULT_CERTS)
     return asyncio.run(run_loaded(scenarios, certs=certs))
 
 
-__all__ = ["ClientResult", "RunResult", "ScenarioResult", "run_loaded", "run_paths",
-           "run_scenario"]
+__all__ = ["ClientDriver", "ClientResult", "RunResult", "ScenarioResult", "run_loaded",
+           "run_paths", "run_scenario", "stage_scenario"]
