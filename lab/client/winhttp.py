@@ -240,11 +240,12 @@ class WinHttp:
 
     async def _peer_certificate(self, loopback_port: int, host: str,
                                 present_cert: bool = True) -> x509.Certificate:
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(LOOPBACK, loopback_port,
-                                    ssl=self._schannel_context(present_cert),
-                                    server_hostname=host),
-            HANDSHAKE_TIMEOUT)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a Ctrl-C that
+        # arrives just as the handshake completes.
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            _reader, writer = await asyncio.open_connection(
+                LOOPBACK, loopback_port, ssl=self._schannel_context(present_cert),
+                server_hostname=host)
         try:
             sslobj = writer.get_extra_info("ssl_object")
             der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
@@ -304,9 +305,9 @@ class WinHttp:
         ctx = self._openssl_context(out.verdict.revocation.crls, out.crl_check,
                                     len(out.verdict.chain), out.present_cert)
         try:
-            _reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(LOOPBACK, loopback_port, ssl=ctx,
-                                        server_hostname=out.host), HANDSHAKE_TIMEOUT)
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                _reader, writer = await asyncio.open_connection(
+                    LOOPBACK, loopback_port, ssl=ctx, server_hostname=out.host)
         except ssl.SSLCertVerificationError as e:
             category = OPENSSL_CATEGORIES.get(e.verify_code, "other")
             return OpenSslJudgement(e.verify_code, e.verify_message, category,

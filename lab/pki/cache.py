@@ -52,6 +52,20 @@ class PKICache:
             ) from None
         self.keys_generated = 0
         self.certs_issued = 0
+        self._sweep_stale_temporaries()
+
+    def _sweep_stale_temporaries(self, older_than: float = 3600.0) -> None:
+        """Remove ``.tmp-*`` files a killed run left behind (an hour old or more)."""
+        import time
+
+        limit = time.time() - older_than
+        for sub in ("keys", "certs", "public"):
+            for stale in (self.root / sub).glob(".tmp-*"):
+                try:
+                    if stale.stat().st_mtime < limit:
+                        stale.unlink()
+                except OSError:
+                    pass
 
     # -- writing ------------------------------------------------------------------------
     def _atomic_write(self, path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -72,32 +86,65 @@ class PKICache:
     def key_path(self, label: str) -> Path:
         return self.root / "keys" / f"{_safe(label)}.key.pem"
 
+    def _load_key(self, path: Path) -> PrivateKey | None:
+        """The key in ``path``, or None when it is missing or damaged."""
+        try:
+            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError, OSError):
+            return None
+        if not (isinstance(loaded, rsa.RSAPrivateKey) and loaded.key_size == KEY_SIZE):
+            return None
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return loaded
+
     def key(self, label: str) -> PrivateKey:
-        """The private key for ``label``: from memory, from disk, or newly generated."""
+        """The private key for ``label``: from memory, from disk, or newly generated.
+
+        Two runs sharing the cache agree on one key: a new key is published with a hard link
+        (which fails if the file appeared meanwhile, and then the other run's key is used);
+        only a damaged file is replaced.
+        """
         if label in self._keys:
             return self._keys[label]
         path = self.key_path(label)
-        key: PrivateKey | None = None
-        if path.exists():
-            try:
-                loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-                if isinstance(loaded, rsa.RSAPrivateKey) and loaded.key_size == KEY_SIZE:
-                    key = loaded
-            except (ValueError, TypeError, OSError):
-                key = None  # damaged or half-written by an old run: rebuild it
-            if key is not None and path.stat().st_mode & 0o077:
-                os.chmod(path, 0o600)
+        key = self._load_key(path)
         if key is None:
-            key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            self._atomic_write(path, pem, mode=0o600)
-            self.keys_generated += 1
+            damaged = path.exists()
+            fresh = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
+            pem = fresh.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+            if damaged:
+                self._atomic_write(path, pem, mode=0o600)
+                key = fresh
+            else:
+                key = self._publish_new_key(path, pem, fresh)
+            if key is fresh:
+                self.keys_generated += 1
         self._keys[label] = key
         return key
+
+    def _publish_new_key(self, path: Path, pem: bytes, fresh: PrivateKey) -> PrivateKey:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pem")
+            try:
+                os.fchmod(fd, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(pem)
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    # Another run published its key first: use that one.
+                    other = self._load_key(path)
+                    if other is not None:
+                        return other
+                    os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except OSError as e:
+            raise PKIBuildError(f"cannot write {path}: {e.strerror}") from None
+        return fresh
 
     # -- certificates ---------------------------------------------------------------------
     def cert_path(self, digest: str) -> Path:
@@ -121,6 +168,10 @@ class PKICache:
         """A file holding ``data``, named by its digest (written once, then reused)."""
         digest = hashlib.sha256(data).hexdigest()[:32]
         path = self.root / "public" / f"{digest}{suffix}"
-        if not path.exists():
+        try:
+            current: bytes | None = path.read_bytes()
+        except OSError:
+            current = None
+        if current != data:  # missing, or damaged by an interrupted run
             self._atomic_write(path, data)
         return path

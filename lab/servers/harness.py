@@ -149,6 +149,7 @@ class RunningLab:
         self.mp_state.retriever = Retriever(deployment.network, deployment.mp_machine,
                                             self.hosts, self._session, deployment.directory)
         self.mp_state.cert_cache.clear()
+        self.mp_state.cert_checks.clear()
         self.mp_state.records.clear()
         self.mp_state.log.clear()
         self.mp_state.deployment = deployment
@@ -208,7 +209,9 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
             for runner, ssl_context in servers:
                 await runner.setup()
                 runners.append(runner)
-                site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
+                # A deep listen queue: a fleet of clients connecting at once is queued, not
+                # dropped and retried (aiohttp's default is 128).
+                site = web.TCPSite(runner, host, 0, ssl_context=ssl_context, backlog=1024)
                 await site.start()
                 ports.append(runner.addresses[-1][1])
         except OSError as e:

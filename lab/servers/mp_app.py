@@ -14,6 +14,7 @@ multipart/zlib wire format; their element names are documented in docs/scenario-
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
@@ -81,12 +82,26 @@ async def _check_client_cert(state: MpState, request: web.BaseRequest) -> Client
     if not der:
         return ClientCertVerdict(403, 7, 0, "the request carried no client certificate")
     cached = state.cert_cache.get(der)
+    if cached is None and der in state.cert_checks:
+        # Another request is checking this certificate right now: share its result (IIS
+        # retrieves a CRL once, the others wait for it and pay no retrieval time).
+        cached = await asyncio.shield(state.cert_checks[der])
     if cached is not None:
         # IIS keeps the CRLs it retrieved: a second request costs no retrieval time.
         return ClientCertVerdict(cached.status, cached.substatus, cached.win32_status,
                                  cached.detail)
-    verdict = await _judge_client_cert(state, x509.load_der_x509_certificate(der))
+    pending: asyncio.Future[ClientCertVerdict] = asyncio.get_running_loop().create_future()
+    state.cert_checks[der] = pending
+    try:
+        verdict = await _judge_client_cert(state, x509.load_der_x509_certificate(der))
+    except BaseException as e:
+        pending.set_exception(e)
+        pending.exception()  # retrieved: no "never retrieved" warning
+        raise
+    finally:
+        state.cert_checks.pop(der, None)
     state.cert_cache[der] = verdict
+    pending.set_result(verdict)
     return verdict
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ class MpState:
     log: list[LogLine] = field(default_factory=list)
     """The MP's own log lines (MP_RegistrationManager.log)."""
     cert_cache: dict[bytes, ClientCertVerdict] = field(default_factory=dict)
+    cert_checks: dict[bytes, asyncio.Future[ClientCertVerdict]] = field(default_factory=dict)
+    """Client-certificate checks in progress, shared by concurrent requests."""
     """IIS's verdict per client certificate (DER), like its CRL cache: one check per run."""
 
     def records_for(self, step: str) -> list[MpRecord]:
