@@ -115,6 +115,20 @@ def _parser() -> argparse.ArgumentParser:
                       help="the site allows HTTP too (default: HTTPS only)")
     lint.add_argument("--format", choices=("text", "json"), default="text")
 
+    bench = sub.add_parser("bench", help="measure the lab's speed: a table and JSON",
+                           description="Run the benchmark: cold and warm runs, --help, the "
+                                       "demo, the matrix against its floor, MP handshakes "
+                                       "(against nginx when installed) and fleet load.")
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny sizes, to check that every measurement works")
+    bench.add_argument("--repeat", type=int, default=None, metavar="N",
+                       help="runs per figure (the table shows median, min and max)")
+    bench.add_argument("--only", default=None, metavar="NAME[,NAME...]",
+                       help="run only these measurements")
+    bench.add_argument("--json", default=None, metavar="FILE",
+                       help="also write the figures as JSON to FILE")
+    bench.add_argument("--certs", default=None, help=certs_help)
+
     serve = sub.add_parser("serve", help="start a scenario's servers for curl, openssl or a "
                                          "browser, until Ctrl-C",
                            description="Start the scenario's mock MP, CDP server and directory "
@@ -247,6 +261,13 @@ def _serve(args: argparse.Namespace) -> int:
     return cli_main(args)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from lab.bench import cli_main
+
+    args.certs = _certs(args.certs)
+    return cli_main(args)
+
+
 def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -299,7 +320,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     try:
         commands = {"run": _run, "demo": _demo, "matrix": _matrix, "check-cert": _check_cert,
-                    "ccmsetup": _ccmsetup, "serve": _serve}
+                    "ccmsetup": _ccmsetup, "serve": _serve, "bench": _bench}
         return commands[args.command](args)
     except LabError as e:
         print(f"ibcm-lab: error: {e}", file=sys.stderr)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab import codes
@@ -129,6 +129,7 @@ class WinHttp:
         """Issuing CAs the server sends with its certificate (Python 3.11 cannot read a
         peer's chain, so the lab hands them over, as IIS would have sent them)."""
         self.url_retrieval = url_retrieval
+        self._contexts: dict[object, ssl.SSLContext] = {}
         self.skew = dt.timedelta(0)
         """How far the machine's clock is off: it judges dates by its own clock."""
         self.machine = machine
@@ -151,17 +152,31 @@ class WinHttp:
 
     # -- TLS contexts -------------------------------------------------------------------------
     def _schannel_context(self, present_cert: bool = True) -> ssl.SSLContext:
-        """The handshake that hands the server certificate to CryptoAPI (no OpenSSL checks)."""
+        """The handshake that hands the server certificate to CryptoAPI (no OpenSSL checks).
+        Built once per client certificate (a context is reusable; each handshake is new)."""
+        key = (self.client_cert if present_cert else None, "schannel")
+        cached = self._contexts.get(key)
+        if cached is not None:
+            return cached
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         if self.client_cert is not None and present_cert:
             ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
+        self._contexts[key] = ctx
         return ctx
 
     def _openssl_context(self, crls: tuple[x509.CertificateRevocationList, ...],
                          crl_check: bool, chain_length: int = 2,
                          present_cert: bool = True) -> ssl.SSLContext:
+        """The OpenSSL judge's context: the client's trust store, exactly the CRLs it
+        retrieved. Built once per distinct set of inputs and reused by later steps."""
+        crl_ids = tuple(c.fingerprint(hashes.SHA256()) for c in crls) if crl_check else ()
+        key = (self.client_cert if present_cert else None, crl_check, chain_length > 2,
+               crl_ids)
+        cached = self._contexts.get(key)
+        if cached is not None:
+            return cached
         ctx = ssl.create_default_context(cadata=self.trust_pem.decode())
         if self.client_cert is not None and present_cert:
             ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
@@ -179,6 +194,7 @@ class WinHttp:
                     ctx.load_verify_locations(cafile=path)
                 finally:
                     os.unlink(path)
+        self._contexts[key] = ctx
         return ctx
 
     # -- the request ------------------------------------------------------------------------
