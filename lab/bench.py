@@ -48,10 +48,10 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from lab.errors import LabError, UsageError
 
@@ -63,6 +63,9 @@ SINGLE_SCENARIO = "seed4-internet-client-ldap-cdp-crl-on.toml"
 MIB = 1024 * 1024
 NO_CHECK_TIME = ssl.VerifyFlags(0x200000)
 """X509_V_FLAG_NO_CHECK_TIME, as the lab's MP context sets it (IIS judges dates itself)."""
+
+
+T = TypeVar("T")
 
 
 class BenchError(LabError):
@@ -199,6 +202,28 @@ def _nginx_version(binary: str | None) -> str | None:
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ") or None
 
 
+def event_loop() -> str:
+    """The event loop the MP process and the load generator run on: uvloop when installed
+    (``pip install -e ".[bench]"``), else asyncio's own. The lab's ``run`` always uses
+    asyncio's."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    from importlib.metadata import version
+
+    return f"uvloop {version('uvloop')}"
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on :func:`event_loop`'s loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def machine_info() -> dict[str, Any]:
     import aiohttp
     import cryptography
@@ -209,6 +234,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(), "openssl": ssl.OPENSSL_VERSION,
         "platform": platform.platform(), "aiohttp": aiohttp.__version__,
         "cryptography": cryptography.__version__, "nginx": _nginx_version(_nginx()),
+        "event_loop": event_loop(),
     }
 
 
@@ -401,16 +427,40 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
+class ResumingContext(ssl.SSLContext):
+    """A client context that offers the TLS session of its previous connection, as SChannel's
+    client session cache does for a client's next connection to the same server (asyncio
+    has no ``session`` argument: it goes in through :meth:`wrap_bio`)."""
+
+    session: ssl.SSLSession | None = None
+    resumed: int = 0
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+                 server_side: bool = False, server_hostname: str | bytes | None = None,
+                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
+                                session or self.session)
+
+
 async def _exchange(port: int, request: bytes, *, tls: ssl.SSLContext | None = None,
-                    server_hostname: str | None = None, timeout: float = 60.0
-                    ) -> tuple[int, bytes]:
-    """One request on a new connection (``Connection: close``): status and body."""
+                    server_hostname: str | None = None, timeout: float = 60.0,
+                    versions: Counter[str] | None = None) -> tuple[int, bytes]:
+    """One request on a new connection (``Connection: close``): status and body; counts the
+    TLS version negotiated in ``versions``."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(
             LOOPBACK, port, ssl=tls, server_hostname=server_hostname if tls else None)
         try:
             writer.write(request)
-            return await _read_response(reader)
+            answer = await _read_response(reader)
+            tls_object = writer.get_extra_info("ssl_object") if tls is not None else None
+            if tls_object is not None:
+                if versions is not None:
+                    versions[tls_object.version() or "?"] += 1
+                if isinstance(tls, ResumingContext):
+                    tls.resumed += bool(tls_object.session_reused)
+                    tls.session = tls_object.session
+            return answer
         finally:
             await _close(writer)
 
@@ -632,7 +682,10 @@ def _ecdsa_leaf(ca: Any, *, cn: str, san: Sequence[str], server: bool,
             full_name=[x509.UniformResourceIdentifier(u) for u in ca.cdp_urls],
             relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
     cert = builder.sign(ca.key, hashes.SHA256())
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    # SEC1 ("EC PRIVATE KEY"), not PKCS#8: OpenSSL 3.0 loads it about twice as fast, which
+    # matters when 25,000 simulated clients each load their own key.
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
                                 serialization.NoEncryption())
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
@@ -649,6 +702,22 @@ def _say(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _count_retrievals(retriever: Any) -> list[int]:
+    """Count the HTTP GETs IIS's retriever makes to the CDP server (cache hits are not
+    retrievals); a counter on the MP side works on any event loop."""
+    count = [0]
+    fetch = retriever._fetch
+
+    async def counting(url: str) -> Any:
+        got = await fetch(url)
+        if got.http_status is not None:
+            count[0] += 1
+        return got
+
+    retriever._fetch = counting
+    return count
+
+
 async def _serve_mp(spec: dict[str, Any]) -> int:
     """The child process: the lab's servers with the bench scenario staged, driven over
     stdin (``rsa`` / ``ecdsa``: which MP certificate SNI hands out; ``stats``; ``quit``)."""
@@ -657,11 +726,11 @@ async def _serve_mp(spec: dict[str, Any]) -> int:
     from lab.scenario.loader import load_scenario_text
     from lab.servers.harness import start_lab
 
-    with _counting_accepts() as counts, \
-            tempfile.TemporaryDirectory(prefix="ibcm-lab-bench-mp-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="ibcm-lab-bench-mp-") as scratch:
         scenario = load_scenario_text(bench_scenario_text(), name="bench-mp")
         async with start_lab(scratch=scratch) as lab:
             deployment = await stage_scenario(lab, scenario, PKICache(spec["certs"]))
+            crl_gets = _count_retrievals(lab.mp_state.retriever)
             names = list(lab.mp_state.contexts)
             contexts = {"rsa": dict(lab.mp_state.contexts)}
             if spec.get("ecdsa_chain"):
@@ -669,6 +738,7 @@ async def _serve_mp(spec: dict[str, Any]) -> int:
                 ctx.load_cert_chain(spec["ecdsa_chain"], spec["ecdsa_key"])
                 ctx.verify_mode = ssl.CERT_OPTIONAL
                 ctx.verify_flags |= NO_CHECK_TIME
+                ctx.num_tickets = 1
                 ctx.load_verify_locations(cadata=b"".join(
                     ca.cert_pem for ca in deployment.pki.cas.values()).decode())
                 contexts["ecdsa"] = dict.fromkeys(names, ctx)
@@ -685,9 +755,7 @@ async def _serve_mp(spec: dict[str, Any]) -> int:
                     statuses = Counter(f"{r.status}.{r.substatus}" if r.substatus
                                        else str(r.status) for r in lab.mp_state.records)
                     times = os.times()
-                    _say({"accepted": {"mp_https": counts[lab.ports.mp_https],
-                                       "mp_http": counts[lab.ports.mp_http],
-                                       "cdp": counts[lab.ports.cdp]},
+                    _say({"crl_gets": crl_gets[0],
                           "statuses": dict(statuses), "peak_rss_mib": _peak_rss_mib(),
                           "cpu_s": times.user + times.system,
                           "cert_verdicts": len(lab.mp_state.cert_cache)})
@@ -802,6 +870,7 @@ class Nginx:
         ssl_client_certificate {client_ca};
         ssl_verify_client on;
         ssl_verify_depth 3;
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {{
             default_type text/xml;
             return 200 "<MPList/>";
@@ -870,6 +939,10 @@ class Load:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     """This process's CPU time during the run (the generator's cost)."""
+    resumed: int = 0
+    """Connections that resumed a TLS session."""
+    versions: Counter[str] = field(default_factory=Counter)
+    """TLS versions negotiated, per connection."""
 
     def fail(self, kind: str, detail: str) -> None:
         self.errors[kind] += 1
@@ -892,7 +965,8 @@ async def drive_handshakes(port: int, tls: ssl.SSLContext, *, seconds: float,
         while time.perf_counter() < stop:
             try:
                 status, body = await _exchange(port, request, tls=tls,
-                                               server_hostname=INTERNET, timeout=30)
+                                               server_hostname=INTERNET, timeout=30,
+                                               versions=load.versions)
             except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError,
                     ValueError) as e:
                 load.fail(type(e).__name__, str(e))
@@ -906,6 +980,13 @@ async def drive_handshakes(port: int, tls: ssl.SSLContext, *, seconds: float,
     load.wall_s = time.perf_counter() - began
     load.cpu_s = time.process_time() - cpu
     return load
+
+
+def _versions(seen: Counter[str]) -> str:
+    """``TLSv1.3`` or, where connections differed, ``TLSv1.3 x 90, TLSv1.2 x 10``."""
+    if len(seen) == 1:
+        return next(iter(seen))
+    return ", ".join(f"{v} x {n:,}" for v, n in seen.most_common()) or "no TLS version seen"
 
 
 def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
@@ -953,6 +1034,7 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
         generator: list[float] = []
         errors: Counter[str] = Counter()
         first_errors: list[str] = []
+        versions: dict[str, Counter[str]] = {"mp": Counter(), "nginx": Counter()}
         with MpProcess(certs, ecdsa=(ecdsa_chain, ecdsa_key)) as mp:
             try:
                 if binary is not None:
@@ -995,20 +1077,21 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
                                 generator.append(load.cpu_s / load.wall_s)
                                 errors.update({f"{name}: {k}": v for k, v in load.errors.items()})
                                 first_errors.extend(load.first_errors[:1])
+                                versions[name].update(load.versions)
                             if "nginx" in got:
                                 ratios[kind].append(got["mp"] / got["nginx"])
 
-                asyncio.run(run_all())
+                run_loop(run_all())
             finally:
                 if nginx is not None:
                     nginx.close()
     for kind in kinds:
         t = titles[kind]
         res.add("handshake", f"mp_hs_{kind}", f"MP mutual-TLS handshakes/s, {t}", "/s",
-                rates[("mp", kind)], note="MP process, 1 core")
+                rates[("mp", kind)], note=f"MP process, 1 core; {_versions(versions['mp'])}")
         if nginx is not None:
             res.add("handshake", f"nginx_hs_{kind}", f"nginx, same certificate, {t}", "/s",
-                    rates[("nginx", kind)], note="1 worker")
+                    rates[("nginx", kind)], note=f"1 worker; {_versions(versions['nginx'])}")
             res.add("handshake", f"mp_vs_nginx_{kind}", f"MP / nginx, {t}", "x", ratios[kind],
                     Goal(">=", 0.75, ">= 0.75x"))
         res.add("handshake", f"mp_cpu_ms_{kind}", f"MP CPU per handshake, {t}", "ms",
@@ -1056,7 +1139,8 @@ async def drive_fleet(port: int, trust: str, files: Sequence[Path], *, concurren
     cpu = time.process_time()
 
     async def one(i: int) -> None:
-        tls = ssl.create_default_context(cadata=trust)
+        tls = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.load_verify_locations(cadata=trust)
         tls.load_cert_chain(files[i])
         host = f"FLEET{i:05d}"
         client_id = f"GUID:{str(uuid.uuid4()).upper()}"
@@ -1068,7 +1152,8 @@ async def drive_fleet(port: int, trust: str, files: Sequence[Path], *, concurren
         for kind, body in (("registration", register), ("inventory", inventory)):
             try:
                 status, reply = await _exchange(port, _post(body.encode()), tls=tls,
-                                                server_hostname=INTERNET, timeout=timeout)
+                                                server_hostname=INTERNET, timeout=timeout,
+                                                versions=load.versions)
             except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError,
                     ValueError) as e:
                 load.fail(f"{kind}: {type(e).__name__}", str(e))
@@ -1089,6 +1174,7 @@ async def drive_fleet(port: int, trust: str, files: Sequence[Path], *, concurren
                 load.fail(f"{kind}: wrong reply", reply[:200].decode("latin-1"))
                 return
             load.done += 1
+        load.resumed += tls.resumed
 
     async def worker() -> None:
         nonlocal next_client
@@ -1101,6 +1187,10 @@ async def drive_fleet(port: int, trust: str, files: Sequence[Path], *, concurren
     load.wall_s = time.perf_counter() - began
     load.cpu_s = time.process_time() - cpu
     return load
+
+
+def _gets(count: float, clients: int) -> str:
+    return f"{count:,.0f} GET{'' if count == 1 else 's'} for {clients:,} client certificates"
 
 
 def bench_fleet(res: BenchResult, certs: str, sizes: Sizes) -> None:
@@ -1120,7 +1210,7 @@ def bench_fleet(res: BenchResult, certs: str, sizes: Sizes) -> None:
                 with MpProcess(certs) as mp:
                     reset = _reset_peak_rss()
                     before = mp.ask("stats")
-                    load = asyncio.run(drive_fleet(mp.mp_https, trust, files[:n],
+                    load = run_loop(drive_fleet(mp.mp_https, trust, files[:n],
                                                    concurrency=sizes.fleet_concurrency))
                     stats = mp.ask("stats")
                 fig = per_n[n]
@@ -1132,8 +1222,9 @@ def bench_fleet(res: BenchResult, certs: str, sizes: Sizes) -> None:
                 fig.setdefault("mp_rss", []).append(float(stats["peak_rss_mib"]))
                 if reset:
                     fig.setdefault("client_rss", []).append(_peak_rss_mib())
-                fig.setdefault("crl", []).append(stats["accepted"]["cdp"] / load.wall_s)
-                fig.setdefault("crl_count", []).append(float(stats["accepted"]["cdp"]))
+                fig.setdefault("crl", []).append(stats["crl_gets"] / load.wall_s)
+                fig.setdefault("crl_count", []).append(float(stats["crl_gets"]))
+                fig.setdefault("resumed", []).append(float(load.resumed))
                 fig.setdefault("client_cpu", []).append(load.cpu_s / load.wall_s)
                 mp_cpu = float(stats["cpu_s"]) - float(before["cpu_s"])
                 fig.setdefault("mp_cpu", []).append(mp_cpu / load.wall_s)
@@ -1156,7 +1247,9 @@ def bench_fleet(res: BenchResult, certs: str, sizes: Sizes) -> None:
             res.add("fleet", f"fleet_{n}_client_rss", f"fleet {n:,}: clients' peak RSS", "MiB",
                     fig["client_rss"], note="the bench process")
         res.add("fleet", f"fleet_{n}_crl_rate", f"fleet {n:,}: CRL GETs/s at the CDP server",
-                "/s", fig["crl"], note=f"{fig['crl_count'][0]:,.0f} GETs")
+                "/s", fig["crl"], note=_gets(fig["crl_count"][0], n))
+        res.add("fleet", f"fleet_{n}_resumed", f"fleet {n:,}: connections that resumed TLS",
+                "", fig["resumed"], note="inventory resumes registration's session")
         res.add("fleet", f"fleet_{n}_mp_cpu", f"fleet {n:,}: MP CPU use", "x", fig["mp_cpu"],
                 note="1 = the MP process keeps one core busy" if big else "")
         res.add("fleet", f"fleet_{n}_mp_cpu_ms", f"fleet {n:,}: MP CPU per request", "ms",
@@ -1207,7 +1300,9 @@ def rows(res: BenchResult) -> list[tuple[str, str, str, str, str, str, str]]:
 
 def summary_lines(res: BenchResult, machine: dict[str, Any]) -> list[str]:
     lines = [f"measured {res.started:%Y-%m-%d} on {machine['cpus']} cores ({machine['cpu_model']}"
-             f"), Python {machine['python']}, {machine['openssl']}; median of {res.repeat} "
+             f"), Python {machine['python']}, {machine['openssl']}, "
+             f"{machine.get('event_loop', 'asyncio')} for the MP process and the load "
+             f"generator; median of {res.repeat} "
              f"run{'s' if res.repeat != 1 else ''} (min, max)"]
     if res.quick:
         lines.append("--quick: tiny sizes that prove every measurement works; goals are judged "
@@ -1356,16 +1451,22 @@ def run_bench(*, certs: str, quick: bool = False, repeat: int | None = None,
         res.notes.append(FLOOR_NOTE)
     if "handshake" in chosen:
         res.notes.append("handshakes: the MP's mock IIS in its own process and nginx with one "
-                         "worker (its defaults otherwise: both issue TLS 1.3 session "
-                         "tickets), each on its own core; the generator (this process) makes a "
-                         "new connection per request, no session resumption; the ECDSA "
+                         "worker (ssl_protocols TLSv1.2 TLSv1.3, so that both negotiate TLS "
+                         "1.3 with the generator; its defaults otherwise), each on its own "
+                         "core; the generator (this process) makes a new connection per "
+                         "request, no session resumption; the ECDSA "
                          "server and client certificates are issued by the bench under the "
                          "lab's (RSA) CA")
     if "fleet" in chosen:
         res.notes.append("fleet: lightweight clients in this process (their own ECDSA P-256 "
                          "certificate each, OpenSSL checks the MP's certificate), the MP and "
-                         "its CDP server in another; every new client certificate costs IIS "
-                         "one CRL GET")
+                         "its CDP server in another; each client registers on a new "
+                         "connection (a full mutual-TLS handshake) and sends inventory on a "
+                         "second one that resumes the TLS session, as SChannel's client "
+                         "session cache does (IIS still judges the client certificate the "
+                         "session carries); IIS judges every new client certificate against "
+                         "the CA's CRL, retrieved once and kept until its nextUpdate, as "
+                         "CryptoAPI's URL cache does")
     res.wall_s = time.perf_counter() - began
     return res
 
@@ -1396,7 +1497,7 @@ def _child_main(argv: Sequence[str]) -> int:
         print("usage: python -m lab.bench _serve SPEC (internal to ibcm-lab bench)",
               file=sys.stderr)
         return 2
-    return asyncio.run(_serve_mp(json.loads(argv[1])))
+    return run_loop(_serve_mp(json.loads(argv[1])))
 
 
 if __name__ == "__main__":

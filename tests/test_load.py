@@ -281,3 +281,34 @@ async def test_client_certificate_checked_once_under_concurrent_first_requests(
     assert statuses == [200] * 20
     assert sorted(r.time_taken_ms for r in lab.mp_state.records) == [0] * 19 + [FIRST_CHECK_MS]
     assert (clock.now() - before).total_seconds() * 1000 == FIRST_CHECK_MS
+
+
+SHARED_CRL = scenario_toml(
+    title="test_load: IIS retrieves the CA's CRL once for every client certificate",
+    site=site_table("check_crl = false"),
+    mp_cert=f'issuer = "Contoso-CA"\nsan = ["{INTRA}", "{INTERNET}"]',
+    network='[faults]\ncdp_delay = "5s"',
+    clients="".join(client_table(f"PC{i:02d}", '[client.cert]\ncdp = '
+                                 '["http://pki.contoso.com/CertEnroll/Contoso-CA.crl"]\n',
+                                 action="register") for i in range(1, 4)),
+).replace("[mp.cert]", 'zone = "dmz"\ndomain_joined = false\n\n[mp.cert]')
+CDP_DELAY_MS = 5_000
+
+
+async def test_one_crl_retrieval_serves_every_client_certificate(
+        lab: RunningLab, cache: PKICache) -> None:
+    """IIS's CryptoAPI keeps the CRL it retrieved until its nextUpdate (fidelity §5.2): three
+    clients with three certificates from one CA, one 5 s retrieval in all."""
+    dep = await stage_scenario(lab, cache, SHARED_CRL, name="test-load-shared-crl")
+    tls = contexts(dep.pki)
+    assert len(tls) == 3
+    before = dep.clock.now()
+    for ctx in tls:
+        assert await mplist(lab, ctx) == 200
+    assert [r.time_taken_ms for r in lab.mp_state.records] == [CDP_DELAY_MS, 0, 0]
+    assert len(lab.mp_state.cert_cache) == 3  # each certificate was judged
+    assert (dep.clock.now() - before).total_seconds() * 1000 == CDP_DELAY_MS
+    # Twin: restaged, the cache is empty and the first certificate pays again.
+    dep = await stage_scenario(lab, cache, SHARED_CRL, name="test-load-shared-crl")
+    assert await mplist(lab, contexts(dep.pki)[1]) == 200
+    assert [r.time_taken_ms for r in lab.mp_state.records] == [CDP_DELAY_MS]

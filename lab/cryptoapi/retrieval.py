@@ -9,10 +9,14 @@ per-URL retrieval time-out (15 s by default, fidelity §5.1) in *simulated* time
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import aiohttp
+from cryptography import x509
 
 from lab import codes
 from lab.codes import Code
@@ -55,6 +59,53 @@ class Retrieval:
     """What happened, in words, naming the zone rule that decided it."""
     simulated_ms: int
     http_status: int | None = None
+    cached: bool = False
+    """Served from the machine's CRL cache (:class:`CrlCache`), not retrieved."""
+
+
+class CrlCache:
+    """CRLs a machine retrieved, kept until their nextUpdate, as CryptoAPI keeps them in its
+    memory and disk URL cache (fidelity §5.2, §5.2b): a later chain build that needs the
+    same URL before then is served from the cache, with no network retrieval and no time.
+
+    Only bytes that parse as a CRL whose nextUpdate is still ahead are kept: a failed
+    retrieval, an expired CRL or a body that is not a CRL is retrieved again next time."""
+
+    def __init__(self, now: Callable[[], dt.datetime]) -> None:
+        self._now = now
+        self._entries: dict[str, tuple[Retrieval, dt.datetime]] = {}
+        self.pending: dict[str, asyncio.Future[Retrieval]] = {}
+        """Retrievals under way: a second chain build that needs the URL meanwhile waits
+        for this one instead of retrieving it again."""
+
+    def get(self, url: str) -> Retrieval | None:
+        entry = self._entries.get(url)
+        if entry is None:
+            return None
+        got, next_update = entry
+        if self._now() >= next_update:
+            del self._entries[url]
+            return None
+        return replace(got, simulated_ms=0, detail=(
+            f"from the CRL cache (retrieved earlier, kept until nextUpdate "
+            f"{next_update:%Y-%m-%d %H:%M})"), cached=True)
+
+    def put(self, got: Retrieval) -> None:
+        if got.data is None:
+            return
+        try:
+            crl = x509.load_der_x509_crl(got.data)
+        except ValueError:
+            try:
+                crl = x509.load_pem_x509_crl(got.data)
+            except ValueError:
+                return
+        next_update = crl.next_update_utc
+        if next_update is not None and self._now() < next_update:
+            self._entries[got.url] = (got, next_update)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -82,6 +133,7 @@ class Retriever:
         *,
         timeout_ms: int = RETRIEVAL_TIMEOUT_MS,
         accumulative: bool = False,
+        cache: CrlCache | None = None,
     ) -> None:
         self.network = network
         self.machine = machine
@@ -90,6 +142,7 @@ class Retriever:
         self.directory = directory
         self.timeout_ms = timeout_ms
         self.accumulative = accumulative
+        self.cache = cache
         self._remaining_ms = ACCUMULATIVE_TIMEOUT_MS
         """One Retriever serves one chain build: the accumulative budget is per chain."""
 
@@ -109,6 +162,31 @@ class Retriever:
         return Retrieval(url, None, error, detail, self.timeout_ms)
 
     async def fetch(self, url: str) -> Retrieval:
+        cache = self.cache
+        if cache is None:
+            return await self._fetch(url)
+        got = cache.get(url)
+        if got is not None:
+            return got
+        pending = cache.pending.get(url)
+        if pending is not None:
+            got = await asyncio.shield(pending)
+            return cache.get(url) or got
+        future: asyncio.Future[Retrieval] = asyncio.get_running_loop().create_future()
+        cache.pending[url] = future
+        try:
+            got = await self._fetch(url)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: no "never retrieved" warning
+            raise
+        finally:
+            del cache.pending[url]
+        cache.put(got)
+        future.set_result(got)
+        return got
+
+    async def _fetch(self, url: str) -> Retrieval:
         try:
             parsed = parse_url(url)
         except ValueError as e:
