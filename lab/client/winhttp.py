@@ -24,6 +24,7 @@ import datetime as dt
 import os
 import ssl
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,6 +77,43 @@ class OpenSslJudgement:
 class ClientCertFiles:
     cert_path: Path
     key_path: Path
+
+    def identity(self) -> tuple[object, ...]:
+        """What the files hold, as far as a context built from them goes: their paths and
+        stat identity (a rewritten file is a new identity)."""
+        out: list[object] = []
+        for path in (self.cert_path, self.key_path):
+            st = os.stat(path)
+            out.append((str(path), st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+
+class _SharedContexts:
+    """TLS contexts shared by every client of the process, least recently used dropped.
+
+    Building a context (parsing the trust store, loading a key) costs as much as a
+    handshake; the matrix's rows give the same certificate files to many clients. A context
+    holds only configuration: every handshake made with it is new.
+    """
+
+    def __init__(self, size: int = 128) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[object, ...], ssl.SSLContext] = OrderedDict()
+
+    def get(self, key: tuple[object, ...]) -> ssl.SSLContext | None:
+        ctx = self._items.get(key)
+        if ctx is not None:
+            self._items.move_to_end(key)
+        return ctx
+
+    def put(self, key: tuple[object, ...], ctx: ssl.SSLContext) -> None:
+        self._items[key] = ctx
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+_SHARED = _SharedContexts()
 
 
 @dataclass
@@ -158,12 +196,19 @@ class WinHttp:
         cached = self._contexts.get(key)
         if cached is not None:
             return cached
+        files = self.client_cert if present_cert else None
+        shared_key = ("schannel", files.identity() if files is not None else None)
+        cached = _SHARED.get(shared_key)
+        if cached is not None:
+            self._contexts[key] = cached
+            return cached
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         if self.client_cert is not None and present_cert:
             ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
         self._contexts[key] = ctx
+        _SHARED.put(shared_key, ctx)
         return ctx
 
     def _openssl_context(self, crls: tuple[x509.CertificateRevocationList, ...],
@@ -176,6 +221,13 @@ class WinHttp:
                crl_ids)
         cached = self._contexts.get(key)
         if cached is not None:
+            return cached
+        files = self.client_cert if present_cert else None
+        shared_key = ("openssl", files.identity() if files is not None else None,
+                      self.trust_pem, crl_check, chain_length > 2, crl_ids)
+        cached = _SHARED.get(shared_key)
+        if cached is not None:
+            self._contexts[key] = cached
             return cached
         ctx = ssl.create_default_context(cadata=self.trust_pem.decode())
         if self.client_cert is not None and present_cert:
@@ -195,6 +247,7 @@ class WinHttp:
                 finally:
                     os.unlink(path)
         self._contexts[key] = ctx
+        _SHARED.put(shared_key, ctx)
         return ctx
 
     # -- the request ------------------------------------------------------------------------
