@@ -141,6 +141,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--certs", default=None, help=certs_help)
     serve.add_argument("--for-seconds", type=float, default=None, metavar="S",
                        help="stop by itself after S seconds (for scripts and tests)")
+
+    ui = sub.add_parser("ui", help="the training console: a web page to flip the settings "
+                                   "and watch the client connect, until Ctrl-C",
+                        description="Start the lab and a web page on 127.0.0.1 with the "
+                                    "seed's switches, the topology, a Connect button that "
+                                    "runs the client's steps live, and the seed's scenes as "
+                                    "presets.")
+    ui.add_argument("scenario", nargs="?", default=None, metavar="SCENARIO",
+                    help="a scenario file the page can run as written (default: the "
+                         "switchboard only)")
+    ui.add_argument("--port", type=int, default=0, metavar="N",
+                    help="port on 127.0.0.1 (default 0: any free port; the address is printed)")
+    ui.add_argument("--open", action="store_true", help="open the page in a browser")
+    ui.add_argument("--certs", default=None, help=certs_help)
     return parser
 
 
@@ -268,6 +282,13 @@ def _bench(args: argparse.Namespace) -> int:
     return cli_main(args)
 
 
+def _ui(args: argparse.Namespace) -> int:
+    from lab.ui.app import cli_main
+
+    args.certs = _certs(args.certs)
+    return cli_main(args)
+
+
 def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -320,7 +341,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     try:
         commands = {"run": _run, "demo": _demo, "matrix": _matrix, "check-cert": _check_cert,
-                    "ccmsetup": _ccmsetup, "serve": _serve, "bench": _bench}
+                    "ccmsetup": _ccmsetup, "serve": _serve, "bench": _bench, "ui": _ui}
         return commands[args.command](args)
     except LabError as e:
         print(f"ibcm-lab: error: {e}", file=sys.stderr)

@@ -4,6 +4,8 @@ Hierarchy (each class carries the process exit code the CLI maps it to)::
 
     LabError                      exit 2  base class, never raised directly
     ├── UsageError                exit 2  bad command-line usage (missing path, bad flag value)
+    │   └── SwitchError           exit 2  a training-console switch with a value it does not
+    │                                     take (the console's HTTP API answers 400)
     ├── ScenarioError             exit 2  a scenario file is unusable (syntax, unknown key,
     │   │                                 wrong type, dangling reference, impossible combination)
     │   └── CcmsetupSyntaxError   exit 2  a ccmsetup command line cannot be parsed
@@ -37,6 +39,19 @@ class LabError(Exception):
 
 class UsageError(LabError):
     """The command line given to ``ibcm-lab`` is not usable."""
+
+
+class SwitchError(UsageError):
+    """A switch of the training console (``ibcm-lab ui``) got a value it does not take.
+
+    ``key`` names the switch (``site_crl``), ``expected`` says what it takes; the console's
+    HTTP API answers 400 with both, as JSON."""
+
+    def __init__(self, key: str, expected: str, got: object = None) -> None:
+        shown = "" if got is None else f", got {_one_line(repr(got))[:80]}"
+        super().__init__(f"{_one_line(key)[:80]}: expected {expected}{shown}")
+        self.key = key
+        self.expected = expected
 
 
 class ScenarioError(LabError, ValueError):

@@ -133,8 +133,10 @@ def row_name(config: Mapping[str, str]) -> str:
     return "matrix-" + "-".join(config[d.key] for d in DIMENSIONS).replace("+", "_")
 
 
-def scenario_for(config: Mapping[str, str], situations: Sequence[str]) -> Scenario:
-    """The scenario of one matrix row: one client per situation."""
+def scenario_for(config: Mapping[str, str], situations: Sequence[str | Situation]) -> Scenario:
+    """The scenario of one matrix row: one client per situation (a key of
+    :data:`SITUATIONS`, or a :class:`Situation` of the caller's own, as the training console
+    builds for a location and domain membership the grid has no column for)."""
     cdp = {"ldap": ("ldap",), "ldap+http-intranet": ("ldap", "http"),
            "ldap+http-internet": ("ldap", PUBLISHED_CRL), "http-internet": (PUBLISHED_CRL,),
            "none": ()}[config["cdp"]]
@@ -155,9 +157,9 @@ def scenario_for(config: Mapping[str, str], situations: Sequence[str]) -> Scenar
         line += f" CCMHOSTNAME={INTERNET}"
     command = parse_ccmsetup(line)
     clients = []
-    for key in situations:
-        sit = SITUATION_BY_KEY[key]
-        name = key.upper()[:12]
+    for item in situations:
+        sit = item if isinstance(item, Situation) else SITUATION_BY_KEY[item]
+        name = sit.key.upper()[:12]
         fqdn = f"{name}.contoso.local" if sit.domain_joined else name
         clients.append(ClientSpec(
             name=name, domain_joined=sit.domain_joined, ccmsetup=command, fqdn=fqdn,
