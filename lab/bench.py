@@ -152,6 +152,8 @@ class BenchResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     """(measurement, what went wrong): a measurement that could not be made."""
     notes: list[str] = field(default_factory=list)
+    speedup: list[float] = field(default_factory=list)
+    """:func:`parallel_speedup` before and after the measurements."""
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     wall_s: float = 0.0
 
@@ -170,6 +172,29 @@ class BenchResult:
 
 
 # -- machine --------------------------------------------------------------------------------
+
+
+def _spin(seconds: float) -> float:
+    """CPU work for about ``seconds`` of one core; returns the wall time it took."""
+    began = time.perf_counter()
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        sum(i * i for i in range(1000))
+    return time.perf_counter() - began
+
+
+def parallel_speedup(seconds: float = 0.5) -> float:
+    """How many cores' worth of CPU work two busy processes get done at once (2.0 on two
+    free cores; about 1.0 where the cores are shared, as on an oversubscribed VM or with
+    another job running). Measured, because the matrix and the servers assume it."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        list(pool.map(_spin, [0.05, 0.05]))  # the workers are up
+        began = time.perf_counter()
+        list(pool.map(_spin, [seconds, seconds]))
+        wall = time.perf_counter() - began
+    return round(2 * seconds / wall, 2)
 
 
 def _cpu_model() -> str:
@@ -459,7 +484,10 @@ async def _exchange(port: int, request: bytes, *, tls: ssl.SSLContext | None = N
                     versions[tls_object.version() or "?"] += 1
                 if isinstance(tls, ResumingContext):
                     tls.resumed += bool(tls_object.session_reused)
-                    tls.session = tls_object.session
+                    if tls.session is None:
+                        # Once per client: in CPython 3.11 every read of
+                        # SSLObject.session leaks a few kB (seen here: 6 kB a read).
+                        tls.session = tls_object.session
             return answer
         finally:
             await _close(writer)
@@ -1298,9 +1326,14 @@ def rows(res: BenchResult) -> list[tuple[str, str, str, str, str, str, str]]:
     return out
 
 
+def _speedups(res: BenchResult) -> str:
+    return " then ".join(f"{v:.2f}x" for v in res.speedup) or "not measured"
+
+
 def summary_lines(res: BenchResult, machine: dict[str, Any]) -> list[str]:
     lines = [f"measured {res.started:%Y-%m-%d} on {machine['cpus']} cores ({machine['cpu_model']}"
-             f"), Python {machine['python']}, {machine['openssl']}, "
+             f", parallel speedup {_speedups(res)} of 2), Python "
+             f"{machine['python']}, {machine['openssl']}, "
              f"{machine.get('event_loop', 'asyncio')} for the MP process and the load "
              f"generator; median of {res.repeat} "
              f"run{'s' if res.repeat != 1 else ''} (min, max)"]
@@ -1383,6 +1416,7 @@ def to_json(res: BenchResult, machine: dict[str, Any]) -> dict[str, Any]:
         "machine": machine,
         "quick": res.quick,
         "repeat": res.repeat,
+        "parallel_speedup": res.speedup,
         "wall_s": round(res.wall_s, 2),
         "figures": [{
             "group": f.group, "key": f.key, "label": f.label, "unit": f.unit,
@@ -1438,6 +1472,7 @@ def run_bench(*, certs: str, quick: bool = False, repeat: int | None = None,
         "fleet": lambda: bench_fleet(res, certs, sizes),
     }
     began = time.perf_counter()
+    res.speedup.append(parallel_speedup())
     for name in GROUPS:
         if name not in chosen:
             continue
@@ -1447,6 +1482,12 @@ def run_bench(*, certs: str, quick: bool = False, repeat: int | None = None,
             steps[name]()
         except (BenchError, OSError, ssl.SSLError) as e:
             res.errors.append((name, str(e)))
+    res.speedup.append(parallel_speedup())
+    if min(res.speedup) < 1.6:
+        res.notes.append(f"two busy processes got {min(res.speedup):.2f} cores' worth of work "
+                         "done at once: the cores are shared (another job, or an "
+                         "oversubscribed VM), and every figure that runs two processes "
+                         "(matrix workers, MP and load generator) is slower for it")
     if "matrix" in chosen:
         res.notes.append(FLOOR_NOTE)
     if "handshake" in chosen:

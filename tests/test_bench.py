@@ -46,6 +46,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, certs_dir: Path) -> No
     assert machine["cpus"] >= 1 and machine["cpu_model"] and machine["python"]
     assert machine["openssl"].startswith("OpenSSL")
     assert data["date"][:4].isdigit()
+    assert len(data["parallel_speedup"]) == 2 and all(v > 0 for v in data["parallel_speedup"])
     figures = {f["key"]: f for f in data["figures"]}
     assert {f["group"] for f in data["figures"]} == set(bench.GROUPS)
     for f in data["figures"]:

@@ -427,3 +427,38 @@ def test_browser_preset_scene_then_its_twin(page: Any) -> None:
     page.wait_for_selector("#verdict.pass")
     assert "SMSMP=https://IBCM-Intra.contoso.local" in page.inner_text("#ccmsetup")
     assert page.is_checked("#sw-smsmp")
+
+
+@browser_test
+def test_browser_every_seed_scene_gives_the_verdict_of_ibcm_lab_run(page: Any,
+                                                                   certs_dir: Path) -> None:
+    """Every seed scene end to end in the browser: its preset fails with the error code
+    ``ibcm-lab run`` gives for the scene's bundled file, and the fix passes, as the scene's
+    bundled passing twin does."""
+    names = sorted({n for s in SCENES for n in (s.failing, s.passing)})
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "run", *(str(bundled_dir() / f"{n}.toml") for n in names),
+         "--format", "json", "--certs", str(certs_dir)],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # every file meets its expectations
+    results = json.loads(done.stdout)
+    assert all(r["passed"] for r in results)
+    by_name = {r["scenario"]: [st for c in r["clients"] for st in c["steps"]] for r in results}
+    for number, scene in enumerate(SCENES, start=1):
+        first = next(st for st in by_name[scene.failing] if st["outcome"] == "fail")
+        # the twin file's client that does what the preset does gets through
+        assert any(st["outcome"] == "ok" for st in by_name[scene.passing]), scene.passing
+        page.get_by_role("button", name=re.compile(rf"^Scene {number}, ")).click()
+        page.locator("#scene-note").filter(has_text=f"Scene {number} ").wait_for()
+        page.click("#connect")
+        page.wait_for_selector("#verdict.fail")
+        verdict = page.inner_text("#verdict")
+        if first["error"] is not None:
+            assert first["error"]["name"] in verdict, (scene.failing, first["error"], verdict)
+        else:
+            assert any(i in verdict for i in first["identifiers"]), (scene.failing, verdict)
+        if first["http_status"] and first["http_status"] != "200":
+            assert f"HTTP {first['http_status']}" in verdict, (scene.failing, verdict)
+        page.click("#fix")
+        page.wait_for_selector("#verdict.pass")
+        assert "CONNECTED" in page.inner_text("#verdict"), scene.passing
