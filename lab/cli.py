@@ -133,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "browser, until Ctrl-C",
                            description="Start the scenario's mock MP, CDP server and directory "
                                        "and print, per host, the port, a hosts-file line and "
-                                       "ready curl and openssl commands.")
+                                       "ready curl and openssl commands (ldapsearch for the "
+                                       "directory).")
     serve.add_argument("scenario", metavar="SCENARIO", help="scenario file")
     serve.add_argument("--host", default=None,
                        help="address to bind (default 127.0.0.1; anything else is exposed "
@@ -308,10 +309,21 @@ def _demo(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+    signal.raise_signal(signal.SIGINT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    # SIGTERM stops a run the way Ctrl-C does: servers stopped, temporary files removed.
+    # SIGTERM stops a run the way Ctrl-C does: servers stopped, temporary files removed. It
+    # becomes a SIGINT, so that inside asyncio.run the runner's own SIGINT handler cancels
+    # the main task cleanly (a KeyboardInterrupt raised at an arbitrary point of the event
+    # loop could surface as a traceback during shutdown). Where SIGINT is ignored (a
+    # background job of a non-interactive shell), SIGTERM raises KeyboardInterrupt itself.
     with contextlib.suppress(ValueError):  # only possible in the main thread
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
+        else:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return _main(argv)
     except KeyboardInterrupt:

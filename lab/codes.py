@@ -111,6 +111,13 @@ ERROR_WINHTTP_SECURE_FAILURE = _c(
 # this code for an unreachable ldap:/// CDP is the lab's inference, hence verified=False.
 ERROR_DS_SERVER_DOWN = _c("ERROR_DS_SERVER_DOWN", 8250, "win32",
                           "The server is not operational.", verified=False)
+# winerror.h's ERROR_TIMEOUT (1460). The lab gives it to an ldap:// retrieval whose DC answers
+# after the per-URL time-out (the ldap_delay fault): wldap32 reports a search time-out as
+# LDAP_TIMEOUT, which LdapMapErrorToWin32 turns into ERROR_TIMEOUT; that CryptoAPI then
+# shows exactly this code is the lab's inference, hence verified=False.
+ERROR_TIMEOUT = _c("ERROR_TIMEOUT", 1460, "win32",
+                   "This operation returned because the timeout period expired.",
+                   verified=False)
 
 # --- ConfigMgr (fidelity §6.3; symbolic names only where a log shows them) ----------------
 CCM_E_BAD_HTTP_STATUS_CODE = _c("CCM_E_BAD_HTTP_STATUS_CODE", 0x87D0027E, "configmgr",

@@ -11,6 +11,9 @@ Hierarchy (each class carries the process exit code the CLI maps it to)::
     │   └── CcmsetupSyntaxError   exit 2  a ccmsetup command line cannot be parsed
     ├── PKIBuildError             exit 2  the PKI description cannot be turned into certificates
     ├── HarnessError              exit 2  the servers could not be started or stopped
+    ├── LdapProtocolError         exit 2  bytes that are not the LDAP PDU expected (the
+    │                                     directory answers with a notice of disconnection;
+    │                                     the client's retrieval fails); never leaves the lab
     └── SimulatedClientError      exit 2  the simulated client hit an internal inconsistency
 
 A failing *verdict* (an expectation that is not met, a TLS handshake that is refused) is
@@ -115,6 +118,13 @@ class PKIBuildError(LabError):
 
 class HarnessError(LabError):
     """The lab's servers could not be started."""
+
+
+class LdapProtocolError(LabError):
+    """Bytes on an LDAP connection that are not the PDU expected (malformed BER, a PDU above
+    the size limit, an operation in the wrong place). The directory answers the peer with a
+    notice of disconnection and closes that connection; CryptoAPI's retrieval fails the URL.
+    It is data about a connection, caught where it is raised."""
 
 
 class SimulatedClientError(LabError):

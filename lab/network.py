@@ -8,7 +8,9 @@ host name is reachable from a set of zones; the defaults follow the seed documen
 * every name in the AD domain (the CA host included): intranet and vpn;
 * every other name (a public CA's host, a CRL host published to the internet): everywhere;
 * ``ldap:///`` (no host: "a domain controller of my own domain"): only a domain-joined
-  machine in the intranet or on the VPN.
+  machine in the intranet or on the VPN. The lab's domain has one DC, ``DC01.<domain>``
+  (the name is the lab's; Windows finds a DC through DNS SRV records), played by the lab's
+  LDAP server.
 
 ``[network.reachable]`` in a scenario overrides any of these per host. A reachable name maps
 to the loopback port of the server playing it (:class:`HostMap`); an unreachable one is
@@ -30,6 +32,9 @@ LOOPBACK = "127.0.0.1"
 SIMULATED_DELAY_HEADER = "X-Lab-Simulated-Delay-Ms"
 """How a slow server tells the client how long its answer took (simulated, never slept)."""
 HOSTLESS_LDAP = "ldap:///"
+DC_NAME = "DC01"
+"""The computer name of the lab's one domain controller (the lab's model: a real client
+locates a DC of its domain through DNS, ``_ldap._tcp.dc._msdcs.<domain>``)."""
 
 INSIDE = frozenset({Zone.INTRANET, Zone.VPN})
 
@@ -93,6 +98,10 @@ class Network:
     def dc_rule(self) -> Rule:
         """Where a DC answers hostless ``ldap:///`` URLs (domain-joined machines only)."""
         return self._dc_rule
+
+    def dc_host(self) -> str:
+        """The FQDN of the DC a serverless ``ldap:///`` bind reaches: ``DC01.contoso.local``."""
+        return f"{DC_NAME}.{self.domain}" if self.domain else DC_NAME
 
     def can_reach_dc(self, machine: Machine) -> bool:
         """Whether a hostless ``ldap:///`` URL finds a DC for ``machine``."""

@@ -27,7 +27,7 @@ from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.scenario.loader import load_all
 from lab.scenario.model import ClientSpec, Scenario, StepSpec, Zone
-from lab.servers.deployment import Deployment, MpRecord
+from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
 from lab.servers.harness import RunningLab, start_lab
 from lab.verdict import StepResult, judge_step, mp_answer
 
@@ -52,6 +52,8 @@ class ScenarioResult:
     """Every request the MP answered (the IIS log)."""
     mp_log: list[LogLine] = field(default_factory=list)
     """The MP's own log lines (MP_RegistrationManager.log)."""
+    directory_log: list[DirectoryRecord] = field(default_factory=list)
+    """Every LDAP operation the DC answered (the directory's request log)."""
     faults: list[str] = field(default_factory=list)
     """The scenario's active fault knobs (``name=value``)."""
 
@@ -112,7 +114,6 @@ class ClientDriver:
             connector=aiohttp.TCPConnector(resolver=self.resolver, force_close=True, limit=0),
             timeout=aiohttp.ClientTimeout(total=30))
         http = WinHttp(machine=self.machine, network=deployment.network, hosts=lab.hosts,
-                       directory=deployment.directory,
                        anchors=pki.roots(spec.trusted_roots),
                        trust_pem=pki.trust_pem(spec.trusted_roots),
                        intermediates=pki.intermediates(), url_retrieval=spec.url_retrieval,
@@ -169,7 +170,8 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
     return ScenarioResult(scenario, deployment.pki, results,
                           (time.perf_counter() - started) * 1000,
                           mp_records=list(lab.mp_state.records), mp_log=list(lab.mp_state.log),
-                          faults=list(lab.active_faults))
+                          faults=list(lab.active_faults),
+                          directory_log=list(lab.directory_log))
 
 
 async def run_loaded(scenarios: Sequence[Scenario], *, certs: str | Path = DEFAULT_CERTS

@@ -2,7 +2,10 @@
 
 For each host the lab plays it prints the loopback port, a hosts-file line, a ready ``curl``
 command (with ``--resolve`` so the real FQDN is used for SNI and the name check) and an
-``openssl s_client`` command, plus the paths of the CA and client certificate files.
+``openssl s_client`` command, plus the paths of the CA and client certificate files. For the
+domain controller it prints an ``ldapsearch`` command (OpenLDAP's client) per object of the
+directory, and a pipeline that writes the CRL's bytes to a file and compares them with what
+the HTTP CDP serves.
 """
 
 from __future__ import annotations
@@ -27,8 +30,51 @@ from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.scenario.loader import load_scenario
 from lab.scenario.model import Scenario
-from lab.servers.deployment import Deployment
+from lab.servers.deployment import Deployment, Directory
 from lab.servers.harness import RunningLab, start_lab
+
+_LDAP_OBJECT_FILTER = {"certificaterevocationlist": "(objectClass=cRLDistributionPoint)",
+                       "deltarevocationlist": "(objectClass=cRLDistributionPoint)",
+                       "cacertificate": "(objectClass=certificationAuthority)"}
+_LDAP_SUFFIX = {"certificaterevocationlist": ".ldap.crl", "deltarevocationlist": "+.ldap.crl",
+                "cacertificate": ".ldap.crt"}
+
+
+def _ldap_lines(directory: Directory, pki: BuiltPKI, lab: RunningLab, addr: str,
+                loopback: int) -> list[str]:
+    """``ldapsearch`` for each binary attribute of the directory, and a pipeline comparing
+    its bytes with the HTTP CDP's (when an HTTP URL serves the same bytes)."""
+    q = shlex.quote
+    lines: list[str] = []
+    for obj in directory.objects():
+        cn = obj.dn.split(",", 1)[0].partition("=")[2] or "object"
+        for name, values in obj.attributes.items():
+            key = name.lower()
+            if key not in _LDAP_OBJECT_FILTER or not values:
+                continue
+            search = (f"ldapsearch -x -H ldap://{addr}:{loopback} -b {q(obj.dn)} -s base -LLL "
+                      f"-o ldif-wrap=no {q(_LDAP_OBJECT_FILTER[key])} {name}")
+            lines.append(f"  {search}")
+            out = q(cn.replace(" ", "") + _LDAP_SUFFIX[key])
+            to_file = f"{search} | sed -n {q(f's/^{name}:: //p')} | base64 -d > {out}"
+            same = next((p for p in pki.publications if p.url.lower().startswith("http://")
+                         and p.data == values[0]), None)
+            http = None
+            if same is not None:
+                host, _, path = same.url[7:].partition("/")
+                port = lab.hosts.get(host.split(":", 1)[0], 80)
+                if port is not None:
+                    name_only = host.split(":", 1)[0]
+                    http = (f"curl -s --resolve {q(f'{name_only}:{port}:{addr}')} "
+                            f"{q(f'http://{name_only}:{port}/{path}')}")
+            if http is not None:
+                lines.append(f"  the same bytes as over HTTP: {to_file} && {http} | "
+                             f"cmp - {out} && echo identical")
+            else:
+                lines.append(f"  the value's bytes to a file: {to_file}")
+    if lines:
+        lines.append("  (ldapsearch -t writes each value to a file under /tmp instead)")
+    return lines
 
 
 def _write_public(folder: Path, name: str, data: bytes) -> Path:
@@ -63,8 +109,18 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
         if pub.url.lower().startswith("http://"):
             name = pub.url[7:].split("/", 1)[0].split(":", 1)[0]
             spelled.setdefault(name.lower(), name)
+    if lab.deployment is not None:
+        dc = lab.deployment.network.dc_host()
+        spelled.setdefault(dc.lower(), dc)
     for (lower, port), loopback in sorted(lab.hosts.items().items()):
         host = spelled.get(lower, lower)
+        if loopback == lab.ports.ldap:
+            lines.append(f"{host}:{port} -> {addr}:{loopback}   (LDAP: the domain controller's "
+                         "directory, for ldap:/// and ldap://host/ URLs)")
+            if lab.deployment is not None:
+                lines += _ldap_lines(lab.deployment.directory, pki, lab, addr, loopback)
+            lines.append("")
+            continue
         lines.append(f"{host}:{port} -> {addr}:{loopback}")
         lines.append(f"  hosts file: {addr} {host}   (the port still has to be {loopback})")
         resolve = f"--resolve {q(f'{host}:{loopback}:{addr}')}"

@@ -66,6 +66,10 @@ NOT_IN_REFERENCE = {
     # winerror.h: ERROR_DS_SERVER_DOWN 8250 (0x203A). The lab marks it verified=False: its use
     # for an unreachable ldap:/// CDP is inferred (docs/scenario-format.md, "[network]").
     "ERROR_DS_SERVER_DOWN": (8250, "0x8007203A"),
+    # winerror.h: ERROR_TIMEOUT 1460 (0x5B4), "This operation returned because the timeout
+    # period expired." The lab gives it to an LDAP CDP slower than the retrieval time-out (the
+    # ldap_delay fault); verified=False: that Windows reports exactly this code is inferred.
+    "ERROR_TIMEOUT": (1460, "0x800705B4"),
 }
 # Known only by their symbol: value 0, never printed as a number.
 SYMBOL_ONLY = {
@@ -81,6 +85,7 @@ MESSAGE_EXCEPTIONS = {
     "ERROR_WINHTTP_NAME_NOT_RESOLVED": "fidelity §5.4 lists WinHTTP names and numbers only",
     "ERROR_WINHTTP_CANNOT_CONNECT": "fidelity §5.4 lists WinHTTP names and numbers only",
     "ERROR_DS_SERVER_DOWN": "not in the reference at all (see NOT_IN_REFERENCE)",
+    "ERROR_TIMEOUT": "not in the reference at all (see NOT_IN_REFERENCE)",
     "CCM_E_NO_CLIENT_PKI_CERT": "the reference has the symbol only; the text is the lab's "
                                 "description of it",
 }

@@ -44,7 +44,7 @@ def offline_with_twin(r: ScenarioResult) -> StepResult:
 
 
 def test_every_fault_scenario_meets_its_expectations(faults: dict[str, ScenarioResult]) -> None:
-    assert len(faults) == 14
+    assert len(faults) == 16
     assert [n for n, r in faults.items() if not r.passed] == []
     for name, r in faults.items():
         assert r.faults, name  # every fault scenario has a knob on, and says which
@@ -115,6 +115,38 @@ def test_ldap_down_even_inside(faults: dict[str, ScenarioResult]) -> None:
     assert "ldap_down" in url.detail and failing.connection == "intranet"
 
 
+def test_ldap_slow_and_its_twin(faults: dict[str, ScenarioResult]) -> None:
+    r = faults["fault-ldap-slow"]
+    failing = offline_with_twin(r)
+    (url,) = failing.revocation.urls  # type: ignore[union-attr]
+    assert url.url.startswith("ldap:///CN=Contoso-CA,")
+    assert url.error is not None and (url.error.name, url.error.hex) == ("ERROR_TIMEOUT",
+                                                                         "0x800705B4")
+    assert url.error.verified is False  # the code is the lab's inference
+    assert url.simulated_ms == 15000 and "took 20 s to answer the LDAP search" in url.detail
+    assert url.detail.startswith("DC01.contoso.local (127.0.0.1:")
+    assert r.faults == ["ldap_delay=20s"]
+    # the DC really was asked: over LDAP, with the lab's delay control on its answer
+    searches = [rec for rec in r.directory_log if rec.operation == "search"]
+    assert searches and all(rec.result == "success" for rec in searches)
+    # the twin: a DC that answers in 5 s gives the CRL after 5 s of simulated waiting
+    ok = step(faults["fault-ldap-slow-within-timeout"])
+    # 5 s for the client, 5 s more for IIS on the MP: it fetches the client certificate's CRL
+    # (Contoso-Clients-CA, LDAP first) from the same slow DC
+    assert ok.outcome == "ok" and ok.crl_check is True and ok.simulated_ms == 10000
+    assert ok.revocation is not None
+    (good,) = ok.revocation.urls
+    assert (good.result, good.simulated_ms) == ("verified", 5000)
+    assert good.source.startswith("retrieved over LDAP from DC01.contoso.local (127.0.0.1:")
+    assert good.source.endswith(" after 5 s")
+
+
+def test_ldap_down_leaves_the_directory_unasked(faults: dict[str, ScenarioResult]) -> None:
+    assert faults["fault-ldap-down"].directory_log == []
+    # the twin: without the fault the same layout is answered over LDAP
+    assert faults["fault-ldap-slow-within-timeout"].directory_log
+
+
 def test_mp_down(faults: dict[str, ScenarioResult]) -> None:
     for client in ("PC01", "PC02"):
         s = step(faults["fault-mp-down"], client)
@@ -159,6 +191,12 @@ BASE = (SCENARIOS / "fault-cdp-404.toml").read_text()
     ("crl_huge = 0", "faults.crl_huge", "expected a number of entries from 1 to 1000000"),
     ('cdp_delay = "-5s"', "faults.cdp_delay", "expected a positive delay"),
     ('cdp_delay = "slow"', "faults.cdp_delay", "expected a time relative to the run"),
+    ('ldap_delay = "0s"', "faults.ldap_delay", "expected a positive delay"),
+    ('ldap_delay = "-5s"', "faults.ldap_delay", "expected a positive delay"),
+    ('ldap_delay = "slow"', "faults.ldap_delay", "expected a time relative to the run"),
+    ("ldap_delay = 20", "faults.ldap_delay", "expected a string"),
+    ("ldap_dealy = \"5s\"", "faults.ldap_dealy",
+     "unknown key 'ldap_dealy' (did you mean 'ldap_delay'?)"),
     ('cdp_content_type = "html"', "faults.cdp_content_type", "expected a media type"),
     ("mp_down = 1", "faults.mp_down", "expected true or false"),
     ("cpd_down = true", "faults.cpd_down", "unknown key 'cpd_down' (did you mean 'cdp_down'?)"),

@@ -190,8 +190,9 @@ def test_500_scenario_executions_leave_nothing_behind(tmp_path: Path, certs_dir:
     assert (report["executions"], report["names"], report["passed"]) == (
         EXECUTIONS, EXECUTIONS, True)
     before, after = report["before"], report["after"]
-    # The counters see the lab while it runs: three listeners and its temporary folder.
-    assert report["during"]["sockets"] >= before["sockets"] + 3, report
+    # The counters see the lab while it runs: four listeners (MP HTTPS and HTTP, CDP, the
+    # DC's LDAP) and its temporary folder.
+    assert report["during"]["sockets"] >= before["sockets"] + 4, report
     assert report["during"]["temp_folders"] == 1, report
     for counter in ("fds", "sockets", "threads", "temp_folders", "tasks"):
         assert after[counter] == before[counter], (counter, report)
@@ -282,15 +283,16 @@ def start_run(command: list[str], tmp_path: Path
 
 
 def wait_for_servers(proc: subprocess.Popen[str], tmpdir: Path) -> list[tuple[str, int]]:
-    """The run's three listening sockets, once they listen and its scratch folder exists."""
+    """The run's four listening sockets (MP HTTPS and HTTP, CDP, the DC's LDAP), once they
+    listen and its scratch folder exists."""
     deadline = time.monotonic() + 60
     ports: list[tuple[str, int]] = []
     while time.monotonic() < deadline and proc.poll() is None:
         ports = listening(proc.pid)
-        if len(ports) >= 3 and lab_temp_folders(tmpdir):
+        if len(ports) >= 4 and lab_temp_folders(tmpdir):
             break
         time.sleep(0.01)
-    assert len(ports) == 3, f"the lab's servers did not come up: {ports}"
+    assert len(ports) == 4, f"the lab's servers did not come up: {ports}"
     assert all(address == LOOPBACK for address, _ in ports), ports
     assert len(lab_temp_folders(tmpdir)) == 1
     return ports
@@ -355,7 +357,8 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path: Path, certs_dir: Path) -> Non
         wait_for_servers(proc, tmpdir)
         _out, err = signal_group(proc, signal.SIGTERM)
     assert "Traceback" not in err, err
-    assert proc.returncode != 0
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "ibcm-lab: interrupted", err
     assert lab_temp_folders(tmpdir) == [], "the run's temporary folder is still there"
 
 
@@ -659,9 +662,9 @@ async def test_the_placeholder_key_is_gone_once_the_servers_listen(tmp_path: Pat
 
 async def test_servers_listen_on_127_0_0_1_only(lab: RunningLab) -> None:
     """Every listening socket of this process is on 127.0.0.1 (none on IPv6 or on all
-    addresses), and the lab's three servers are among them."""
+    addresses), and the lab's four servers are among them."""
     sockets = listening()
-    ports = {lab.ports.mp_https, lab.ports.mp_http, lab.ports.cdp}
+    ports = {lab.ports.mp_https, lab.ports.mp_http, lab.ports.cdp, lab.ports.ldap}
     assert ports <= {port for _, port in sockets}
     assert {address for address, _ in sockets} == {LOOPBACK}, sockets
 
@@ -669,9 +672,10 @@ async def test_servers_listen_on_127_0_0_1_only(lab: RunningLab) -> None:
 async def test_another_address_only_when_asked(tmp_path: Path) -> None:
     """The twin: ``host=`` (``ibcm-lab serve --host``, which warns) binds elsewhere."""
     async with start_lab(host="127.0.0.2", scratch=str(tmp_path)) as running:
-        ports = {running.ports.mp_https, running.ports.mp_http, running.ports.cdp}
+        ports = {running.ports.mp_https, running.ports.mp_http, running.ports.cdp,
+                 running.ports.ldap}
         mine = [(address, port) for address, port in listening() if port in ports]
-        assert sorted(address for address, _ in mine) == ["127.0.0.2"] * 3
+        assert sorted(address for address, _ in mine) == ["127.0.0.2"] * 4
 
 
 @pytest.mark.parametrize("command", [

@@ -31,7 +31,7 @@ from lab.logs.cmtrace import (
     parse_log,
 )
 from lab.logs.w3c import FIELDS, format_w3c, parse_w3c
-from lab.logs.writer import MANIFEST, MP_SERVER_IP, machine_name, write_logs
+from lab.logs.writer import LDAP_LOG, MANIFEST, MP_SERVER_IP, machine_name, write_logs
 from lab.run import ClientResult, RunResult, ScenarioResult, run_loaded
 from lab.scenario.loader import load_all
 from lab.servers.deployment import MpRecord
@@ -233,7 +233,7 @@ def test_every_written_file_parses(written: Written) -> None:
     assert sorted(written.paths) == logs
     assert len({r.scenario.name for r in written.run.scenarios}) == len(
         list(SCENARIOS.glob("*.toml"))) + 1
-    w3c = cmtrace = 0
+    w3c = cmtrace = ldap = 0
     for path in logs:
         text = read(path)
         assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", ""), path
@@ -241,6 +241,13 @@ def test_every_written_file_parses(written: Written) -> None:
             rows = parse_w3c(text)
             assert rows and all(len(r) == len(FIELDS) for r in rows), path
             w3c += 1
+        elif path.name == LDAP_LOG:
+            # the DC's LDAP log (the lab's format): a header, then one line per operation
+            first, *rest = text.split("\r\n")[:-1]
+            assert first.startswith("# Lab: ") and rest, path
+            assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z conn=\d+ ", line)
+                       for line in rest), path
+            ldap += 1
         else:
             found = parse_log(text)
             assert found, path
@@ -248,7 +255,7 @@ def test_every_written_file_parses(written: Written) -> None:
                 assert CMTRACE_LINE.fullmatch(
                     text.split("\r\n")[int(entry["line"]) - 1]), (path, entry)
             cmtrace += 1
-    assert w3c >= 14 and cmtrace >= 20
+    assert w3c >= 14 and cmtrace >= 20 and ldap >= 5
 
 
 def test_files_follow_the_machines_and_their_lines(written: Written) -> None:

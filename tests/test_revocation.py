@@ -1,9 +1,9 @@
 """Tests for lab.cryptoapi: CRL retrieval per zone, the revocation verdict, CRL judgement,
 name matching and the SSL policy checks.
 
-CRLs are fetched for real: ``ldap:///`` URLs from the staged directory, ``http://`` URLs with a
-real HTTP GET from the lab's CDP server (started by the harness). Time-outs are simulated
-milliseconds, never slept.
+CRLs are fetched for real: ``ldap:///`` URLs over a real LDAP connection to the lab's DC,
+``http://`` URLs with a real HTTP GET from the lab's CDP server (both started by the harness).
+Time-outs are simulated milliseconds, never slept.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def retriever(lab: RunningLab, dep: Deployment, zone: Zone, *,
                     domain_joined: bool = True) -> AsyncIterator[Retriever]:
     pc01 = machine(zone, domain_joined)
     async with zone_session(lab, dep.network, pc01) as session:
-        yield Retriever(dep.network, pc01, lab.hosts, session, dep.directory)
+        yield Retriever(dep.network, pc01, lab.hosts, session)
 
 
 def mp_chain(pki: BuiltPKI) -> list[x509.Certificate]:
@@ -99,7 +99,10 @@ async def test_domain_joined_inside_gets_the_crl_from_ldap(lab: RunningLab, cach
     ]
     assert result.simulated_ms == 0
     first, second = result.urls
-    assert first.detail == "a good CRL"
+    assert first.detail == ("a good CRL; retrieved over LDAP from DC01.contoso.local "
+                            f"(127.0.0.1:{lab.ports.ldap})")
+    assert first.source == ("retrieved over LDAP from DC01.contoso.local "
+                            f"(127.0.0.1:{lab.ports.ldap})")
     assert first.crl_number == crl_number(dep.pki.cas["Contoso-CA"])
     assert second.detail == "not tried: an earlier URL gave a good CRL"
     assert [c.public_bytes(serialization.Encoding.DER) for c in result.crls] == [

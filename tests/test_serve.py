@@ -3,7 +3,10 @@ certificate, and a clean stop on Ctrl-C."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -19,6 +22,7 @@ from lab.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "seed4-internet-client-ldap-cdp-crl-on.toml"
 CURL = shutil.which("curl")
+LDAPSEARCH = shutil.which("ldapsearch")
 
 
 def start(certs: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
@@ -117,3 +121,47 @@ def test_for_seconds_stops_by_itself(certs_dir: Path) -> None:
          "--for-seconds", "0.5"], capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 0 and done.stdout.strip().endswith("Stopped.")
     assert time.monotonic() - started < 20
+
+
+@pytest.mark.skipif(LDAPSEARCH is None, reason="ldapsearch (OpenLDAP's client: apt-get install "
+                                               "ldap-utils) is not installed")
+def test_ldapsearch_reads_the_same_crl_as_the_http_cdp(certs_dir: Path, tmp_path: Path) -> None:
+    proc, lines = start(certs_dir)
+    try:
+        text = "\n".join(lines)
+        assert re.search(r"^DC01\.contoso\.local:389 -> 127\.0\.0\.1:\d+ ", text, re.M)
+        # the printed command, run as printed
+        search = next(shlex.split(line.strip()) for line in lines
+                      if line.strip().startswith("ldapsearch -x ") and "CN=CDP," in line)
+        assert search[-1] == "certificateRevocationList" and "-s" in search
+        got = subprocess.run(search, capture_output=True, text=True, timeout=20)
+        assert got.returncode == 0, got.stderr
+        (value,) = [line.split(":: ", 1)[1] for line in got.stdout.splitlines()
+                    if line.startswith("certificateRevocationList:: ")]
+        from_ldap = base64.b64decode(value)
+        # the HTTP CDP's bytes, from the port serve printed for ca01.contoso.local:80
+        port = int(re.search(r"^ca01\.contoso\.local:80 -> 127\.0\.0\.1:(\d+)$", text,
+                             re.M).group(1))  # type: ignore[union-attr]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("GET", "/CertEnroll/Contoso-CA.crl", headers={"Host": "ca01.contoso.local"})
+        reply = conn.getresponse()
+        from_http = reply.read()
+        conn.close()
+        assert reply.status == 200 and from_http[:1] == b"\x30"
+        assert from_ldap == from_http
+        # the printed pipeline (ldapsearch | sed | base64 -d, then curl | cmp) says so too
+        if CURL is not None:
+            pipeline = next(line.split(": ", 1)[1] for line in lines
+                            if line.startswith("  the same bytes as over HTTP: ")
+                            and "CN=CDP," in line)
+            done = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True,
+                                  timeout=30, cwd=tmp_path)
+            assert (done.returncode, done.stdout) == (0, "identical\n"), done.stderr
+            assert (tmp_path / "Contoso-CA.ldap.crl").read_bytes() == from_http
+        # the twin: a DN the directory does not hold is noSuchObject (ldapsearch exits 32)
+        missing = [a.replace("CN=Contoso-CA,", "CN=Nobody,") for a in search]
+        refused = subprocess.run(missing, capture_output=True, text=True, timeout=20)
+        assert refused.returncode == 32 and "No such object" in refused.stderr + refused.stdout
+    finally:
+        code, _out, err = stop(proc)
+    assert code == 0 and "Traceback" not in err

@@ -45,7 +45,7 @@ from lab.network import LOOPBACK, Machine, Network
 from lab.pki.urls import cert_aia_urls
 
 if TYPE_CHECKING:
-    from lab.cryptoapi.retrieval import HostPorts, LdapStore
+    from lab.cryptoapi.retrieval import HostPorts
 
 HANDSHAKE_TIMEOUT = 10.0
 REQUEST_MS = 40
@@ -158,7 +158,7 @@ class WinHttp:
     """One machine's HTTP stack (see the module docstring)."""
 
     def __init__(self, *, machine: Machine, network: Network, hosts: HostPorts,
-                 directory: LdapStore | None, anchors: tuple[x509.Certificate, ...],
+                 anchors: tuple[x509.Certificate, ...],
                  trust_pem: bytes, client_cert: ClientCertFiles | None, clock: Clock,
                  scratch: Path, session: aiohttp.ClientSession,
                  intermediates: tuple[x509.Certificate, ...] = (),
@@ -173,7 +173,6 @@ class WinHttp:
         self.machine = machine
         self.network = network
         self.hosts = hosts
-        self.directory = directory
         self.anchors = anchors
         self.trust_pem = trust_pem
         self.client_cert = client_cert
@@ -185,7 +184,7 @@ class WinHttp:
         return self.clock.now() + self.skew
 
     def retriever(self) -> Retriever:
-        return Retriever(self.network, self.machine, self.hosts, self.session, self.directory,
+        return Retriever(self.network, self.machine, self.hosts, self.session,
                          accumulative=self.url_retrieval == "accumulative")
 
     # -- TLS contexts -------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """URL retrieval as CryptoAPI does it for CDP and AIA URLs, over the simulated network.
 
 HTTP URLs are fetched with a real HTTP GET (aiohttp, through the zone-aware resolver) from
-the lab's CDP server. ``ldap://`` URLs are looked up in the lab's directory, but only when
-the machine could reach it: a hostless ``ldap:///`` URL needs a domain controller of the
-machine's own domain (domain-joined, inside). A URL that cannot be reached costs the
-per-URL retrieval time-out (15 s by default, fidelity §5.1) in *simulated* time.
+the lab's CDP server. ``ldap://`` URLs are fetched over a real LDAP connection (bind, search,
+unbind: :mod:`lab.cryptoapi.ldap`) from the lab's directory server, but only when the machine
+could reach it: a hostless ``ldap:///`` URL needs a domain controller of the machine's own
+domain (domain-joined, inside), and the serverless bind goes to that DC (``DC01.<domain>``);
+``ldap://host/`` needs ``host`` to resolve from the machine's zone. A URL that cannot be
+reached costs the per-URL retrieval time-out (15 s by default, fidelity §5.1) in *simulated*
+time; so does a server slower than the time-out (the ``cdp_delay`` and ``ldap_delay``
+faults, whose delays the servers report and nothing sleeps).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from cryptography import x509
 
 from lab import codes
 from lab.codes import Code
-from lab.network import SIMULATED_DELAY_HEADER, Machine, Network
-from lab.pki.urls import parse_url
+from lab.cryptoapi.ldap import ldap_search
+from lab.errors import LdapProtocolError
+from lab.network import LOOPBACK, SIMULATED_DELAY_HEADER, Machine, Network
+from lab.pki.urls import ParsedUrl, parse_url
 
 RETRIEVAL_TIMEOUT_MS = 15_000
 """CERT_CHAIN_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT (fidelity §5.1)."""
@@ -31,15 +37,8 @@ CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT each URL times out after half of what
 (10 s, 5 s, 2.5 s, ...), 20 s in all (fidelity §5.1)."""
 
 MAX_CRL_BYTES = 16 * 1024 * 1024
-
-
-class LdapStore(Protocol):
-    """What retrieval needs of a directory: one attribute of one object."""
-
-    available: bool
-    """False when no domain controller answers at all."""
-
-    def search(self, dn: str, attribute: str) -> bytes | None: ...
+MAX_LDAP_PDU = MAX_CRL_BYTES + 64 * 1024
+"""The largest LDAP response read: a CRL of MAX_CRL_BYTES with its DN and envelope."""
 
 
 class HostPorts(Protocol):
@@ -61,6 +60,8 @@ class Retrieval:
     http_status: int | None = None
     cached: bool = False
     """Served from the machine's CRL cache (:class:`CrlCache`), not retrieved."""
+    protocol: str = ""
+    """``http`` or ``ldap`` when the bytes came over the network; empty otherwise."""
 
 
 class CrlCache:
@@ -88,7 +89,7 @@ class CrlCache:
             return None
         return replace(got, simulated_ms=0, detail=(
             f"from the CRL cache (retrieved earlier, kept until nextUpdate "
-            f"{next_update:%Y-%m-%d %H:%M})"), cached=True)
+            f"{next_update:%Y-%m-%d %H:%M})"), cached=True, protocol="")
 
     def put(self, got: Retrieval) -> None:
         if got.data is None:
@@ -129,7 +130,6 @@ class Retriever:
         machine: Machine,
         hosts: HostPorts,
         session: aiohttp.ClientSession,
-        directory: LdapStore | None,
         *,
         timeout_ms: int = RETRIEVAL_TIMEOUT_MS,
         accumulative: bool = False,
@@ -139,7 +139,6 @@ class Retriever:
         self.machine = machine
         self.hosts = hosts
         self.session = session
-        self.directory = directory
         self.timeout_ms = timeout_ms
         self.accumulative = accumulative
         self.cache = cache
@@ -193,26 +192,7 @@ class Retriever:
             return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND, f"malformed URL: {e}", 0)
         zone = self.machine.zone
         if parsed.scheme == "ldap":
-            if not parsed.host:
-                if not self.network.can_reach_dc(self.machine):
-                    why = ("the machine is not domain-joined" if not self.machine.domain_joined
-                           else f"no domain controller answers in the {zone} zone")
-                    return self._unreachable(
-                        url, codes.ERROR_DS_SERVER_DOWN,
-                        f"ldap:/// needs a domain controller of the machine's own domain; {why}")
-            elif not self.network.can_resolve(self.machine, parsed.host):
-                rule = self.network.rule(parsed.host)
-                return self._unreachable(
-                    url, codes.ERROR_DS_SERVER_DOWN,
-                    f"{parsed.host} cannot be reached from the {zone} zone ({rule.why})")
-            if self.directory is None or not self.directory.available:
-                return self._unreachable(url, codes.ERROR_DS_SERVER_DOWN,
-                                         "no domain controller answers LDAP (ldap_down)")
-            data = self.directory.search(parsed.path, parsed.attribute) if self.directory else None
-            if data is None:
-                return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
-                                 f"no {parsed.attribute or 'object'} at {parsed.path}", 0)
-            return Retrieval(url, data, None, "retrieved from the directory", 0)
+            return await self._fetch_ldap(url, parsed)
         if parsed.scheme != "http":
             return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
                              f"{parsed.scheme}:// URLs are not retrievable in the lab "
@@ -248,7 +228,61 @@ class Retriever:
                     self._spend(delay)
                 return Retrieval(url, body, None, "retrieved over HTTP"
                                  + (f" after {delay / 1000:g} s" if delay else ""), delay,
-                                 resp.status)
+                                 resp.status, protocol="http")
         except aiohttp.ClientError as e:
             return self._unreachable(url, codes.ERROR_WINHTTP_CANNOT_CONNECT,
                                      f"connection to {parsed.host} failed: {e}")
+
+    async def _fetch_ldap(self, url: str, parsed: ParsedUrl) -> Retrieval:
+        """An ``ldap://`` URL: the network rules decide whether a DC (or the URL's host) can
+        be reached; when it can, the CRL comes over a real LDAP connection."""
+        zone = self.machine.zone
+        if not parsed.host:
+            if not self.network.can_reach_dc(self.machine):
+                why = ("the machine is not domain-joined" if not self.machine.domain_joined
+                       else f"no domain controller answers in the {zone} zone")
+                return self._unreachable(
+                    url, codes.ERROR_DS_SERVER_DOWN,
+                    f"ldap:/// needs a domain controller of the machine's own domain; {why}")
+            host = self.network.dc_host()
+        elif not self.network.can_resolve(self.machine, parsed.host):
+            rule = self.network.rule(parsed.host)
+            return self._unreachable(
+                url, codes.ERROR_DS_SERVER_DOWN,
+                f"{parsed.host} cannot be reached from the {zone} zone ({rule.why})")
+        else:
+            host = parsed.host
+        port = self.hosts.get(host, parsed.port)
+        if port is None:
+            who = "no domain controller answers LDAP" if not parsed.host \
+                else f"no LDAP server answers for {host}:{parsed.port}"
+            return self._unreachable(url, codes.ERROR_DS_SERVER_DOWN,
+                                     f"{who} (the directory is down: ldap_down)")
+        where = f"{host} ({LOOPBACK}:{port})"
+        try:
+            answer = await ldap_search(LOOPBACK, port, parsed.path, parsed.attribute,
+                                       scope=parsed.scope, filter_text=parsed.filter,
+                                       limit=MAX_LDAP_PDU)
+        except (OSError, TimeoutError, LdapProtocolError) as e:
+            return self._unreachable(url, codes.ERROR_DS_SERVER_DOWN,
+                                     f"LDAP to {where} failed: {e}")
+        budget = self._budget_ms()
+        if answer.delay_ms >= budget:
+            return self._unreachable(
+                url, codes.ERROR_TIMEOUT,
+                f"{where} took {answer.delay_ms / 1000:g} s to answer the LDAP search; the "
+                f"retrieval time-out is {budget / 1000:g} s")
+        if answer.delay_ms:
+            self._spend(answer.delay_ms)
+        if answer.code != 0 or not answer.values:
+            what = parsed.attribute or "value"
+            why = (f"{answer.result}" + (f": {answer.diagnostic}" if answer.diagnostic else "")
+                   if answer.code != 0 else
+                   "the object does not match the URL's filter" if not answer.entries else
+                   f"the object has no {what}")
+            return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
+                             f"no {what} at {parsed.path} (LDAP from {where}: {why})",
+                             answer.delay_ms, protocol="ldap")
+        after = f" after {answer.delay_ms / 1000:g} s" if answer.delay_ms else ""
+        return Retrieval(url, answer.values[0], None, f"retrieved over LDAP from {where}{after}",
+                         answer.delay_ms, protocol="ldap")

@@ -40,6 +40,17 @@ class UrlAttempt:
     detail: str
     simulated_ms: int
     crl_number: int | None = None
+    source: str = ""
+    """How the bytes came when they came over LDAP (``retrieved over LDAP from
+    DC01.contoso.local (127.0.0.1:port)``); empty otherwise."""
+
+
+def _attempt(url: str, result: str, detail: str, got: Retrieval,
+             number: int | None) -> UrlAttempt:
+    """A URL whose bytes were retrieved, judged: over LDAP, the detail says from where."""
+    source = got.detail if got.protocol == "ldap" else ""
+    return UrlAttempt(url, result, None, f"{detail}; {source}" if source else detail,
+                      got.simulated_ms, number, source)
 
 
 @dataclass(frozen=True)
@@ -177,7 +188,7 @@ async def check_element(
         number = crl_number(crl) if crl is not None else None
         if crl is not None:
             crls.append(crl)
-        attempts.append(UrlAttempt(url, result, None, detail, got.simulated_ms, number))
+        attempts.append(_attempt(url, result, detail, got, number))
         if result == "verified":
             good = crl
     if good is None:
@@ -225,8 +236,8 @@ async def _delta(cert: x509.Certificate, issuer: x509.Certificate,
                 result, detail = "invalid", f"the delta needs base CRL {base_of}"
         if crl is not None:
             crls.append(crl)
-        attempts.append(UrlAttempt(url, result, None, f"delta CRL: {detail}", got.simulated_ms,
-                                   crl_number(crl) if crl is not None else None))
+        attempts.append(_attempt(url, result, f"delta CRL: {detail}", got,
+                                 crl_number(crl) if crl is not None else None))
         if result == "verified":
             found = crl
     return attempts, found

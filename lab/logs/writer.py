@@ -6,6 +6,7 @@
     DIR/<scenario>/<client>/ccmsetup.log ...           one file per log the client wrote to
     DIR/<scenario>/<MP machine>/u_exYYMMDD.log         IIS W3C (UTC), one per UTC day
     DIR/<scenario>/<MP machine>/MP_RegistrationManager.log   CMTrace
+    DIR/<scenario>/DC01/ibcm-lab-ldap.log               the DC's LDAP operations (the lab's format)
 
 ``<scenario>`` is the scenario's name (its file stem; a second scenario of the same name in
 one run gets ``-2``, ...), ``<MP machine>`` the first label of the MP's intranet FQDN. Only
@@ -36,7 +37,10 @@ from lab.errors import UsageError
 from lab.logline import LogLine
 from lab.logs.cmtrace import EOL, format_entries
 from lab.logs.cmtrace import format_log as format_cmtrace
+from lab.logs.ldaplog import FILE_NAME as LDAP_LOG
+from lab.logs.ldaplog import format_log as format_ldap_log
 from lab.logs.w3c import format_w3c
+from lab.network import Network
 from lab.run import RunResult, ScenarioResult
 from lab.verdict import StepResult
 
@@ -178,6 +182,9 @@ def _machines(result: ScenarioResult, folder: Path) -> tuple[list[_Machine], lis
     mp.files.update(format_w3c(result.mp_records, server_ip=MP_SERVER_IP))
     if result.mp_log:
         mp.files[MP_REGISTRATION_LOG] = format_cmtrace(result.mp_log, tz)
+    if result.directory_log:
+        dc = Network(scenario).dc_host()
+        machine(machine_name(dc)).files[LDAP_LOG] = format_ldap_log(result.directory_log, dc)
     return list(machines.values()), refs
 
 
@@ -202,5 +209,5 @@ def write_logs(run: RunResult, out: Path) -> list[Path]:
     return written
 
 
-__all__ = ["MANIFEST", "MP_REGISTRATION_LOG", "MP_SERVER_IP", "machine_name",
+__all__ = ["LDAP_LOG", "MANIFEST", "MP_REGISTRATION_LOG", "MP_SERVER_IP", "machine_name",
            "scenario_folders", "write_logs"]

@@ -119,25 +119,28 @@ class ParsedUrl:
     """HTTP path (percent-encoded, as sent) or the LDAP DN (decoded)."""
     attribute: str
     """LDAP attribute (``certificateRevocationList``); empty for HTTP."""
+    scope: str = ""
+    """LDAP scope (``base``, ``one``, ``sub``; empty: base, RFC 4516's default)."""
+    filter: str = ""
+    """LDAP filter as the URL writes it (``objectClass=cRLDistributionPoint``); empty: any."""
 
 
 def parse_url(url: str) -> ParsedUrl:
+    """Take ``url`` apart; an LDAP URL as RFC 4516 writes it:
+    ``ldap://host:port/dn?attributes?scope?filter?extensions`` (``ldap:///``: no host)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if scheme == "ldap":
         dn = unquote(parts.path.lstrip("/"))
-        attribute = unquote(parts.query.split("?", 1)[0]) if parts.query else ""
-        return ParsedUrl(scheme, host, parts.port or 389, dn, attribute)
+        fields = [unquote(f) for f in parts.query.split("?")] if parts.query else []
+        fields += [""] * (3 - len(fields))
+        attribute = fields[0].split(",", 1)[0]
+        return ParsedUrl(scheme, host, parts.port or 389, dn, attribute, fields[1].lower(),
+                         fields[2])
     default_port = {"http": 80, "https": 443}.get(scheme, 0)
     path = parts.path or "/"
     return ParsedUrl(scheme, host, parts.port or default_port, path, "")
-
-
-def directory_key(url: str) -> tuple[str, str]:
-    """The (DN, attribute) an LDAP URL names, normalised for lookups."""
-    p = parse_url(url)
-    return (p.path.lower(), p.attribute.lower())
 
 
 def cert_cdp_urls(cert: x509.Certificate) -> tuple[str, ...]:

@@ -16,6 +16,8 @@ status certutil prints:
   reference has no certutil sample for them);
 * AIA URLs: listed from the certificate, their retrieval is not traced;
 * the ``Time:`` values are simulated seconds (15 for the per-URL retrieval time-out);
+* a CRL retrieved over LDAP gets a line saying from which server it came (the lab's DC and
+  its loopback address);
 * delta CRLs appear only in the Base CRL CDP section (certutil also repeats them as
   ``[0.0.0]`` under Certificate CDP).
 
@@ -208,6 +210,8 @@ def _url_lines(attempt: UrlAttempt, index: str, *, delta: bool = False) -> list[
         lines = [f'  Lab: {lab_word} "{crl}" Time: {took}',
                  f"    Lab: {attempt.detail}; CryptoAPI does not use this CRL and tries the "
                  "next URL (the reference has no certutil sample of this status)"]
+    if attempt.source and len(lines) == 1 and attempt.result != "not_tried":
+        lines.append(f"    Lab: {attempt.source}")  # the Lab: line above says it otherwise
     return [*lines, f"    [{index}] {attempt.url}", ""]
 
 

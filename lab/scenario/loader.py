@@ -493,6 +493,9 @@ def _faults(ctx: _Ctx, t: _Table | None) -> Faults:
     delay = _offset(ctx, t, "cdp_delay")
     if delay is not None and delay <= dt.timedelta(0):
         raise ctx.error(t.key("cdp_delay"), "expected a positive delay like \"20s\"")
+    ldap_delay = _offset(ctx, t, "ldap_delay")
+    if ldap_delay is not None and ldap_delay <= dt.timedelta(0):
+        raise ctx.error(t.key("ldap_delay"), "expected a positive delay like \"20s\"")
     content_type = t.text("cdp_content_type")
     if content_type is not None and not re.fullmatch(r"[\w.+-]+/[\w.+-]+", content_type):
         raise ctx.error(t.key("cdp_content_type"), f"expected a media type like "
@@ -502,6 +505,7 @@ def _faults(ctx: _Ctx, t: _Table | None) -> Faults:
         cdp_content_type=content_type, crl_body=body,
         crl_foreign_signature=t.flag("crl_foreign_signature", False), crl_huge=huge,
         crl_stale=t.flag("crl_stale", False), ldap_down=t.flag("ldap_down", False),
+        ldap_delay=ldap_delay,
         mp_down=t.flag("mp_down", False), mp_status=status("mp_status"))
     t.done()
     return faults

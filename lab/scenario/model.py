@@ -223,6 +223,8 @@ class Faults:
     """Every CRL was not republished: its nextUpdate passed an hour ago."""
     ldap_down: bool = False
     """No domain controller answers LDAP: every ldap:// URL fails."""
+    ldap_delay: dt.timedelta | None = None
+    """The DC answers LDAP searches after this long (simulated, against the 15 s time-out)."""
     mp_down: bool = False
     """Nothing listens on the MP's ports."""
     mp_status: int | None = None

@@ -1,45 +1,98 @@
-"""What the running lab serves for one scenario, and the in-process directory."""
+"""What the running lab serves for one scenario: publications, the directory's objects, and
+the records the servers keep."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from lab.clock import Clock
+from lab.ldapwire import LDAP_PORT, dn_key
 from lab.network import Machine, Network
 from lab.pki.build import BuiltPKI, Publication
-from lab.pki.urls import directory_key, parse_url
+from lab.pki.urls import parse_url
 from lab.scenario.model import Faults, Scenario
 from lab.servers.faults import published
 
+_OBJECT_CLASS = {"crl": "cRLDistributionPoint", "cacert": "certificationAuthority"}
+
+
+@dataclass(frozen=True)
+class DirectoryObject:
+    """One object of ``CN=Configuration`` as the lab's DC holds it."""
+
+    dn: str
+    """The DN as the CA's URL spells it (``CN=Contoso-CA,CN=ca01,CN=CDP,...``)."""
+    attributes: Mapping[str, tuple[bytes, ...]]
+    """Attribute name (as AD spells it) -> values: ``objectClass``, ``cn`` and the binary
+    ``certificateRevocationList`` / ``deltaRevocationList`` / ``cACertificate``."""
+
+    def get(self, name: str) -> tuple[bytes, ...] | None:
+        """The values of ``name`` (case-insensitive; an option such as ``;binary`` ignored)."""
+        wanted = name.split(";", 1)[0].lower()
+        for key, values in self.attributes.items():
+            if key.lower() == wanted:
+                return values
+        return None
+
 
 class Directory:
-    """An in-process stand-in for Active Directory's ``CN=Configuration`` objects.
+    """What the domain's DC holds for the CAs: the objects AD CS publishes in
+    ``CN=Public Key Services,CN=Services,CN=Configuration,DC=...``.
 
-    Holds what the CAs publish at ``ldap://`` URLs (``certificateRevocationList``,
-    ``cACertificate``). *Whether* a machine may query it is decided by the network rules
-    before a lookup is made (see :mod:`lab.cryptoapi.retrieval`).
+    A CDP object ``CN=<CA>,CN=<host>,CN=CDP,...`` (objectClass cRLDistributionPoint) carries
+    ``certificateRevocationList`` and, when the CA publishes delta CRLs there,
+    ``deltaRevocationList``; an AIA object ``CN=<CA>,CN=AIA,...`` (certificationAuthority)
+    carries ``cACertificate``. Built from the CAs' ``ldap://`` publications; the lab's LDAP
+    server (:mod:`lab.servers.ldap_app`) answers searches from it. *Whether* a machine
+    reaches the DC is decided by the network rules first (:mod:`lab.cryptoapi.retrieval`).
     """
 
-    def __init__(self, publications: tuple[Publication, ...] = (), *,
-                 available: bool = True) -> None:
-        self.available = available
-        """False when no domain controller answers (the ``ldap_down`` fault)."""
-        self._entries: dict[tuple[str, str], bytes] = {}
+    def __init__(self, publications: tuple[Publication, ...] = ()) -> None:
+        objects: dict[str, tuple[str, dict[str, list[bytes]]]] = {}
+        self._count = 0
         for pub in publications:
-            if pub.url.lower().startswith("ldap:"):
-                self._entries[directory_key(pub.url)] = pub.data
+            if not pub.url.lower().startswith("ldap:"):
+                continue
+            parsed = parse_url(pub.url)
+            key = dn_key(parsed.path)
+            _dn, attrs = objects.setdefault(key, (parsed.path, {}))
+            object_class = _OBJECT_CLASS.get(pub.kind, "top")
+            name, _, value = parsed.filter.strip("()").partition("=")
+            if name.strip().lower() == "objectclass" and value.strip() not in ("", "*"):
+                object_class = value.strip()
+            classes = attrs.setdefault("objectClass", [b"top"])
+            if object_class.encode() not in classes:
+                classes.append(object_class.encode())
+            rdn = parsed.path.split(",", 1)[0].partition("=")[2]
+            attrs.setdefault("cn", [rdn.encode()])
+            attribute = parsed.attribute.split(";", 1)[0] or (
+                "certificateRevocationList" if pub.kind == "crl" else "cACertificate")
+            existing = next((k for k in attrs if k.lower() == attribute.lower()), None)
+            if existing is None:
+                self._count += 1
+            attrs[existing or attribute] = [pub.data]  # one value: the last publication wins
+        self._objects = {key: DirectoryObject(dn, MappingProxyType(
+            {k: tuple(v) for k, v in attrs.items()})) for key, (dn, attrs) in objects.items()}
+
+    def get(self, dn: str) -> DirectoryObject | None:
+        """The object at ``dn`` (compared as a directory compares DNs), or None."""
+        return self._objects.get(dn_key(dn))
 
     def search(self, dn: str, attribute: str) -> bytes | None:
-        key = (dn.lower(), attribute.lower())
-        if key in self._entries:
-            return self._entries[key]
-        # ";binary" is an LDAP transfer option, not part of the attribute name.
-        return self._entries.get((key[0], key[1].split(";", 1)[0]))
+        """The first value of ``attribute`` of the object at ``dn`` (``;binary`` ignored)."""
+        obj = self.get(dn)
+        values = obj.get(attribute) if obj is not None else None
+        return values[0] if values else None
+
+    def objects(self) -> tuple[DirectoryObject, ...]:
+        return tuple(self._objects.values())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """How many (object, binary attribute) pairs the CAs published."""
+        return self._count
 
 
 @dataclass(frozen=True)
@@ -66,6 +119,33 @@ class MpRecord:
     certificate (``time-taken`` in the W3C log)."""
 
 
+@dataclass(frozen=True)
+class DirectoryRecord:
+    """One LDAP operation the lab's DC answered (or a PDU it refused), for the directory's
+    log: the lab's own record, not a Windows log format."""
+
+    time: dt.datetime
+    connection: int
+    """The server's number for the TCP connection (1, 2, ...)."""
+    peer: str
+    """``127.0.0.1:port`` of the client."""
+    message_id: int
+    operation: str
+    """``bind``, ``search``, ``unbind``, ``abandon``, ``extended``, ``modify``, ``add``,
+    ``delete``, ``modDN``, ``compare``, or ``malformed`` for a PDU that does not decode."""
+    dn: str = ""
+    scope: str = ""
+    """``base``, ``one`` or ``sub`` (searches)."""
+    filter: str = ""
+    attributes: tuple[str, ...] = ()
+    result: str = ""
+    """The RFC 4511 result name (``success``, ``noSuchObject``, ...); empty for operations
+    that get no response (unbind, abandon)."""
+    entries: int = 0
+    """Search: how many entries were returned."""
+    detail: str = ""
+
+
 @dataclass
 class Deployment:
     """One scenario staged on the running servers."""
@@ -83,7 +163,7 @@ class Deployment:
         faults = self.scenario.faults
         self.publications = published(self.pki, faults, self.clock.now(),
                                       self.scenario.mp.cert.issuer)
-        self.directory = Directory(self.publications, available=not faults.ldap_down)
+        self.directory = Directory(self.publications)
         http: dict[tuple[str, str], Publication] = {}
         for pub in self.publications:
             parsed = parse_url(pub.url)
@@ -105,6 +185,19 @@ class Deployment:
     def mp_names(self) -> tuple[str, ...]:
         mp = self.scenario.mp
         return (mp.intranet_fqdn,) + ((mp.internet_fqdn,) if mp.internet_fqdn else ())
+
+    def ldap_hosts(self) -> set[tuple[str, int]]:
+        """Where the DC's LDAP service answers: the DC of the AD domain (serverless
+        ``ldap:///`` binds) and the host of every ``ldap://host/`` publication."""
+        hosts: set[tuple[str, int]] = set()
+        if self.network.domain or any(p.url.lower().startswith("ldap:///")
+                                      for p in self.publications):
+            hosts.add((self.network.dc_host(), LDAP_PORT))
+        for pub in self.publications:
+            parsed = parse_url(pub.url)
+            if parsed.scheme == "ldap" and parsed.host:
+                hosts.add((parsed.host, parsed.port))
+        return hosts
 
     def cdp_hosts(self) -> set[tuple[str, int]]:
         hosts: set[tuple[str, int]] = set()

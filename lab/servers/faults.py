@@ -9,11 +9,15 @@ active knob once when the scenario is staged. What the knobs do:
 * the CDP web server (``cdp_status``, ``cdp_content_type``, ``cdp_delay``): one aiohttp
   wrapper around its handler (:func:`with_cdp_faults`);
 * the MP (``mp_status``): one branch at the top of the MP's handler (:func:`mp_refusal`);
+* the DC's LDAP service (``ldap_delay``): its search answers carry the delay
+  (:mod:`lab.servers.ldap_app`);
 * what is reachable (``cdp_down``, ``mp_down``, ``ldap_down``): the harness leaves the hosts
-  unmapped, or the directory unavailable.
+  unmapped (for ``ldap_down`` the DC's name and every ``ldap://host/``), so nothing answers.
 
-A slow CDP server is simulated: the answer carries ``X-Lab-Simulated-Delay-Ms`` and the
-client's retrieval turns it into simulated time against its 15 s time-out (never slept).
+A slow server is simulated: the CDP server's answer carries ``X-Lab-Simulated-Delay-Ms``, the
+DC's SearchResultDone the lab's delay control (:data:`lab.ldapwire.SIMULATED_DELAY_CONTROL`),
+and the client's retrieval turns either into simulated time against its 15 s time-out (never
+slept).
 """
 
 from __future__ import annotations

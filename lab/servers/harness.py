@@ -1,9 +1,11 @@
 """One harness that starts every server of the lab, stages scenarios on them, and always
 stops them.
 
-The servers start once (127.0.0.1, port 0) and stay up for the whole run; each scenario is
+The servers start once (127.0.0.1, port 0) and stay up for the whole run: the MP (HTTPS and
+HTTP), the CDP/AIA web server and the domain controller's LDAP service. Each scenario is
 *staged*: the MP's certificate is switched by SNI, the CDP server and the directory serve the
-new publications, and the host map points the scenario's names at the servers' ports.
+new publications, and the host map points the scenario's names at the servers' ports (the
+DC, ``DC01.<domain>:389``, and every ``ldap://host/`` name at the LDAP server).
 
     async with start_lab() as lab:
         await lab.stage(deployment)
@@ -12,6 +14,7 @@ new publications, and the host map points the scenario's names at the servers' p
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import ssl
@@ -31,11 +34,12 @@ from lab.cryptoapi.retrieval import CrlCache, Retriever
 from lab.errors import HarnessError
 from lab.network import LOOPBACK, HostMap, ZoneResolver
 from lab.servers.cdp_app import make_cdp_handler
-from lab.servers.deployment import Deployment, MpRecord
+from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
 from lab.servers.faults import log_active
 from lab.servers.iis import AnyMethodServer
+from lab.servers.ldap_app import DirectoryServer
 from lab.servers.mp_app import make_mp_handler
-from lab.servers.state import CdpState, MpState
+from lab.servers.state import CdpState, DirectoryState, MpState
 
 
 class _NoTraceback(logging.Filter):
@@ -61,6 +65,8 @@ class Ports:
     mp_https: int
     mp_http: int
     cdp: int
+    ldap: int
+    """The domain controller's LDAP service (ldap:/// and ldap://host/ URLs)."""
 
 
 def _placeholder_context(scratch: str) -> ssl.SSLContext:
@@ -117,11 +123,14 @@ def _mp_context(deployment: Deployment) -> ssl.SSLContext | None:
 class RunningLab:
     """The servers of a started lab; see :func:`start_lab`."""
 
-    def __init__(self, ports: Ports, hosts: HostMap, mp: MpState, cdp: CdpState) -> None:
+    def __init__(self, ports: Ports, hosts: HostMap, mp: MpState, cdp: CdpState,
+                 directory: DirectoryState | None = None) -> None:
         self.ports = ports
         self.hosts = hosts
         self.mp_state = mp
         self.cdp_state = cdp
+        self.directory_state = directory if directory is not None else DirectoryState()
+        """The DC's LDAP service: the staged directory and its request log."""
         self._session: aiohttp.ClientSession | None = None
         self.deployment: Deployment | None = None
         self.active_faults: list[str] = []
@@ -146,6 +155,9 @@ class RunningLab:
         if not faults.cdp_down:
             for host, port in deployment.cdp_hosts():
                 self.hosts.set(host, port, self.ports.cdp)
+        if not faults.ldap_down:  # the ldap_down fault: no DC answers LDAP
+            for host, port in deployment.ldap_hosts():
+                self.hosts.set(host, port, self.ports.ldap)
         resolver = ZoneResolver(deployment.network, deployment.mp_machine, self.hosts)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
@@ -153,7 +165,7 @@ class RunningLab:
         # IIS's CryptoAPI keeps the CRLs it retrieves until their nextUpdate: one retrieval
         # per CDP URL serves every client certificate the CA issued (fidelity §5.2).
         self.mp_state.retriever = Retriever(deployment.network, deployment.mp_machine,
-                                            self.hosts, self._session, deployment.directory,
+                                            self.hosts, self._session,
                                             cache=CrlCache(deployment.clock.now))
         self.mp_state.cert_cache.clear()
         self.mp_state.cert_checks.clear()
@@ -161,10 +173,17 @@ class RunningLab:
         self.mp_state.log.clear()
         self.mp_state.deployment = deployment
         self.cdp_state.deployment = deployment
+        self.directory_state.log.clear()
+        self.directory_state.deployment = deployment
         self.deployment = deployment
 
     def mp_records(self, step: str) -> list[MpRecord]:
         return self.mp_state.records_for(step)
+
+    @property
+    def directory_log(self) -> list[DirectoryRecord]:
+        """What the DC's LDAP service answered since the scenario was staged."""
+        return self.directory_state.log
 
     async def _close_session(self) -> None:
         if self._session is not None:
@@ -175,16 +194,20 @@ class RunningLab:
         await self._close_session()
         self.mp_state.deployment = None
         self.cdp_state.deployment = None
+        self.directory_state.deployment = None
 
 
 @asynccontextmanager
 async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[RunningLab]:
-    """Start the MP (HTTPS and HTTP) and the CDP/AIA server; always stop them.
+    """Start the MP (HTTPS and HTTP), the CDP/AIA server and the DC's LDAP service; always
+    stop them.
 
     ``scratch`` is a private temporary folder (the placeholder key lives there only while it
     is loaded).
     """
-    mp_state, cdp_state = MpState(), CdpState()
+    mp_state, cdp_state, directory_state = MpState(), CdpState(), DirectoryState()
+    directory = DirectoryServer(directory_state)
+    ldap_server: asyncio.Server | None = None
     base = _placeholder_context(scratch)
 
     def pick_context(sslobj: ssl.SSLObject, server_name: str | None,
@@ -221,12 +244,18 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
                 site = web.TCPSite(runner, host, 0, ssl_context=ssl_context, backlog=1024)
                 await site.start()
                 ports.append(runner.addresses[-1][1])
+            ldap_server = await asyncio.start_server(directory.handle, host, 0, backlog=1024)
+            ports.append(ldap_server.sockets[0].getsockname()[1])
         except OSError as e:
             raise HarnessError(f"cannot start the lab's servers on {host}: {e}") from e
-        running = RunningLab(Ports(*ports), HostMap(), mp_state, cdp_state)
+        running = RunningLab(Ports(*ports), HostMap(), mp_state, cdp_state, directory_state)
         yield running
     finally:
         if running is not None:
             await running.close()
+        if ldap_server is not None:
+            ldap_server.close()
+            await directory.aclose()
+            await ldap_server.wait_closed()
         for runner in reversed(runners):
             await runner.cleanup()

@@ -10,12 +10,22 @@ from aiohttp import web
 
 from lab.cryptoapi.retrieval import Retriever
 from lab.logline import LogLine
-from lab.servers.deployment import Deployment, MpRecord
+from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
 
 
 @dataclass
 class CdpState:
     deployment: Deployment | None = None
+
+
+@dataclass
+class DirectoryState:
+    """The DC's LDAP service: the staged deployment (its directory and faults) and the
+    operations answered since it was staged."""
+
+    deployment: Deployment | None = None
+    log: list[DirectoryRecord] = field(default_factory=list)
+    """Every LDAP operation answered (bind, search, unbind, ...) and every PDU refused."""
 
 
 @dataclass
