@@ -1460,8 +1460,9 @@ def run_bench(*, certs: str, quick: bool = False, repeat: int | None = None,
         raise UsageError(f"--repeat expects a number of runs >= 1, got {repeat}")
     sizes = QUICK if quick else FULL
     res = BenchResult(quick=quick, repeat=repeat)
-    Path(certs).mkdir(parents=True, exist_ok=True)
-    certs = str(Path(certs).resolve())
+    from lab.pki.cache import PKICache
+
+    certs = str(PKICache(certs).root.resolve())  # an unusable folder is a clear error
     steps: dict[str, Callable[[], None]] = {
         "cold": lambda: bench_cold(res, certs),
         "warm": lambda: bench_warm(res, certs),

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import StreamReader
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from lab.scenario.model import ALL_ZONES, CAKind, Scenario, Zone
@@ -157,3 +158,16 @@ class ZoneResolver(AbstractResolver):
 
     async def close(self) -> None:
         return None
+
+
+async def read_bounded(content: StreamReader, limit: int) -> bytes:
+    """A body (a request's or a response's), or its first ``limit`` bytes: one read() may
+    return less, and a peer may send more than anyone should hold."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

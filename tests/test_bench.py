@@ -131,3 +131,15 @@ def test_goals_judge_the_median_and_say_by_how_much() -> None:
     text = "\n".join(bench.summary_lines(res, bench.machine_info()))
     assert "goals: 1 of 3 met" in text
     assert "missed: b: 130 s (goal < 90 s; 1.44x the limit)" in text
+
+
+def test_unusable_certs_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "bench", "--quick", "--only", "help",
+         "--certs", str(blocker / "certs")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("ibcm-lab: error: cannot use the certificate cache folder")
+    assert "Traceback" not in done.stderr

@@ -167,7 +167,6 @@ class WinHttp:
         """Issuing CAs the server sends with its certificate (Python 3.11 cannot read a
         peer's chain, so the lab hands them over, as IIS would have sent them)."""
         self.url_retrieval = url_retrieval
-        self._contexts: dict[object, ssl.SSLContext] = {}
         self.skew = dt.timedelta(0)
         """How far the machine's clock is off: it judges dates by its own clock."""
         self.machine = machine
@@ -191,23 +190,17 @@ class WinHttp:
     def _schannel_context(self, present_cert: bool = True) -> ssl.SSLContext:
         """The handshake that hands the server certificate to CryptoAPI (no OpenSSL checks).
         Built once per client certificate (a context is reusable; each handshake is new)."""
-        key = (self.client_cert if present_cert else None, "schannel")
-        cached = self._contexts.get(key)
-        if cached is not None:
-            return cached
         files = self.client_cert if present_cert else None
-        shared_key = ("schannel", files.identity() if files is not None else None)
-        cached = _SHARED.get(shared_key)
+        key = ("schannel", files.identity() if files is not None else None)
+        cached = _SHARED.get(key)
         if cached is not None:
-            self._contexts[key] = cached
             return cached
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        if self.client_cert is not None and present_cert:
-            ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
-        self._contexts[key] = ctx
-        _SHARED.put(shared_key, ctx)
+        if files is not None:
+            ctx.load_cert_chain(files.cert_path, files.key_path)
+        _SHARED.put(key, ctx)
         return ctx
 
     def _openssl_context(self, crls: tuple[x509.CertificateRevocationList, ...],
@@ -216,21 +209,15 @@ class WinHttp:
         """The OpenSSL judge's context: the client's trust store, exactly the CRLs it
         retrieved. Built once per distinct set of inputs and reused by later steps."""
         crl_ids = tuple(c.fingerprint(hashes.SHA256()) for c in crls) if crl_check else ()
-        key = (self.client_cert if present_cert else None, crl_check, chain_length > 2,
-               crl_ids)
-        cached = self._contexts.get(key)
-        if cached is not None:
-            return cached
         files = self.client_cert if present_cert else None
-        shared_key = ("openssl", files.identity() if files is not None else None,
-                      self.trust_pem, crl_check, chain_length > 2, crl_ids)
-        cached = _SHARED.get(shared_key)
+        key = ("openssl", files.identity() if files is not None else None, self.trust_pem,
+               crl_check, chain_length > 2, crl_ids)
+        cached = _SHARED.get(key)
         if cached is not None:
-            self._contexts[key] = cached
             return cached
         ctx = ssl.create_default_context(cadata=self.trust_pem.decode())
-        if self.client_cert is not None and present_cert:
-            ctx.load_cert_chain(self.client_cert.cert_path, self.client_cert.key_path)
+        if files is not None:
+            ctx.load_cert_chain(files.cert_path, files.key_path)
         if crl_check:
             # Windows checks every element below the root; OpenSSL's CHECK_CHAIN also wants
             # the root covered, which the root's own CRL (fetched for the issuing CA) does.
@@ -245,8 +232,7 @@ class WinHttp:
                     ctx.load_verify_locations(cafile=path)
                 finally:
                     os.unlink(path)
-        self._contexts[key] = ctx
-        _SHARED.put(shared_key, ctx)
+        _SHARED.put(key, ctx)
         return ctx
 
     # -- the request ------------------------------------------------------------------------

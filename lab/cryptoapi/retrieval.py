@@ -26,7 +26,7 @@ from lab import codes
 from lab.codes import Code
 from lab.cryptoapi.ldap import ldap_search
 from lab.errors import LdapProtocolError
-from lab.network import LOOPBACK, SIMULATED_DELAY_HEADER, Machine, Network
+from lab.network import LOOPBACK, SIMULATED_DELAY_HEADER, Machine, Network, read_bounded
 from lab.pki.urls import ParsedUrl, parse_url
 
 RETRIEVAL_TIMEOUT_MS = 15_000
@@ -64,6 +64,17 @@ class Retrieval:
     """``http`` or ``ldap`` when the bytes came over the network; empty otherwise."""
 
 
+def load_crl(data: bytes) -> x509.CertificateRevocationList | None:
+    """``data`` as a CRL (DER, or PEM as some CDPs serve it), None when it is not one."""
+    try:
+        return x509.load_der_x509_crl(data)
+    except ValueError:
+        try:
+            return x509.load_pem_x509_crl(data)
+        except ValueError:
+            return None
+
+
 class CrlCache:
     """CRLs a machine retrieved, kept until their nextUpdate, as CryptoAPI keeps them in its
     memory and disk URL cache (fidelity §5.2, §5.2b): a later chain build that needs the
@@ -94,31 +105,15 @@ class CrlCache:
     def put(self, got: Retrieval) -> None:
         if got.data is None:
             return
-        try:
-            crl = x509.load_der_x509_crl(got.data)
-        except ValueError:
-            try:
-                crl = x509.load_pem_x509_crl(got.data)
-            except ValueError:
-                return
+        crl = load_crl(got.data)
+        if crl is None:
+            return
         next_update = crl.next_update_utc
         if next_update is not None and self._now() < next_update:
             self._entries[got.url] = (got, next_update)
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, or its first ``limit`` bytes (a single read() may return less)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
 
 
 class Retriever:
@@ -217,7 +212,7 @@ class Retriever:
                         url, codes.ERROR_WINHTTP_TIMEOUT,
                         f"{parsed.host} took {delay / 1000:g} s to answer; the retrieval "
                         f"time-out is {budget / 1000:g} s")
-                body = await _read_bounded(resp, MAX_CRL_BYTES + 1)
+                body = await read_bounded(resp.content, MAX_CRL_BYTES + 1)
                 if resp.status != 200:
                     return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
                                      f"HTTP {resp.status} {resp.reason}", 0, resp.status)

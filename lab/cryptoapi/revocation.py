@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from lab import codes
 from lab.codes import Code
-from lab.cryptoapi.retrieval import Retrieval, Retriever
+from lab.cryptoapi.retrieval import Retrieval, Retriever, load_crl
 from lab.pki.urls import cert_cdp_urls
 
 
@@ -139,13 +139,9 @@ def delta_base(crl: x509.CertificateRevocationList) -> int | None:
 def judge_crl(data: bytes, cert: x509.Certificate, issuer: x509.Certificate,
               now: dt.datetime) -> tuple[str, str, x509.CertificateRevocationList | None]:
     """Is ``data`` a good CRL for ``cert``? Returns (result, detail, parsed CRL)."""
-    try:
-        crl = x509.load_der_x509_crl(data)
-    except ValueError:
-        try:
-            crl = x509.load_pem_x509_crl(data)
-        except ValueError:
-            return "invalid", "the response is not a CRL", None
+    crl = load_crl(data)
+    if crl is None:
+        return "invalid", "the response is not a CRL", None
     if crl.issuer != cert.issuer:
         return "invalid", "the CRL was issued by another CA", crl
     key = issuer.public_key()

@@ -31,6 +31,7 @@ from lab import codes
 from lab.cryptoapi.chain import build_chain, has_usage
 from lab.cryptoapi.revocation import check_chain
 from lab.logline import LogLine, thread_id
+from lab.network import read_bounded
 from lab.servers.deployment import MpRecord
 from lab.servers.faults import mp_refusal
 from lab.servers.state import ClientCertVerdict, MpState
@@ -53,18 +54,6 @@ ENDPOINT_REPLIES = {
 
 def _win32(code: codes.Code | None) -> int:
     return code.hresult if code is not None else 0
-
-
-async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
-    """The request body, or its first ``limit`` bytes (one read() may return less)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
 
 
 def _iis_error(status: codes.IisStatus) -> web.Response:
@@ -272,7 +261,7 @@ def make_mp_handler(state: MpState, *, secure: bool) -> Handler:
                     status, detail = 413, "message too large (Content-Length)"
                     return web.Response(status=413, text="Request Entity Too Large")
                 try:
-                    body = await _read_body(request, MAX_BODY + 1)
+                    body = await read_bounded(request.content, MAX_BODY + 1)
                 except (HttpProcessingError, RequestPayloadError, ValueError) as e:
                     status, detail = 400, f"the body could not be read: {e}"
                     return web.Response(status=400, text="Bad Request")
