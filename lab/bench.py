@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from lab.errors import LabError, UsageError
 
@@ -746,13 +746,37 @@ def _count_retrievals(retriever: Any) -> list[int]:
     return count
 
 
+class _BareTls(asyncio.Protocol):
+    """The floor of a Python TLS server: the MP's own TLS context on the same event loop,
+    but no HTTP stack and no IIS: whatever arrives up to a blank line is answered with a
+    fixed 200 and the connection closed."""
+
+    ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 9\r\n"
+              b"Connection: close\r\n\r\n<MPList/>")
+
+    def __init__(self) -> None:
+        self.seen = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TLS transport is not an asyncio.Transport subclass, but has its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.seen += data
+        if b"\r\n\r\n" in self.seen or len(self.seen) > 65536:
+            self.transport.write(self.ANSWER)
+            self.transport.close()
+
+
 async def _serve_mp(spec: dict[str, Any]) -> int:
     """The child process: the lab's servers with the bench scenario staged, driven over
-    stdin (``rsa`` / ``ecdsa``: which MP certificate SNI hands out; ``stats``; ``quit``)."""
+    stdin (``rsa`` / ``ecdsa``: which MP certificate SNI hands out; ``stats``; ``quit``).
+    With an ECDSA certificate it also serves :class:`_BareTls` on one port per certificate
+    (the handshake measurement's Python floor)."""
     from lab.pki.cache import PKICache
     from lab.run import stage_scenario
     from lab.scenario.loader import load_scenario_text
-    from lab.servers.harness import start_lab
+    from lab.servers.harness import server_session_cache, start_lab
 
     with tempfile.TemporaryDirectory(prefix="ibcm-lab-bench-mp-") as scratch:
         scenario = load_scenario_text(bench_scenario_text(), name="bench-mp")
@@ -766,12 +790,19 @@ async def _serve_mp(spec: dict[str, Any]) -> int:
                 ctx.load_cert_chain(spec["ecdsa_chain"], spec["ecdsa_key"])
                 ctx.verify_mode = ssl.CERT_OPTIONAL
                 ctx.verify_flags |= NO_CHECK_TIME
-                ctx.num_tickets = 1
+                server_session_cache(ctx)
                 ctx.load_verify_locations(cadata=b"".join(
                     ca.cert_pem for ca in deployment.pki.cas.values()).decode())
                 contexts["ecdsa"] = dict.fromkeys(names, ctx)
+            bare: dict[str, int] = {}
+            if spec.get("ecdsa_chain"):
+                loop = asyncio.get_running_loop()
+                for kind, by_name in contexts.items():
+                    server = await loop.create_server(_BareTls, LOOPBACK, 0, backlog=1024,
+                                                      ssl=by_name[INTERNET.lower()])
+                    bare[kind] = server.sockets[0].getsockname()[1]
             _say({"ready": True, "pid": os.getpid(), "mp_https": lab.ports.mp_https,
-                  "mp_http": lab.ports.mp_http, "cdp": lab.ports.cdp})
+                  "mp_http": lab.ports.mp_http, "cdp": lab.ports.cdp, "bare": bare})
             while True:
                 line = (await asyncio.to_thread(sys.stdin.readline)).strip()
                 if not line or line == "quit":
@@ -811,6 +842,7 @@ class MpProcess:
         self.pid = int(hello["pid"])
         self.mp_https = int(hello["mp_https"])
         self.cdp = int(hello["cdp"])
+        self.bare: dict[str, int] = hello.get("bare", {})
 
     def _read(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -873,14 +905,24 @@ def _free_port() -> int:
         return port
 
 
+NGINX_SESSIONS = {
+    # As the MP keeps them: a server-side session cache, no stateless tickets.
+    "cache": "ssl_session_cache shared:SSL:10m;\n        ssl_session_tickets off;",
+    # nginx as installed: no cache, stateless TLS 1.3 tickets (OpenSSL's two per handshake).
+    "defaults": "",
+}
+
+
 class Nginx:
     """nginx (one worker) serving the MP's certificates with ``ssl_verify_client on``: one
-    port per certificate, ``return 200`` for every request."""
+    port per certificate and session set-up (:data:`NGINX_SESSIONS`), ``return 200`` for
+    every request. ``ports[(certificate, sessions)]``."""
 
     def __init__(self, binary: str, folder: Path, client_ca: Path,
                  certs: dict[str, tuple[Path, Path]]) -> None:
         self.folder = folder
-        self.ports = {name: _free_port() for name in certs}
+        self.ports = {(name, sessions): _free_port() for name in certs
+                      for sessions in NGINX_SESSIONS}
         without = ""
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             without = subprocess.run([binary, "-V"], capture_output=True, text=True,
@@ -891,7 +933,7 @@ class Nginx:
             if f"--without-http_{module}_module" not in without)
         servers = "".join(f"""
     server {{
-        listen {LOOPBACK}:{self.ports[name]} ssl backlog=1024;
+        listen {LOOPBACK}:{self.ports[(name, sessions)]} ssl backlog=1024;
         server_name {INTERNET} {INTRA};
         ssl_certificate {chain};
         ssl_certificate_key {key};
@@ -899,12 +941,14 @@ class Nginx:
         ssl_verify_client on;
         ssl_verify_depth 3;
         ssl_protocols TLSv1.2 TLSv1.3;
+        {session_lines}
         location / {{
             default_type text/xml;
             return 200 "<MPList/>";
         }}
     }}
-""" for name, (chain, key) in certs.items())
+""" for name, (chain, key) in certs.items()
+            for sessions, session_lines in NGINX_SESSIONS.items())
         conf = folder / "nginx.conf"
         conf.write_text(f"""
 worker_processes 1;
@@ -1059,10 +1103,12 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
         rates: dict[tuple[str, str], list[float]] = {}
         cpu_ms: dict[tuple[str, str], list[float]] = {}
         ratios: dict[str, list[float]] = {k: [] for k in kinds}
+        as_installed: dict[str, list[float]] = {k: [] for k in kinds}
         generator: list[float] = []
         errors: Counter[str] = Counter()
         first_errors: list[str] = []
-        versions: dict[str, Counter[str]] = {"mp": Counter(), "nginx": Counter()}
+        versions: dict[str, Counter[str]] = {"mp": Counter(), "bare": Counter(),
+                                             "nginx": Counter(), "nginx_defaults": Counter()}
         with MpProcess(certs, ecdsa=(ecdsa_chain, ecdsa_key)) as mp:
             try:
                 if binary is not None:
@@ -1076,9 +1122,13 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
                     mp.ask(kind)  # which certificate SNI hands out from now on
 
                 servers.append(("mp", mp.pid, mp_port, mp_select))
+                servers.append(("bare", mp.pid, mp.bare.__getitem__, lambda _k: None))
                 if nginx is not None:
                     ports = nginx.ports
-                    servers.append(("nginx", nginx.worker, ports.__getitem__, lambda _k: None))
+                    for sessions, name in (("cache", "nginx"), ("defaults", "nginx_defaults")):
+                        servers.append((name, nginx.worker,
+                                        lambda k, s=sessions: ports[(k, s)],
+                                        lambda _k: None))
 
                 async def run_all() -> None:
                     for kind in kinds:  # warm-up, untimed
@@ -1108,6 +1158,7 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
                                 versions[name].update(load.versions)
                             if "nginx" in got:
                                 ratios[kind].append(got["mp"] / got["nginx"])
+                                as_installed[kind].append(got["mp"] / got["nginx_defaults"])
 
                 run_loop(run_all())
             finally:
@@ -1119,14 +1170,30 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
                 rates[("mp", kind)], note=f"MP process, 1 core; {_versions(versions['mp'])}")
         if nginx is not None:
             res.add("handshake", f"nginx_hs_{kind}", f"nginx, same certificate, {t}", "/s",
-                    rates[("nginx", kind)], note=f"1 worker; {_versions(versions['nginx'])}")
+                    rates[("nginx", kind)], note=f"1 worker; {_versions(versions['nginx'])}; "
+                    "a session cache, as the MP")
             res.add("handshake", f"mp_vs_nginx_{kind}", f"MP / nginx, {t}", "x", ratios[kind],
                     Goal(">=", 0.75, ">= 0.75x"))
+            res.add("handshake", f"nginx_defaults_hs_{kind}",
+                    f"nginx as installed, same certificate, {t}", "/s",
+                    rates[("nginx_defaults", kind)],
+                    note=f"{_versions(versions['nginx_defaults'])}; 2 stateless tickets")
+            res.add("handshake", f"mp_vs_nginx_defaults_{kind}",
+                    f"MP / nginx as installed, {t}", "x", as_installed[kind])
         res.add("handshake", f"mp_cpu_ms_{kind}", f"MP CPU per handshake, {t}", "ms",
                 cpu_ms[("mp", kind)])
+        res.add("handshake", f"bare_hs_{kind}", f"bare Python TLS server, {t}", "/s",
+                rates[("bare", kind)], note="the MP's TLS context and event loop, no HTTP")
+        res.add("handshake", f"bare_cpu_ms_{kind}", f"bare Python TLS CPU per handshake, {t}",
+                "ms", cpu_ms[("bare", kind)])
         if nginx is not None:
             res.add("handshake", f"nginx_cpu_ms_{kind}", f"nginx CPU per handshake, {t}", "ms",
                     cpu_ms[("nginx", kind)])
+            res.add("handshake", f"bare_vs_nginx_cpu_{kind}",
+                    f"bare Python TLS / nginx by CPU per handshake, {t}", "x",
+                    [n / b for b, n in zip(cpu_ms[("bare", kind)], cpu_ms[("nginx", kind)],
+                                           strict=True)],
+                    note="the most any Python server could reach here")
             res.add("handshake", f"mp_vs_nginx_cpu_{kind}",
                     f"MP / nginx by server CPU per handshake, {t}", "x",
                     [n / m for m, n in zip(cpu_ms[("mp", kind)], cpu_ms[("nginx", kind)],
@@ -1158,18 +1225,23 @@ def _issue_fleet(ca: Any, folder: Path, count: int, now: dt.datetime) -> list[Pa
 
 async def drive_fleet(port: int, trust: str, files: Sequence[Path], *, concurrency: int,
                       timeout: float = 120.0) -> Load:
-    """Every client (at most ``concurrency`` at once) loads its certificate into a TLS
-    context of its own, registers (``MP_ClientRegistration``) and sends inventory
-    (``MP_HinvEndpoint``), each over a new mutual-TLS connection; each answer is checked."""
+    """Every client (at most ``concurrency`` at once) loads its own certificate and key,
+    registers (``MP_ClientRegistration``) and sends inventory (``MP_HinvEndpoint``), each
+    over a new mutual-TLS connection; each answer is checked.
+
+    Each of the ``concurrency`` workers keeps one TLS context with the lab's roots and loads
+    the next client's certificate and key into it (OpenSSL copies them into each connection
+    as it is made), so a client costs the generator a key load, not a new context: the MP
+    sees the same handshakes either way."""
     load = Load()
     next_client = 0
     began = time.perf_counter()
     cpu = time.process_time()
 
-    async def one(i: int) -> None:
-        tls = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-        tls.load_verify_locations(cadata=trust)
+    async def one(i: int, tls: ResumingContext) -> None:
         tls.load_cert_chain(files[i])
+        tls.session = None  # a new client: nothing to resume until it has connected once
+        tls.resumed = 0
         host = f"FLEET{i:05d}"
         client_id = f"GUID:{str(uuid.uuid4()).upper()}"
         register = (f"<Msg><TargetEndpoint>MP_ClientRegistration</TargetEndpoint>"
@@ -1206,10 +1278,12 @@ async def drive_fleet(port: int, trust: str, files: Sequence[Path], *, concurren
 
     async def worker() -> None:
         nonlocal next_client
+        tls = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.load_verify_locations(cadata=trust)
         while next_client < len(files):
             i = next_client
             next_client += 1
-            await one(i)
+            await one(i, tls)
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(files)))))
     load.wall_s = time.perf_counter() - began
@@ -1494,7 +1568,9 @@ def run_bench(*, certs: str, quick: bool = False, repeat: int | None = None,
     if "handshake" in chosen:
         res.notes.append("handshakes: the MP's mock IIS in its own process and nginx with one "
                          "worker (ssl_protocols TLSv1.2 TLSv1.3, so that both negotiate TLS "
-                         "1.3 with the generator; its defaults otherwise), each on its own "
+                         "1.3 with the generator; a server-side session cache and no "
+                         "stateless tickets, as the MP keeps sessions, or, 'as installed', "
+                         "its own defaults), each on its own "
                          "core; the generator (this process) makes a new connection per "
                          "request, no session resumption; the ECDSA "
                          "server and client certificates are issued by the bench under the "
@@ -1505,10 +1581,11 @@ def run_bench(*, certs: str, quick: bool = False, repeat: int | None = None,
                          "its CDP server in another; each client registers on a new "
                          "connection (a full mutual-TLS handshake) and sends inventory on a "
                          "second one that resumes the TLS session, as SChannel's client "
-                         "session cache does (IIS still judges the client certificate the "
-                         "session carries); IIS judges every new client certificate against "
-                         "the CA's CRL, retrieved once and kept until its nextUpdate, as "
-                         "CryptoAPI's URL cache does")
+                         "session cache does, from the MP's server-side session cache (IIS "
+                         "still judges the client certificate the session carries); IIS "
+                         "judges every new client certificate against the CA's CRL, "
+                         "retrieved once and kept until its nextUpdate, as CryptoAPI's URL "
+                         "cache does")
     res.wall_s = time.perf_counter() - began
     return res
 

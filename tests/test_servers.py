@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
+import socket
 import ssl
 import uuid
 import xml.etree.ElementTree as ET
@@ -310,6 +311,47 @@ async def test_sni_picks_the_staged_mp_certificate(lab: RunningLab, cache: PKICa
         peer = x509.load_der_x509_certificate(der)
         assert peer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
             "ibcm-lab: no certificate bound")
+
+
+def _mplist_on_new_connection(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None,
+                              step: str) -> tuple[Reply, bool, ssl.SSLSession | None]:
+    """One MPLIST request on a new connection that offers ``session`` (blocking: asyncio has
+    no way to offer one); the reply, whether the session was resumed, and the session."""
+    with socket.create_connection((LOOPBACK, port)) as raw, \
+            ctx.wrap_socket(raw, server_hostname=INTRA, session=session) as tls:
+        tls.sendall(http_request("GET", "/SMS_MP/.sms_aut?MPLIST", INTRA, step=step))
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+        return parse_reply(b"".join(chunks)), tls.session_reused, tls.session
+
+
+async def test_a_resumed_session_comes_from_the_mp_cache_and_is_judged_again(
+        lab: RunningLab, cache: PKICache) -> None:
+    """A client's second connection resumes its TLS session from the MP's server-side cache
+    (SChannel's ServerCacheTime cache, not a stateless ticket), and IIS judges the
+    certificate the session carries as on the full handshake: PC01 200, revoked PC02 403.13."""
+    dep = await stage(lab, cache, scenario_text())
+    port = lab.hosts.get(INTRA, 443)
+    assert port is not None
+    for name, expected in (("PC01", (200, 0, 0)), ("PC02", (403, 13, 0x80092010))):
+        ctx = tls_context(dep.pki, dep.pki.clients[name])
+        before = lab.tls_session_stats()
+        session: ssl.SSLSession | None = None
+        reused, verdicts = [], []
+        for _ in range(2):
+            step = new_step()
+            reply, resumed, session = await asyncio.to_thread(
+                _mplist_on_new_connection, port, ctx, session, step)
+            assert reply.status == expected[0]
+            reused.append(resumed)
+            verdicts.append(verdict(only_record(lab, step)))
+        after = lab.tls_session_stats()
+        assert reused == [False, True], name
+        assert verdicts == [expected, expected], name
+        # From the server's cache: each handshake stored a session, the second hit one.
+        assert after["hits"] - before["hits"] == 1
+        assert after["number"] > before["number"]
 
 
 async def test_no_client_cert_is_403_7(lab: RunningLab, cache: PKICache) -> None:

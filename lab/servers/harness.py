@@ -98,10 +98,21 @@ def _placeholder_context(scratch: str) -> ssl.SSLContext:
     # The verification flags of a connection come from the context it starts in, not the one
     # SNI switches to: IIS judges dates with the lab clock, so OpenSSL must not judge them.
     ctx.verify_flags |= NO_CHECK_TIME
-    # One TLS 1.3 session ticket per handshake, not OpenSSL's two: a client resumes with one,
-    # and each ticket costs the server about 0.2 ms with OpenSSL 3.0 (ibcm-lab bench).
-    ctx.num_tickets = 1
+    server_session_cache(ctx)
     return ctx
+
+
+def server_session_cache(ctx: ssl.SSLContext) -> None:
+    """Resumable sessions the way SChannel keeps them: in the server's own session cache
+    (OpenSSL's "stateful" TLS 1.3 tickets carry only an identifier), one per handshake.
+
+    The connection's settings come from the context it starts in (the placeholder), and its
+    session goes into that context's cache even after SNI switches the certificate. With
+    OpenSSL 3.0 a stateless ticket (the session, client certificate included, encrypted into
+    the ticket) costs the server about 0.2 ms to make and 0.3 ms to open again; a cached
+    session costs almost nothing (ibcm-lab bench)."""
+    ctx.options |= ssl.OP_NO_TICKET
+    ctx.num_tickets = 1
 
 
 def _mp_context(deployment: Deployment) -> ssl.SSLContext | None:
@@ -114,7 +125,7 @@ def _mp_context(deployment: Deployment) -> ssl.SSLContext | None:
     # it can answer 403.7; it judges the certificate itself (403.13/16/17).
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.verify_flags |= NO_CHECK_TIME
-    ctx.num_tickets = 1
+    server_session_cache(ctx)
     every_ca = b"".join(ca.cert_pem for ca in deployment.pki.cas.values())
     ctx.load_verify_locations(cadata=every_ca.decode())
     return ctx
@@ -124,8 +135,10 @@ class RunningLab:
     """The servers of a started lab; see :func:`start_lab`."""
 
     def __init__(self, ports: Ports, hosts: HostMap, mp: MpState, cdp: CdpState,
-                 directory: DirectoryState | None = None) -> None:
+                 directory: DirectoryState | None = None,
+                 mp_tls: ssl.SSLContext | None = None) -> None:
         self.ports = ports
+        self._mp_tls = mp_tls
         self.hosts = hosts
         self.mp_state = mp
         self.cdp_state = cdp
@@ -135,6 +148,11 @@ class RunningLab:
         self.deployment: Deployment | None = None
         self.active_faults: list[str] = []
         """The staged scenario's active fault knobs (``name=value``), logged once."""
+
+    def tls_session_stats(self) -> dict[str, int]:
+        """The MP's TLS session cache, as OpenSSL counts it (``number`` cached, ``hits``
+        resumed from it, ``accept_good`` handshakes); empty for a lab started without one."""
+        return self._mp_tls.session_stats() if self._mp_tls is not None else {}
 
     async def stage(self, deployment: Deployment) -> None:
         """Serve ``deployment`` from now on (replacing whatever was staged)."""
@@ -248,7 +266,8 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
             ports.append(ldap_server.sockets[0].getsockname()[1])
         except OSError as e:
             raise HarnessError(f"cannot start the lab's servers on {host}: {e}") from e
-        running = RunningLab(Ports(*ports), HostMap(), mp_state, cdp_state, directory_state)
+        running = RunningLab(Ports(*ports), HostMap(), mp_state, cdp_state, directory_state,
+                             mp_tls=base)
         yield running
     finally:
         if running is not None:
