@@ -104,7 +104,8 @@ def _placeholder_context(scratch: str) -> ssl.SSLContext:
 
 def server_session_cache(ctx: ssl.SSLContext) -> None:
     """Resumable sessions the way SChannel keeps them: in the server's own session cache
-    (OpenSSL's "stateful" TLS 1.3 tickets carry only an identifier), one per handshake.
+    (KB 247658, ``ServerCacheTime``), one per handshake; OpenSSL's "stateful" TLS 1.3
+    ticket carries only the session's identifier. OpenSSL keeps at most 20,480 sessions.
 
     The connection's settings come from the context it starts in (the placeholder), and its
     session goes into that context's cache even after SNI switches the certificate. With
