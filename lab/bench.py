@@ -1121,14 +1121,19 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
                 def mp_select(kind: str) -> None:
                     mp.ask(kind)  # which certificate SNI hands out from now on
 
+                def nothing_to_select(_kind: str) -> None:
+                    pass
+
+                def nginx_port(sessions: str) -> Callable[[str], int]:
+                    assert nginx is not None
+                    return lambda kind: nginx.ports[(kind, sessions)]
+
                 servers.append(("mp", mp.pid, mp_port, mp_select))
-                servers.append(("bare", mp.pid, mp.bare.__getitem__, lambda _k: None))
+                servers.append(("bare", mp.pid, mp.bare.__getitem__, nothing_to_select))
                 if nginx is not None:
-                    ports = nginx.ports
                     for sessions, name in (("cache", "nginx"), ("defaults", "nginx_defaults")):
-                        servers.append((name, nginx.worker,
-                                        lambda k, s=sessions: ports[(k, s)],
-                                        lambda _k: None))
+                        servers.append((name, nginx.worker, nginx_port(sessions),
+                                        nothing_to_select))
 
                 async def run_all() -> None:
                     for kind in kinds:  # warm-up, untimed
