@@ -126,6 +126,9 @@ async def test_switches_make_the_ccmsetup_line_and_the_topology(
     assert rows["http://p"]["internet"] is True  # the published CDP
     mp = next(m for m in topo["zones"][0]["machines"] if m["role"] == "mp")
     assert mp["names"] == ["IBCM-Intra.contoso.local", "IBCM-Internet.public.com"]
+    # The DC by the name its LDAP log and `ibcm-lab serve`'s ldapsearch line use.
+    dc = next(m for m in topo["zones"][0]["machines"] if m["role"] == "dc")
+    assert dc["names"] == ["DC01.contoso.local", "contoso.local"]
     workgroup = await (await client.post("/api/preview",
                                          json={"switches": {"domain": "workgroup"}})).json()
     ldap = next(r for r in workgroup["topology"]["rows"] if r["target"].startswith("ldap:///"))

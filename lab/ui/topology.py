@@ -60,7 +60,8 @@ def topology(scenario: Scenario) -> dict[str, Any]:
                               else "HTTPS or HTTP"})
     if scenario.ad_domain:
         machines[Zone.INTRANET].append({
-            "role": "dc", "title": "Domain controller", "names": [scenario.ad_domain],
+            "role": "dc", "title": "Domain controller",
+            "names": [network.dc_host(), scenario.ad_domain],
             "note": "answers ldap:/// (domain-joined machines inside)"})
     client_issuers = {c.issuer for client in scenario.clients for c in client.certs}
     for ca in scenario.cas:
