@@ -55,6 +55,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.ccmsetup import parse_ccmsetup
 from lab.clock import Clock, system_now
+from lab.cryptoapi.chain import host_in_names
 from lab.errors import UsageError
 from lab.network import Machine, Network
 from lab.pki.build import RENEW_BEFORE, build_pki
@@ -551,17 +552,6 @@ def _ocsp_urls(cert: x509.Certificate) -> list[str]:
             if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP]
 
 
-def _name_matches(host: str, names: Sequence[str]) -> bool:
-    host = host.lower().rstrip(".")
-    for name in names:
-        name = name.lower().rstrip(".")
-        if name == host:
-            return True
-        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
-            return True
-    return False
-
-
 def _dns_ok(name: str) -> bool:
     return bool(_DNS_NAME.fullmatch(name))
 
@@ -1044,11 +1034,11 @@ def lint(loaded: LoadedCert, profile: Profile, *, intranet_given: bool, internet
     if names is None:
         add("no-san", f"no Subject Alternative Name: clients match the MP's name against the "
             f"subject CN ({subject_cn(cert) or 'none'}) alone", both)
-    if intranet_given and profile.intranet_fqdn and not _name_matches(
+    if intranet_given and profile.intranet_fqdn and not host_in_names(
             profile.intranet_fqdn, match_names):
         add("intranet-fqdn-not-in-san", f"intranet FQDN {profile.intranet_fqdn} not in the "
             f"{where} ({listed}): intranet clients get CERT_E_CN_NO_MATCH", both)
-    if internet_given and profile.internet_fqdn and not _name_matches(
+    if internet_given and profile.internet_fqdn and not host_in_names(
             profile.internet_fqdn, match_names):
         add("internet-fqdn-not-in-san", f"internet FQDN {profile.internet_fqdn} not in the "
             f"{where} ({listed}): internet clients get CERT_E_CN_NO_MATCH", both)

@@ -121,13 +121,19 @@ def build_chain(
 
 def name_matches(host: str, cert: x509.Certificate) -> bool:
     """Does ``host`` match the certificate's SAN DNS names (or its CN when there is no SAN)?"""
-    host = host.lower().rstrip(".")
     try:
         names = cert.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
                  if isinstance(a.value, str)]
+    return host_in_names(host, names)
+
+
+def host_in_names(host: str, names: Sequence[str]) -> bool:
+    """Is ``host`` one of ``names`` (case and a trailing dot aside), or covered by a ``*.``
+    wildcard one label deep?"""
+    host = host.lower().rstrip(".")
     for name in names:
         name = name.lower().rstrip(".")
         if name == host:
