@@ -12,10 +12,15 @@ a parameter.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+from rich.console import Console
 
 from lab.clock import Clock, system_now
 from lab.network import Machine, Network, ZoneResolver
@@ -160,3 +165,33 @@ async def stage_scenario(lab: RunningLab, cache: PKICache, text: str, *,
     deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
     await lab.stage(deployment)
     return deployment
+
+
+@contextlib.contextmanager
+def peak_memory() -> Iterator[list[int]]:
+    """``box[0]``: the peak of Python allocations (bytes) above the start, once the block ends
+    (servers included when they run in this process)."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = tracemalloc.get_traced_memory()[0]
+    box: list[int] = []
+    try:
+        yield box
+    finally:
+        box.append(tracemalloc.get_traced_memory()[1] - start)
+        if not tracing:
+            tracemalloc.stop()
+
+
+def terminal(width: int) -> tuple[Console, io.StringIO]:
+    """A colour terminal of ``width`` columns that writes into the returned buffer."""
+    buf = io.StringIO()
+    return Console(file=buf, force_terminal=True, width=width, color_system="standard"), buf
+
+
+def plain_console(width: int) -> tuple[Console, io.StringIO]:
+    """A console that is not a terminal (no colour), ``width`` columns wide."""
+    buf = io.StringIO()
+    return Console(file=buf, width=width), buf

@@ -10,7 +10,6 @@ keys would.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import re
 import select
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from rich.console import Console
+from labtest import plain_console, terminal
 
 from lab.demo import SCENES, demo_paths, present, render_demo
 from lab.run import RunResult, run_loaded
@@ -93,16 +92,6 @@ def shown(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"Scene (\d+) of 9 - ", text)]
 
 
-def terminal(width: int = 110) -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    return Console(file=buf, force_terminal=True, width=width, color_system="standard"), buf
-
-
-def plain_console() -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    return Console(file=buf, width=110), buf
-
-
 # -- the plain demo ----------------------------------------------------------------------------
 
 
@@ -168,13 +157,13 @@ def test_single_scene(run: RunResult) -> None:
 @pytest.mark.parametrize("pause", [False, True])
 def test_present_off_a_terminal_is_the_plain_demo(run: RunResult, scene: int | None,
                                                   pause: bool) -> None:
-    console, buf = plain_console()
+    console, buf = plain_console(110)
     assert present(run, scene, pause, console=console, stdin=FakeTty("q\n")) is True
     assert buf.getvalue() == render_demo(run, scene)
 
 
 def test_present_with_stdin_not_a_terminal_never_reads(run: RunResult) -> None:
-    console, buf = terminal()
+    console, buf = terminal(110)
     assert present(run, None, True, console=console, stdin=NeverRead()) is True
     text = ANSI.sub("", buf.getvalue())
     assert "Press Enter" not in text
@@ -183,7 +172,7 @@ def test_present_with_stdin_not_a_terminal_never_reads(run: RunResult) -> None:
 
 
 def test_present_on_a_terminal_is_coloured(run: RunResult) -> None:
-    console, buf = terminal()
+    console, buf = terminal(110)
     present(run, 7, console=console)
     raw = buf.getvalue()
     assert ANSI.search(raw)
@@ -206,7 +195,7 @@ def test_present_on_a_terminal_is_coloured(run: RunResult) -> None:
 def test_present_no_color_on_a_terminal_is_plain(run: RunResult,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
-    console, buf = terminal()
+    console, buf = terminal(110)
     stdin = FakeTty("\n", "q\n")
     assert present(run, None, True, console=console, stdin=stdin) is False
     out = buf.getvalue()
@@ -218,7 +207,7 @@ def test_present_no_color_on_a_terminal_is_plain(run: RunResult,
 
 
 def test_pause_waits_between_scenes_and_q_quits(run: RunResult) -> None:
-    console, buf = terminal()
+    console, buf = terminal(110)
     stdin = FakeTty("\n", "q\n")
     assert present(run, None, True, console=console, stdin=stdin) is False
     assert stdin.reads == 2
@@ -231,7 +220,7 @@ def test_pause_waits_between_scenes_and_q_quits(run: RunResult) -> None:
 
 
 def test_pause_to_the_end(run: RunResult) -> None:
-    console, buf = terminal()
+    console, buf = terminal(110)
     stdin = FakeTty(*["\n"] * 8)
     assert present(run, None, True, console=console, stdin=stdin) is True
     assert stdin.reads == 8  # no prompt after the last scene
@@ -242,7 +231,7 @@ def test_pause_to_the_end(run: RunResult) -> None:
 @pytest.mark.parametrize("stdin", [InterruptingTty(), FakeTty()], ids=["ctrl-c", "ctrl-d"])
 def test_ctrl_c_or_end_of_input_at_a_pause_stops_cleanly(run: RunResult,
                                                          stdin: FakeTty) -> None:
-    console, buf = terminal()
+    console, buf = terminal(110)
     assert present(run, None, True, console=console, stdin=stdin) is False
     text = ANSI.sub("", buf.getvalue())
     assert shown(text) == [1]
@@ -250,7 +239,7 @@ def test_ctrl_c_or_end_of_input_at_a_pause_stops_cleanly(run: RunResult,
 
 
 def test_single_scene_does_not_pause(run: RunResult) -> None:
-    console, _ = terminal()
+    console, _ = terminal(110)
     stdin = FakeTty()
     assert present(run, 3, True, console=console, stdin=stdin) is True
     assert stdin.reads == 0

@@ -26,16 +26,15 @@ import logging
 import os
 import ssl
 import time
-import tracemalloc
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from labtest import INTRA, SCENARIOS, stage_scenario
+from labtest import INTRA, SCENARIOS, peak_memory, stage_scenario
 
 from lab.network import LOOPBACK
 from lab.pki.cache import PKICache
@@ -208,24 +207,6 @@ async def still_serving(t: Target, within: float = 2.0) -> None:
     reply = await cdp(t, request("GET", CRL_PATH, CDP_HOST))
     assert (reply.status, reply.body) == (200, t.crl), reply.status
     assert time.perf_counter() - started < within
-
-
-@contextlib.contextmanager
-def peak_memory() -> Iterator[list[int]]:
-    """``box[0]``: the peak of Python allocations (bytes) above the start, servers included
-    (they run in this process)."""
-    tracing = tracemalloc.is_tracing()
-    if not tracing:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
-    start = tracemalloc.get_traced_memory()[0]
-    box: list[int] = []
-    try:
-        yield box
-    finally:
-        box.append(tracemalloc.get_traced_memory()[1] - start)
-        if not tracing:
-            tracemalloc.stop()
 
 
 def ccm_post(body: bytes | None = None, *, headers: Iterable[str] = (),

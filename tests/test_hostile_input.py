@@ -39,7 +39,6 @@ import tempfile
 import threading
 import time
 import tomllib
-import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, event, example, given, reject, settings
 from hypothesis import strategies as st
-from labtest import SCENARIOS
+from labtest import SCENARIOS, peak_memory
 
 from lab.ccmlint import join_windows_command_line, lint_ccmsetup, render_text
 from lab.ccmsetup import parse_ccmsetup, split_windows_command_line
@@ -140,23 +139,6 @@ def time_limit(seconds: float, what: str = "it") -> Iterator[None]:
         if outer:
             signal.setitimer(signal.ITIMER_REAL,
                              max(outer - (time.monotonic() - started), 0.001))
-
-
-@contextlib.contextmanager
-def peak_memory() -> Iterator[list[int]]:
-    """``box[0]``: the peak of Python allocations (bytes) above the start, once the block ends."""
-    tracing = tracemalloc.is_tracing()
-    if not tracing:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
-    start = tracemalloc.get_traced_memory()[0]
-    box: list[int] = []
-    try:
-        yield box
-    finally:
-        box.append(tracemalloc.get_traced_memory()[1] - start)
-        if not tracing:
-            tracemalloc.stop()
 
 
 def cli(*argv: str | Path) -> tuple[int, str, str]:

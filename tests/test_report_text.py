@@ -8,13 +8,11 @@ Plain whenever standard output is not a terminal, ``NO_COLOR`` is set or ``TERM`
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import pytest
-from labtest import SCENARIOS
-from rich.console import Console
+from labtest import SCENARIOS, plain_console, terminal
 
 from lab.report.certutil import render_trace
 from lab.report.text import (
@@ -56,16 +54,6 @@ def run(certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     return run_paths([CRL_ON, wrong], certs=certs_dir)
 
 
-def terminal(width: int = 100) -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    return Console(file=buf, force_terminal=True, width=width, color_system="standard"), buf
-
-
-def plain_console() -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    return Console(file=buf, width=100), buf
-
-
 # -- plain -----------------------------------------------------------------------------------
 
 
@@ -97,11 +85,11 @@ def test_evidence_lines_keep_their_columns(run: RunResult) -> None:
 
 
 def test_not_a_terminal_prints_the_plain_report(run: RunResult) -> None:
-    console, buf = plain_console()
+    console, buf = plain_console(100)
     assert not styled(console)
     print_text(run, console=console)
     assert buf.getvalue() == render_text(run)
-    console, buf = plain_console()
+    console, buf = plain_console(100)
     print_text(run, True, trace=True, console=console)
     assert buf.getvalue() == render_text(run, True) + "\n" + render_trace(run)
     assert "\x1b" not in buf.getvalue()
@@ -122,7 +110,7 @@ def test_default_console_is_plain_when_stdout_is_captured(
 def test_no_color_or_dumb_terminal_is_plain_even_on_a_terminal(
         run: RunResult, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
-    console, buf = terminal()
+    console, buf = terminal(100)
     assert console.is_terminal and not styled(console)
     print_text(run, trace=True, console=console)
     assert buf.getvalue() == render_text(run) + "\n" + render_trace(run)
@@ -131,14 +119,14 @@ def test_no_color_or_dumb_terminal_is_plain_even_on_a_terminal(
 
 def test_empty_no_color_does_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "")  # no-color.org: present *and* not empty
-    assert styled(terminal()[0])
+    assert styled(terminal(100)[0])
 
 
 # -- a terminal ------------------------------------------------------------------------------
 
 
 def test_terminal_output_is_coloured(run: RunResult) -> None:
-    console, buf = terminal()
+    console, buf = terminal(100)
     assert styled(console)
     print_text(run, console=console)
     raw = buf.getvalue()
@@ -179,7 +167,7 @@ def test_terminal_wraps_explanations_with_a_hanging_indent(run: RunResult) -> No
 
 
 def test_terminal_trace_keeps_certutil_lines(run: RunResult) -> None:
-    console, buf = terminal()
+    console, buf = terminal(100)
     print_text(run, trace=True, console=console)
     raw = buf.getvalue()
     assert '\x1b[31m  Failed "CDP" Time: 15\x1b[0m\n' in raw
@@ -188,11 +176,11 @@ def test_terminal_trace_keeps_certutil_lines(run: RunResult) -> None:
 
 
 def test_status_spinner_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    console, buf = plain_console()
+    console, buf = plain_console(100)
     with status("Running", console):
         pass
     assert buf.getvalue() == ""
-    console, buf = terminal()
+    console, buf = terminal(100)
     with status("Running the scenarios", console):
         pass
     assert "Running the scenarios" in ANSI.sub("", buf.getvalue())
