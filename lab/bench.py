@@ -1198,7 +1198,7 @@ def bench_handshake(res: BenchResult, certs: str, sizes: Sizes) -> None:
                     f"bare Python TLS / nginx by CPU per handshake, {t}", "x",
                     [n / b for b, n in zip(cpu_ms[("bare", kind)], cpu_ms[("nginx", kind)],
                                            strict=True)],
-                    note="the most any Python server could reach here")
+                    note="the ceiling for a Python server on this stack")
             res.add("handshake", f"mp_vs_nginx_cpu_{kind}",
                     f"MP / nginx by server CPU per handshake, {t}", "x",
                     [n / m for m, n in zip(cpu_ms[("mp", kind)], cpu_ms[("nginx", kind)],
