@@ -56,6 +56,13 @@ from typing import Any
 
 import aiohttp
 
+from lab.bench import (
+    bench_scenario_text,
+    client_contexts,
+    peak_rss_mib,
+    registration_message,
+    rss_mib,
+)
 from lab.clock import Clock
 from lab.network import Network
 from lab.pki.build import BuiltPKI, build_pki
@@ -68,56 +75,14 @@ from lab.servers.harness import RunningLab, start_lab
 INTRA = "IBCM-Intra.contoso.local"
 INTERNET = "IBCM-Internet.public.com"
 PATH = "/ccm_system/request"
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def scenario_text(identities: int) -> str:
     """A site with an MP carrying both names and ``identities`` clients, each with its own
     client certificate from Contoso-CA (IIS checks every one against Contoso-CA's CRL)."""
-    clients = "".join(f"""
-[[client]]
-name = "LOAD{i:03d}"
-ccmsetup = "ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://{INTRA} CCMHOSTNAME={INTERNET}"
-
-[[client.step]]
-action = "register"
-location = "internet"
-""" for i in range(identities))
-    return f"""
-[scenario]
-title = "bench: many clients registering with the mock MP"
-
-[site]
-code = "P01"
-check_crl = true
-
-[[ca]]
-name = "Contoso-CA"
-kind = "enterprise"
-host = "ca01.contoso.local"
-domain = "contoso.local"
-
-[mp]
-intranet_fqdn = "{INTRA}"
-internet_fqdn = "{INTERNET}"
-
-[mp.cert]
-issuer = "Contoso-CA"
-san = ["{INTRA}", "{INTERNET}"]
-{clients}"""
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE / 2**20
-
-
-def peak_rss_mb(pid: int | str = "self") -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return bench_scenario_text([f"LOAD{i:03d}" for i in range(identities)],
+                               http_cdp_only=False,
+                               title="bench: many clients registering with the mock MP")
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -126,21 +91,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
         return 0.0
     rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
     return sorted_values[rank - 1]
-
-
-def client_contexts(pki: BuiltPKI) -> list[ssl.SSLContext]:
-    """One TLS context per client certificate: the lab's roots, name check on."""
-    contexts = []
-    for issued in pki.clients.values():
-        ctx = ssl.create_default_context(cadata=pki.trust_pem().decode())
-        ctx.load_cert_chain(issued.chain_path, issued.key_path)
-        contexts.append(ctx)
-    return contexts
-
-
-def registration(client_id: str, host: str) -> bytes:
-    return (f"<Msg><TargetEndpoint>MP_ClientRegistration</TargetEndpoint>"
-            f"<ClientID>{client_id}</ClientID><SourceHost>{host}</SourceHost></Msg>").encode()
 
 
 @dataclass
@@ -200,7 +150,7 @@ async def drive(*, port: int, contexts: list[ssl.SSLContext], concurrency: int, 
                 phase.requests += 1
                 try:
                     async with session.request(
-                            "CCM_POST", url, data=registration(client_id, host),
+                            "CCM_POST", url, data=registration_message(client_id, host),
                             headers=headers_base, ssl=ctx, server_hostname=INTERNET) as resp:
                         body = await resp.read()
                         status = resp.status
@@ -247,7 +197,7 @@ async def in_process(deployment: Deployment) -> AsyncIterator[tuple[int, Running
             await lab.stage(deployment)
             port = lab.hosts.get(INTERNET, 443)
             assert port is not None
-            yield port, lab, rss_mb
+            yield port, lab, rss_mib
 
 
 @contextlib.asynccontextmanager
@@ -274,7 +224,7 @@ async def server_process(scenario_file: Path, certs: str
         if port is None:
             err = proc.stderr.read() if proc.stderr else ""
             raise SystemExit(f"ibcm-lab serve did not start: {err}")
-        yield port, None, lambda: rss_mb(proc.pid)
+        yield port, None, lambda: rss_mib(proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -333,7 +283,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         timeout=args.timeout)
             gc.collect()
             rss_before = server_rss()
-            client_rss_before = rss_mb()
+            client_rss_before = rss_mib()
             records_before = len(lab.mp_state.records) if lab is not None else None
             run = Phase("run")
             samples: list[float] = []
@@ -361,8 +311,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                    "min_during": round(min(samples, default=rss_after), 1),
                                    "max_during": round(max(samples, default=rss_after), 1)}
             result["bench_rss_mb"] = {"before": round(client_rss_before, 1),
-                                      "after": round(rss_mb(), 1),
-                                      "peak": round(peak_rss_mb(), 1)}
+                                      "after": round(rss_mib(), 1),
+                                      "peak": round(peak_rss_mib(), 1)}
             if lab is not None:
                 result["mp_records"] = {"before": records_before,
                                         "after": len(lab.mp_state.records),

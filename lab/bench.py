@@ -263,7 +263,14 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _peak_rss_mib(pid: int | str = "self") -> float:
+def rss_mib(pid: int | str = "self") -> float:
+    """The resident set size of process ``pid`` now, in MiB (Linux: /proc/<pid>/statm)."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """The peak resident set size of process ``pid`` (VmHWM), in MiB; NaN where unknown."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -629,14 +636,27 @@ def bench_matrix(res: BenchResult, certs: str, sizes: Sizes) -> None:
 # -- the MP in its own process --------------------------------------------------------------
 
 
-def bench_scenario_text() -> str:
-    """The MP of the handshake and fleet measurements: both names, Contoso-CA writing only an
-    HTTP CDP (so IIS fetches each client certificate's CRL from the CDP server)."""
+def bench_scenario_text(clients: Sequence[str] = ("BENCH01",), *, http_cdp_only: bool = True,
+                        title: str = "bench: clients registering and sending inventory") -> str:
+    """The MP of the handshake and fleet measurements: both names, one client certificate per
+    name in ``clients``, each client registering from the internet. Contoso-CA writes only an
+    HTTP CDP (so IIS fetches each client certificate's CRL from the CDP server), or with
+    ``http_cdp_only=False`` its default CDPs."""
     ccmsetup = (f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://{INTRA} "
                 f"CCMHOSTNAME={INTERNET}")
+    cdp = 'cdp = ["http"]\n' if http_cdp_only else ""
+    client_tables = "".join(f"""
+[[client]]
+name = "{name}"
+ccmsetup = "{ccmsetup}"
+
+[[client.step]]
+action = "register"
+location = "internet"
+""" for name in clients)
     return f"""
 [scenario]
-title = "bench: clients registering and sending inventory"
+title = "{title}"
 
 [site]
 code = "P01"
@@ -647,8 +667,7 @@ name = "Contoso-CA"
 kind = "enterprise"
 host = "ca01.contoso.local"
 domain = "contoso.local"
-cdp = ["http"]
-
+{cdp}
 [mp]
 intranet_fqdn = "{INTRA}"
 internet_fqdn = "{INTERNET}"
@@ -656,15 +675,24 @@ internet_fqdn = "{INTERNET}"
 [mp.cert]
 issuer = "Contoso-CA"
 san = ["{INTRA}", "{INTERNET}"]
+{client_tables}"""
 
-[[client]]
-name = "BENCH01"
-ccmsetup = "{ccmsetup}"
 
-[[client.step]]
-action = "register"
-location = "internet"
-"""
+def registration_message(client_id: str, host: str) -> bytes:
+    """A client's ``MP_ClientRegistration`` message (lab-shaped XML)."""
+    return (f"<Msg><TargetEndpoint>MP_ClientRegistration</TargetEndpoint>"
+            f"<ClientID>{client_id}</ClientID><SourceHost>{host}</SourceHost></Msg>").encode()
+
+
+def client_contexts(pki: Any) -> list[ssl.SSLContext]:
+    """One TLS context per client certificate of ``pki`` (a BuiltPKI): the lab's roots, the
+    MP's name checked, the client's certificate presented."""
+    contexts = []
+    for issued in pki.clients.values():
+        ctx = ssl.create_default_context(cadata=pki.trust_pem().decode())
+        ctx.load_cert_chain(issued.chain_path, issued.key_path)
+        contexts.append(ctx)
+    return contexts
 
 
 def _build_bench_pki(certs: str) -> Any:
@@ -815,7 +843,7 @@ async def _serve_mp(spec: dict[str, Any]) -> int:
                                        else str(r.status) for r in lab.mp_state.records)
                     times = os.times()
                     _say({"crl_gets": crl_gets[0],
-                          "statuses": dict(statuses), "peak_rss_mib": _peak_rss_mib(),
+                          "statuses": dict(statuses), "peak_rss_mib": peak_rss_mib(),
                           "cpu_s": times.user + times.system,
                           "cert_verdicts": len(lab.mp_state.cert_cache)})
                 else:
@@ -1249,14 +1277,13 @@ async def drive_fleet(port: int, trust: str, files: Sequence[Path], *, concurren
         tls.resumed = 0
         host = f"FLEET{i:05d}"
         client_id = f"GUID:{str(uuid.uuid4()).upper()}"
-        register = (f"<Msg><TargetEndpoint>MP_ClientRegistration</TargetEndpoint>"
-                    f"<ClientID>{client_id}</ClientID><SourceHost>{host}</SourceHost></Msg>")
+        register = registration_message(client_id, host)
         inventory = (f"<Msg SchemaVersion=\"1.1\"><TargetEndpoint>MP_HinvEndpoint"
                      f"</TargetEndpoint><SourceID>{client_id}</SourceID>"
-                     f"<SourceHost>{host}</SourceHost></Msg>")
+                     f"<SourceHost>{host}</SourceHost></Msg>").encode()
         for kind, body in (("registration", register), ("inventory", inventory)):
             try:
-                status, reply = await _exchange(port, _post(body.encode()), tls=tls,
+                status, reply = await _exchange(port, _post(body), tls=tls,
                                                 server_hostname=INTERNET, timeout=timeout,
                                                 versions=load.versions)
             except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError,
@@ -1328,7 +1355,7 @@ def bench_fleet(res: BenchResult, certs: str, sizes: Sizes) -> None:
                 fig.setdefault("errors", []).append(float(requests - load.done))
                 fig.setdefault("mp_rss", []).append(float(stats["peak_rss_mib"]))
                 if reset:
-                    fig.setdefault("client_rss", []).append(_peak_rss_mib())
+                    fig.setdefault("client_rss", []).append(peak_rss_mib())
                 fig.setdefault("crl", []).append(stats["crl_gets"] / load.wall_s)
                 fig.setdefault("crl_count", []).append(float(stats["crl_gets"]))
                 fig.setdefault("resumed", []).append(float(load.resumed))

@@ -14,7 +14,6 @@ import asyncio
 import gc
 import json
 import logging
-import os
 import selectors
 import socket
 import ssl
@@ -38,8 +37,8 @@ from labtest import (
     stage_scenario,
 )
 
+from lab.bench import client_contexts, registration_message, rss_mib
 from lab.network import LOOPBACK, ZoneResolver
-from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
 from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment
@@ -66,26 +65,6 @@ LOAD = scenario_toml(
 URL = f"https://{INTERNET}/ccm_system/request"
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def contexts(pki: BuiltPKI) -> list[ssl.SSLContext]:
-    """What each client holds: the lab's roots (name check on) and its certificate."""
-    out = []
-    for issued in pki.clients.values():
-        ctx = ssl.create_default_context(cadata=pki.trust_pem().decode())
-        ctx.load_cert_chain(issued.chain_path, issued.key_path)
-        out.append(ctx)
-    return out
-
-
-def registration(client_id: str, host: str) -> bytes:
-    return (f"<Msg><TargetEndpoint>MP_ClientRegistration</TargetEndpoint>"
-            f"<ClientID>{client_id}</ClientID><SourceHost>{host}</SourceHost></Msg>").encode()
-
-
 async def register_many(session: aiohttp.ClientSession, tls: list[ssl.SSLContext], *,
                         clients: int, each: int) -> list[float]:
     """``clients`` clients released at once, each registering ``each`` times; every answer
@@ -100,7 +79,8 @@ async def register_many(session: aiohttp.ClientSession, tls: list[ssl.SSLContext
         for _ in range(each):
             client_id = f"GUID:{str(uuid.uuid4()).upper()}"
             began = time.perf_counter()
-            async with session.request("CCM_POST", URL, data=registration(client_id, host),
+            message = registration_message(client_id, host)
+            async with session.request("CCM_POST", URL, data=message,
                                        ssl=ctx, headers={"User-Agent": "ccmhttp-lab-load"}
                                        ) as resp:
                 body = await resp.read()
@@ -133,7 +113,7 @@ async def test_many_concurrent_mutual_tls_registrations(
 async def registrations_under_load(lab: RunningLab, cache: PKICache) -> None:
     dep = await stage_scenario(lab, cache, LOAD, name="test-load")
     assert len(dep.pki.clients) == IDENTITIES
-    tls = contexts(dep.pki)
+    tls = client_contexts(dep.pki)
     resolver = ZoneResolver(dep.network, machine(Zone.INTERNET), lab.hosts)
     connector = aiohttp.TCPConnector(resolver=resolver, limit=CONCURRENCY, force_close=True)
     async with aiohttp.ClientSession(connector=connector,
@@ -143,12 +123,12 @@ async def registrations_under_load(lab: RunningLab, cache: PKICache) -> None:
         assert len(lab.mp_state.cert_cache) == IDENTITIES
         gc.collect()
         records_before, log_before = len(lab.mp_state.records), len(lab.mp_state.log)
-        rss_before = rss_mb()
+        rss_before = rss_mib()
         started = time.perf_counter()
         latencies = await register_many(session, tls, clients=CONCURRENCY, each=PER_CLIENT)
         elapsed = time.perf_counter() - started
     gc.collect()
-    growth = rss_mb() - rss_before
+    growth = rss_mib() - rss_before
     total = CONCURRENCY * PER_CLIENT
     assert len(latencies) == total
     assert elapsed < MAX_SECONDS, f"{total} registrations took {elapsed:.1f} s"
@@ -257,7 +237,7 @@ async def mplist(lab: RunningLab, ctx: ssl.SSLContext) -> int:
 async def staged_slow_check(lab: RunningLab, cache: PKICache
                             ) -> tuple[ssl.SSLContext, Deployment]:
     dep = await stage_scenario(lab, cache, SLOW_CHECK, name="test-load-slow-check")
-    return contexts(dep.pki)[0], dep
+    return client_contexts(dep.pki)[0], dep
 
 
 async def test_client_certificate_checked_once_one_request_after_another(
@@ -300,7 +280,7 @@ async def test_one_crl_retrieval_serves_every_client_certificate(
     """IIS's CryptoAPI keeps the CRL it retrieved until its nextUpdate (fidelity §5.2): three
     clients with three certificates from one CA, one 5 s retrieval in all."""
     dep = await stage_scenario(lab, cache, SHARED_CRL, name="test-load-shared-crl")
-    tls = contexts(dep.pki)
+    tls = client_contexts(dep.pki)
     assert len(tls) == 3
     before = dep.clock.now()
     for ctx in tls:
@@ -310,5 +290,5 @@ async def test_one_crl_retrieval_serves_every_client_certificate(
     assert (dep.clock.now() - before).total_seconds() * 1000 == CDP_DELAY_MS
     # Twin: restaged, the cache is empty and the first certificate pays again.
     dep = await stage_scenario(lab, cache, SHARED_CRL, name="test-load-shared-crl")
-    assert await mplist(lab, contexts(dep.pki)[1]) == 200
+    assert await mplist(lab, client_contexts(dep.pki)[1]) == 200
     assert [r.time_taken_ms for r in lab.mp_state.records] == [CDP_DELAY_MS]

@@ -1,12 +1,10 @@
-"""Mutable state the server applications share with the harness, under typed AppKeys."""
+"""Mutable state the server applications share with the harness."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 from dataclasses import dataclass, field
-
-from aiohttp import web
 
 from lab.cryptoapi.retrieval import Retriever
 from lab.logline import LogLine
@@ -50,12 +48,9 @@ class MpState:
     log: list[LogLine] = field(default_factory=list)
     """The MP's own log lines (MP_RegistrationManager.log)."""
     cert_cache: dict[bytes, ClientCertVerdict] = field(default_factory=dict)
+    """IIS's verdict per client certificate (DER), like its CRL cache: one check per run."""
     cert_checks: dict[bytes, asyncio.Future[ClientCertVerdict]] = field(default_factory=dict)
     """Client-certificate checks in progress, shared by concurrent requests."""
-    """IIS's verdict per client certificate (DER), like its CRL cache: one check per run."""
 
     def records_for(self, step: str) -> list[MpRecord]:
         return [r for r in self.records if r.step == step]
-
-
-CDP_STATE = web.AppKey("cdp_state", CdpState)
