@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import platform
 import re
@@ -62,8 +61,10 @@ from lab.bench import (
     peak_rss_mib,
     registration_message,
     rss_mib,
+    write_json,
 )
 from lab.clock import Clock
+from lab.errors import UsageError
 from lab.network import Network
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
@@ -396,6 +397,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.clients < 1 or args.registrations < 1 or args.identities < 1:
         p.error("--clients, --registrations and --identities must be at least 1")
+    if args.json and not Path(args.json).parent.is_dir():
+        p.error(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
     if args.warmup is None:
         args.warmup = max(10 * args.clients, 2000)
     return args
@@ -406,7 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(main_async(args))
     print(table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        try:
+            write_json(Path(args.json), result)
+        except UsageError as e:
+            print(f"load_mp.py: error: {e}", file=sys.stderr)
+            return 2
     run = result["run"]
     return 0 if run["ok"] == run["requests"] == args.registrations else 1
 

@@ -1537,7 +1537,8 @@ def to_json(res: BenchResult, machine: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` whole or not at all (a UsageError says why not)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ibcm-lab-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -1639,7 +1640,7 @@ def cli_main(args: argparse.Namespace) -> int:
     machine = machine_info()
     print_report(res, machine)
     if json_path is not None:
-        _write_json(json_path, to_json(res, machine))
+        write_json(json_path, to_json(res, machine))
     return 1 if res.errors else 0
 
 
