@@ -165,6 +165,16 @@ def test_bench_script_runs_and_writes_its_figures(tmp_path: Path, certs_dir: Pat
     assert {"before", "after", "growth", "min_during", "max_during"} <= set(figures["mp_rss_mb"])
 
 
+def test_bench_script_refuses_a_json_folder_that_does_not_exist(tmp_path: Path) -> None:
+    """Refused before the run (its twin above writes the file), exit 2, no traceback."""
+    out = tmp_path / "missing" / "load.json"
+    done = subprocess.run([sys.executable, str(BENCH), "--json", str(out)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"--json {out}: the folder {out.parent} does not exist" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
 # ------------------------------------------------------------------------------------------
 # Found under load
 # ------------------------------------------------------------------------------------------
