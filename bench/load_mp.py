@@ -55,7 +55,16 @@ from typing import Any
 
 import aiohttp
 
-from lab.bench import (
+from lab.clock import Clock
+from lab.errors import UsageError
+from lab.pki.build import BuiltPKI, build_pki
+from lab.pki.cache import PKICache
+from lab.protocols.network import Network
+from lab.scenario.loader import load_scenario_text
+from lab.scenario.model import Scenario
+from lab.servers.deployment import Deployment
+from lab.servers.harness import RunningLab, start_lab
+from lab.tools.bench.bench import (
     bench_scenario_text,
     client_contexts,
     peak_rss_mib,
@@ -63,15 +72,6 @@ from lab.bench import (
     rss_mib,
     write_json,
 )
-from lab.clock import Clock
-from lab.errors import UsageError
-from lab.network import Network
-from lab.pki.build import BuiltPKI, build_pki
-from lab.pki.cache import PKICache
-from lab.scenario.loader import load_scenario_text
-from lab.scenario.model import Scenario
-from lab.servers.deployment import Deployment
-from lab.servers.harness import RunningLab, start_lab
 
 INTRA = "IBCM-Intra.contoso.local"
 INTERNET = "IBCM-Internet.public.com"

@@ -46,18 +46,18 @@ from _pytest._code.code import ReprFileLocation, TerminalRepr
 
 from lab.clock import Clock
 from lab.errors import LabError, ScenarioError
-from lab.logline import LogLine
+from lab.judge.verdict import StepResult
 from lab.logs.writer import write_logs
-from lab.network import HostMap, Network
 from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
+from lab.protocols.network import HostMap, Network
 from lab.report.text import evidence_lines, step_summary
+from lab.results.logline import LogLine
 from lab.run import ClientDriver, RunResult, ScenarioResult, run_loaded, stage_scenario
 from lab.scenario.loader import load_scenario, load_scenario_text
 from lab.scenario.model import Action, ClientSpec, Scenario, StepSpec, Zone
 from lab.servers.deployment import Deployment
 from lab.servers.harness import Ports, RunningLab, start_lab
-from lab.verdict import StepResult
 
 if TYPE_CHECKING:
     from _pytest._io import TerminalWriter
@@ -551,7 +551,7 @@ def _choice(kind: type[Action] | type[Zone], value: str, what: str) -> Any:
 class LabClient:
     """One client of a staged scenario, driven step by step.
 
-    ``step()`` runs one step and returns its :class:`~lab.verdict.StepResult` (``outcome``,
+    ``step()`` runs one step and returns its :class:`~lab.judge.verdict.StepResult` (``outcome``,
     ``identifiers``, ``explanation``, ``fix``, ``log`` ...). With ``expect`` it also checks the
     result and raises :class:`StepMissed` (an AssertionError) when it is not met. The client
     keeps its state between steps (installed, registered, the site settings it learned).

@@ -21,15 +21,15 @@ import aiohttp
 from lab.client.agent import SimulatedClient
 from lab.client.winhttp import WinHttp
 from lab.clock import Clock
-from lab.logline import LogLine
-from lab.network import Machine, Network, ZoneResolver
+from lab.judge.verdict import StepResult, judge_step, mp_answer
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
+from lab.protocols.network import Machine, Network, ZoneResolver
+from lab.results.logline import LogLine
 from lab.scenario.loader import load_all
 from lab.scenario.model import ClientSpec, Scenario, StepSpec, Zone
 from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
 from lab.servers.harness import RunningLab, start_lab
-from lab.verdict import StepResult, judge_step, mp_answer
 
 DEFAULT_CERTS = Path("certs")
 STEP_GAP_MS = 1000

@@ -23,9 +23,9 @@ import aiohttp
 from rich.console import Console
 
 from lab.clock import Clock, system_now
-from lab.network import Machine, Network, ZoneResolver
 from lab.pki.build import build_pki
 from lab.pki.cache import PKICache
+from lab.protocols.network import Machine, Network, ZoneResolver
 from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment

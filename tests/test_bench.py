@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import bench
 from lab.errors import UsageError
+from lab.tools.bench import bench
 
 # Every figure that carries one of the goals, whatever the machine.
 GOALS = {

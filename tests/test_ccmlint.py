@@ -1,4 +1,4 @@
-"""Tests for lab.ccmlint: the ccmsetup command-line linter and ``ibcm-lab ccmsetup``.
+"""Tests for lab.configmgr.lint: the ccmsetup command-line linter and ``ibcm-lab ccmsetup``.
 
 The seed's line (seed §3) is the passing twin; each mistake of seed §3 is made one at a time and
 must give exactly its finding, a corrected line equal to the seed's line, and that corrected
@@ -12,15 +12,15 @@ import random
 
 import pytest
 
-from lab.ccmlint import (
+from lab.cli import main
+from lab.configmgr.ccmsetup import parse_ccmsetup, split_windows_command_line
+from lab.configmgr.lint import (
     Finding,
     LintReport,
     join_windows_command_line,
     lint_ccmsetup,
     quote_windows_argument,
 )
-from lab.ccmsetup import parse_ccmsetup, split_windows_command_line
-from lab.cli import main
 from lab.errors import CcmsetupSyntaxError, UsageError
 
 SEED = (
@@ -459,9 +459,9 @@ def test_wrong_program_is_replaced() -> None:
 def test_unrepairable_syntax_error_is_an_error_without_a_corrected_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # No repair is known for every conceivable refusal; simulate one the linter cannot place.
-    import lab.ccmlint
+    import lab.configmgr.lint
 
-    monkeypatch.setattr(lab.ccmlint, "_culprit", lambda tokens, message, hint=None: None)
+    monkeypatch.setattr(lab.configmgr.lint, "_culprit", lambda tokens, message, hint=None: None)
     line = seed_with("SMSSITECODE", "SMSSITCODE")
     report = lint(line)
     finding = only(report)

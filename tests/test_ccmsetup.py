@@ -1,4 +1,4 @@
-"""Tests for lab.ccmsetup: Windows argument splitting and ccmsetup/client.msi parsing.
+"""Tests for lab.configmgr.ccmsetup: Windows argument splitting and ccmsetup/client.msi parsing.
 
 Every rejected line has a passing twin, so a green run shows each check is active and aimed.
 """
@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import pytest
 
-from lab.ccmsetup import (
+from lab.configmgr.ccmsetup import (
     KNOWN_PARAMETERS,
     KNOWN_PROPERTIES,
     CcmsetupCommand,

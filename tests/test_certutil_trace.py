@@ -13,10 +13,10 @@ from lab import codes
 from lab.cli import main
 from lab.cryptoapi.revocation import ElementStatus, RevocationResult, UrlAttempt
 from lab.errors import UsageError
+from lab.judge.verdict import StepResult
 from lab.report.certutil import TRACE_FILE, render_step_trace, render_trace, write_traces
 from lab.run import RunResult, ScenarioResult, run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
-from lab.verdict import StepResult
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 LDAP_CDP = "seed4-internet-client-ldap-cdp-crl-on"

@@ -28,8 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import lab.checkcert as checkcert
-from lab.checkcert import (
+import lab.tools.checkcert.checkcert as checkcert
+from lab.cli import main
+from lab.clock import system_now
+from lab.run import run_paths
+from lab.scenario.model import CAKind
+from lab.tools.checkcert.checkcert import (
     CATALOGUE,
     ERROR,
     INFO,
@@ -43,10 +47,6 @@ from lab.checkcert import (
     render_text,
     situations,
 )
-from lab.cli import main
-from lab.clock import system_now
-from lab.run import run_paths
-from lab.scenario.model import CAKind
 
 DOMAIN = "fabrikam.local"
 INTRA = "sccm-mp01.fabrikam.local"

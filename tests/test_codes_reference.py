@@ -18,8 +18,8 @@ from labtest import ROOT
 from lab import codes
 from lab.clock import zone_info
 from lab.codes import ALL_CODES, IIS_STATUSES, Code, WinHttpFlag, https_state
-from lab.logline import LogLine
 from lab.logs.cmtrace import entry_utc, format_bias, format_line, parse_line, windows_bias
+from lab.results.logline import LogLine
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "ibcm-fidelity.md"
 

@@ -1,4 +1,4 @@
-"""``ibcm-lab demo`` (lab/demo.py): every scene with its evidence, the plain and the terminal
+"""``ibcm-lab demo`` (lab/tools/demo.py): every scene with its evidence, the plain and the terminal
 rendering, and ``--pause`` on a real pseudo-terminal and without one.
 
 The pause tests run the installed ``ibcm-lab`` console script on a pseudo-terminal from the
@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from labtest import plain_console, terminal
 
-from lab.demo import SCENES, demo_paths, present, render_demo
 from lab.run import RunResult, run_loaded
 from lab.scenario.loader import load_all
+from lab.tools.demo import SCENES, demo_paths, present, render_demo
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SCENE_TITLE = re.compile(r"^Scene (\d+) of 9 - ", flags=re.MULTILINE)

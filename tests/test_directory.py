@@ -61,7 +61,8 @@ from lab.cryptoapi.ldap import ldap_search
 from lab.cryptoapi.retrieval import Retriever
 from lab.cryptoapi.revocation import check_chain
 from lab.errors import LdapProtocolError
-from lab.ldapwire import (
+from lab.pki.cache import PKICache
+from lab.protocols.ldapwire import (
     MAX_REQUEST_PDU,
     NO_SUCH_OBJECT,
     PROTOCOL_ERROR,
@@ -80,8 +81,7 @@ from lab.ldapwire import (
     search_request,
     unbind_request,
 )
-from lab.network import LOOPBACK
-from lab.pki.cache import PKICache
+from lab.protocols.network import LOOPBACK
 from lab.report.certutil import render_step_trace
 from lab.run import run_loaded
 from lab.scenario.loader import load_scenario_text
@@ -567,8 +567,8 @@ def test_search_operation_is_ldap3s() -> None:
 
 
 def test_directory_objects_from_publications(cache: PKICache) -> None:
-    from lab.network import Network
     from lab.pki.build import build_pki
+    from lab.protocols.network import Network
 
     text = ldap_only('delta_cdp = ["ldap"]')
     scenario = load_scenario_text(text, name="objects")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from lab.judge.verdict import StepResult
 from lab.run import ScenarioResult, run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
 from lab.scenario.model import Faults
-from lab.verdict import StepResult
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 PKI_CDP = "http://pki.contoso.com/CertEnroll/Contoso-CA.crl"

@@ -36,8 +36,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from labtest import INTRA, SCENARIOS, peak_memory, stage_scenario
 
-from lab.network import LOOPBACK
 from lab.pki.cache import PKICache
+from lab.protocols.network import LOOPBACK
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab
 from lab.servers.mp_app import MAX_BODY

@@ -7,7 +7,7 @@ What a user who feeds the lab garbage must get, whatever the garbage:
   1), never an internal error (exit 3), a traceback or a hang;
 * certificate files (``ibcm-lab check-cert``): exit 2 and one line for unreadable input, a
   report otherwise; a huge file is refused before it is read;
-* ccmsetup lines (:func:`lab.ccmsetup.parse_ccmsetup`, ``ibcm-lab ccmsetup``): a
+* ccmsetup lines (:func:`lab.configmgr.ccmsetup.parse_ccmsetup`, ``ibcm-lab ccmsetup``): a
   :class:`~lab.errors.CcmsetupSyntaxError` with a one-line message, or findings whose
   corrected lines parse.
 
@@ -53,12 +53,12 @@ from hypothesis import HealthCheck, event, example, given, reject, settings
 from hypothesis import strategies as st
 from labtest import SCENARIOS, peak_memory
 
-from lab.ccmlint import join_windows_command_line, lint_ccmsetup, render_text
-from lab.ccmsetup import parse_ccmsetup, split_windows_command_line
-from lab.checkcert import MAX_FILE_BYTES
 from lab.cli import main
+from lab.configmgr.ccmsetup import parse_ccmsetup, split_windows_command_line
+from lab.configmgr.lint import join_windows_command_line, lint_ccmsetup, render_text
 from lab.errors import CcmsetupSyntaxError, ScenarioError, UsageError
 from lab.scenario.loader import load_scenario, load_scenario_text
+from lab.tools.checkcert.checkcert import MAX_FILE_BYTES
 
 SCALE = max(1, int(os.environ.get("IBCM_LAB_HOSTILE_SCALE", "1")))
 

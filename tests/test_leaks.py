@@ -41,12 +41,12 @@ from labtest import (
     stage_scenario,
 )
 
-from lab import cli
+from lab.cli import app as cli
 from lab.cli import main
 from lab.clock import Clock
-from lab.network import LOOPBACK
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
+from lab.protocols.network import LOOPBACK
 from lab.run import RunResult, run_loaded
 from lab.scenario.loader import load_scenario
 from lab.servers.harness import RunningLab, start_lab
@@ -432,7 +432,7 @@ def key(self, label):
 
 
 cache.PKICache.key = key
-from lab import cli
+from lab.cli import app as cli
 from lab.cli import main
 
 try:

@@ -37,12 +37,12 @@ from labtest import (
     stage_scenario,
 )
 
-from lab.bench import client_contexts, registration_message, rss_mib
-from lab.network import LOOPBACK, ZoneResolver
 from lab.pki.cache import PKICache
+from lab.protocols.network import LOOPBACK, ZoneResolver
 from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab
+from lab.tools.bench.bench import client_contexts, registration_message, rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "load_mp.py"

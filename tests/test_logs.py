@@ -21,7 +21,6 @@ import pytest
 from lab.cli import main
 from lab.clock import zone_info
 from lab.errors import UsageError
-from lab.logline import LogLine
 from lab.logs.cmtrace import (
     CMTRACE_LINE,
     entry_utc,
@@ -32,6 +31,7 @@ from lab.logs.cmtrace import (
 )
 from lab.logs.w3c import FIELDS, format_w3c, parse_w3c
 from lab.logs.writer import LDAP_LOG, MANIFEST, MP_SERVER_IP, machine_name, write_logs
+from lab.results.logline import LogLine
 from lab.run import ClientResult, RunResult, ScenarioResult, run_loaded
 from lab.scenario.loader import load_all
 from lab.servers.deployment import MpRecord

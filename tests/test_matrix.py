@@ -15,7 +15,7 @@ import pytest
 
 from lab.cli import main
 from lab.errors import UsageError
-from lab.matrix import (
+from lab.matrix.sweep import (
     DIMENSIONS,
     SITUATIONS,
     Cell,

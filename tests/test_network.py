@@ -1,4 +1,4 @@
-"""Tests for lab.network: zones, reachability rules, overrides and the zone-aware resolver."""
+"""Tests for lab.protocols.network: zones, reachability, overrides, the zone-aware resolver."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import pytest
 from labtest import INTERNET, INTRA, contoso, fabrikam, machine, scenario_toml
 
-from lab.network import LOOPBACK, HostMap, NameNotResolved, Network, ZoneResolver
+from lab.protocols.network import LOOPBACK, HostMap, NameNotResolved, Network, ZoneResolver
 from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import ALL_ZONES, Zone
 

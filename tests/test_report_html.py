@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from labtest import SCENARIOS
 
-from lab.matrix import MatrixResult, make_selection, run_matrix
+from lab.matrix.sweep import MatrixResult, make_selection, run_matrix
 from lab.report.html import environment, render_matrix_html, render_run_html
 from lab.run import RunResult, run_loaded
 from lab.scenario.loader import load_all

@@ -18,7 +18,7 @@ import pytest
 import xmlschema
 from labtest import SCENARIOS
 
-from lab.matrix import MatrixResult, make_selection, row_name, run_matrix
+from lab.matrix.sweep import MatrixResult, make_selection, row_name, run_matrix
 from lab.report.junit import render_matrix_junit, render_run_junit, row_label, xml_text
 from lab.run import RunResult, run_loaded
 from lab.scenario.loader import load_all

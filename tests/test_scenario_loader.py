@@ -25,7 +25,7 @@ from labtest import (
     site_table,
 )
 
-from lab.ccmsetup import parse_ccmsetup
+from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import CcmsetupSyntaxError, LabError, ScenarioError
 from lab.scenario.loader import discover, load_all, load_scenario, load_scenario_text
 from lab.scenario.model import EKU, Action, CAKind, CertSpec, Scenario, Site, Zone

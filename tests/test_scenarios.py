@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from labtest import SCENARIOS
 
+from lab.judge.verdict import StepResult
 from lab.run import RunResult, ScenarioResult, run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
-from lab.verdict import StepResult
 
 
 @pytest.fixture(scope="module")

@@ -45,9 +45,9 @@ from labtest import (
 
 from lab import codes
 from lab.clock import Clock, system_now
-from lab.network import LOOPBACK
 from lab.pki.build import BuiltPKI, IssuedCert
 from lab.pki.cache import PKICache
+from lab.protocols.network import LOOPBACK
 from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment, MpRecord
 from lab.servers.harness import RunningLab

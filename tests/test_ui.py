@@ -32,9 +32,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from lab.cli import main
-from lab.demo import SCENES, bundled_dir
 from lab.run import run_loaded
 from lab.scenario.loader import load_scenario
+from lab.tools.demo import SCENES, bundled_dir
 from lab.ui.app import make_app
 from lab.ui.switches import PRESETS, build_scenario, defaults, suggest_fix
 

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lab import codes
-from lab.ccmsetup import CcmsetupCommand
 from lab.client.certselect import select_certificate
 from lab.client.winhttp import ClientCertFiles, HttpOutcome, WinHttp
 from lab.codes import Code, WinHttpFlag, https_state
-from lab.logline import LogLine, thread_id
-from lab.network import Machine, Network
+from lab.configmgr.ccmsetup import CcmsetupCommand
 from lab.pki.build import IssuedCert
+from lab.protocols.network import Machine, Network
+from lab.results.logline import LogLine, thread_id
 from lab.scenario.model import Action, ClientSpec, StepSpec, Zone
 
 MPLIST_PATH = "/SMS_MP/.sms_aut?MPLIST"

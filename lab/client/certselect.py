@@ -20,8 +20,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab import codes
-from lab.ccmsetup import CcmsetupCommand
 from lab.codes import Code
+from lab.configmgr.ccmsetup import CcmsetupCommand
 from lab.cryptoapi.chain import dns_names, has_usage
 from lab.pki.build import IssuedCert
 

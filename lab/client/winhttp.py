@@ -41,8 +41,8 @@ from lab.codes import Code
 from lab.cryptoapi.chain import ChainVerdict, build_chain, policy_problems, revocation_problems
 from lab.cryptoapi.retrieval import Retriever
 from lab.cryptoapi.revocation import RevocationResult, check_chain
-from lab.network import LOOPBACK, Machine, Network
 from lab.pki.urls import cert_aia_urls
+from lab.protocols.network import LOOPBACK, Machine, Network
 
 if TYPE_CHECKING:
     from lab.cryptoapi.retrieval import HostPorts

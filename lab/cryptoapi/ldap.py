@@ -2,7 +2,7 @@
 
 One TCP connection to the server playing the DC (or the URL's host), as Windows makes one
 per URL: a bind, a search for the URL's object with the URL's scope, filter and attribute,
-then an unbind. The PDUs are LDAPv3 (:mod:`lab.ldapwire`), over asyncio streams, in the
+then an unbind. The PDUs are LDAPv3 (:mod:`lab.protocols.ldapwire`), over asyncio streams, in the
 lab's one event loop. *Whether* the machine may connect at all was decided before, by the
 simulated network (:mod:`lab.cryptoapi.retrieval`).
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from lab.errors import LdapProtocolError
-from lab.ldapwire import (
+from lab.protocols.ldapwire import (
     SIMULATED_DELAY_CONTROL,
     SUCCESS,
     Response,

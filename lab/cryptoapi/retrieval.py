@@ -26,8 +26,8 @@ from lab import codes
 from lab.codes import Code
 from lab.cryptoapi.ldap import ldap_search
 from lab.errors import LdapProtocolError
-from lab.network import LOOPBACK, SIMULATED_DELAY_HEADER, Machine, Network, read_bounded
 from lab.pki.urls import ParsedUrl, parse_url
+from lab.protocols.network import LOOPBACK, SIMULATED_DELAY_HEADER, Machine, Network, read_bounded
 
 RETRIEVAL_TIMEOUT_MS = 15_000
 """CERT_CHAIN_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT (fidelity §5.1)."""

@@ -24,7 +24,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 
-from lab.logline import LogLine
+from lab.results.logline import LogLine
 
 EOL = "\r\n"
 """The line ending of every log file the lab writes."""

@@ -21,12 +21,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.logline import LogLine
-from lab.matrix import DIMENSIONS, SITUATION_BY_KEY, Cell, MatrixResult, Row, row_name
+from lab.judge.verdict import StepResult
+from lab.matrix.sweep import DIMENSIONS, SITUATION_BY_KEY, Cell, MatrixResult, Row, row_name
 from lab.report.certutil import render_step_trace
 from lab.report.jsonout import step_dict
+from lab.results.logline import LogLine
 from lab.run import RunResult, ScenarioResult
-from lab.verdict import StepResult
 
 # Characters XML 1.0 cannot carry at all (scenario text is user input).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

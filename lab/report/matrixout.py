@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab.matrix import DIMENSIONS, SITUATION_BY_KEY, MatrixResult, fold
+from lab.matrix.sweep import DIMENSIONS, SITUATION_BY_KEY, MatrixResult, fold
 
 HEADERS = {"cdp": "CDP", "site_crl": "site CRL", "nocrlcheck": "/NoCRLCheck",
            "names": "MP names", "smsmp": "SMSMP", "ccmhostname": "CCMHOSTNAME"}

@@ -22,8 +22,8 @@ from rich.rule import Rule
 from rich.text import Text
 
 from lab.codes import flag_names
+from lab.judge.verdict import StepResult
 from lab.run import RunResult, ScenarioResult
-from lab.verdict import StepResult
 
 WIDTH = 100
 EVIDENCE_LABEL = 9

@@ -17,8 +17,8 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from lab.ccmsetup import parse_ccmsetup
 from lab.clock import zone_info
+from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import ScenarioError
 from lab.scenario.model import (
     EKU,

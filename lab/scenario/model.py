@@ -1,7 +1,7 @@
 """A scenario as frozen data: what the lab should set up and what each client should do.
 
 Nothing here touches cryptography or the network: :mod:`lab.pki` builds certificates from
-these specs, :mod:`lab.network` derives reachability, :mod:`lab.client` replays the steps.
+these specs, :mod:`lab.protocols.network` derives reachability, :mod:`lab.client` replays the steps.
 The TOML spelling of every field is documented in ``docs/scenario-format.md``.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from lab.ccmsetup import CcmsetupCommand
+from lab.configmgr.ccmsetup import CcmsetupCommand
 
 
 class Zone(enum.StrEnum):

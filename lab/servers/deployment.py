@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from lab.clock import Clock
-from lab.ldapwire import LDAP_PORT, dn_key
-from lab.network import Machine, Network
 from lab.pki.build import BuiltPKI, Publication
 from lab.pki.urls import parse_url
+from lab.protocols.ldapwire import LDAP_PORT, dn_key
+from lab.protocols.network import Machine, Network
 from lab.scenario.model import Faults, Scenario
 from lab.servers.faults import published
 

@@ -15,9 +15,9 @@ active knob once when the scenario is staged. What the knobs do:
   unmapped (for ``ldap_down`` the DC's name and every ``ldap://host/``), so nothing answers.
 
 A slow server is simulated: the CDP server's answer carries ``X-Lab-Simulated-Delay-Ms``, the
-DC's SearchResultDone the lab's delay control (:data:`lab.ldapwire.SIMULATED_DELAY_CONTROL`),
-and the client's retrieval turns either into simulated time against its 15 s time-out (never
-slept).
+DC's SearchResultDone the lab's delay control
+(:data:`lab.protocols.ldapwire.SIMULATED_DELAY_CONTROL`), and the client's retrieval turns
+either into simulated time against its 15 s time-out (never slept).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from lab.network import SIMULATED_DELAY_HEADER
 from lab.pki.build import BuiltPKI, Publication
+from lab.protocols.network import SIMULATED_DELAY_HEADER
 from lab.scenario.model import Faults
 
 log = logging.getLogger("ibcm-lab.faults")

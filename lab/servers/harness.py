@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from lab.cryptoapi.retrieval import CrlCache, Retriever
 from lab.errors import HarnessError
-from lab.network import LOOPBACK, HostMap, ZoneResolver
+from lab.protocols.network import LOOPBACK, HostMap, ZoneResolver
 from lab.servers.cdp_app import make_cdp_handler
 from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
 from lab.servers.faults import log_active

@@ -1,7 +1,7 @@
 """The domain controller's LDAP service: a real LDAPv3 server on loopback holding the objects
 an enterprise CA publishes in ``CN=Configuration`` (see :class:`Directory`).
 
-What it answers (RFC 4511; the PDUs are encoded and decoded by :mod:`lab.ldapwire`):
+What it answers (RFC 4511; the PDUs are encoded and decoded by :mod:`lab.protocols.ldapwire`):
 
 * **bind**: an anonymous simple bind and a simple bind with a name and a password (the lab
   checks no password) succeed; a name without a password is an unauthenticated bind,
@@ -22,8 +22,8 @@ connection is closed: never a traceback, and no other connection notices. Each o
 recorded in :attr:`DirectoryState.log` (:class:`DirectoryRecord`).
 
 The ``ldap_delay`` fault is simulated, never slept: every SearchResultDone carries the lab's
-delay control (:data:`lab.ldapwire.SIMULATED_DELAY_CONTROL`). ``ldap_down`` leaves the DC's
-names unmapped (the harness), so no client connects here.
+delay control (:data:`lab.protocols.ldapwire.SIMULATED_DELAY_CONTROL`). ``ldap_down`` leaves
+the DC's names unmapped (the harness), so no client connects here.
 
 Answers are cached per request PDU until the next scenario is staged: CryptoAPI's requests
 for one URL are the same bytes every time, so a retrieval costs a dictionary lookup here,
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from lab.clock import system_now
 from lab.errors import LdapProtocolError
-from lab.ldapwire import (
+from lab.protocols.ldapwire import (
     AUTH_METHOD_NOT_SUPPORTED,
     MAX_REQUEST_PDU,
     NO_SUCH_OBJECT,

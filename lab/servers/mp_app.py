@@ -30,8 +30,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from lab import codes
 from lab.cryptoapi.chain import build_chain, has_usage
 from lab.cryptoapi.revocation import check_chain
-from lab.logline import LogLine, thread_id
-from lab.network import read_bounded
+from lab.protocols.network import read_bounded
+from lab.results.logline import LogLine, thread_id
 from lab.servers.deployment import MpRecord
 from lab.servers.faults import mp_refusal
 from lab.servers.state import ClientCertVerdict, MpState

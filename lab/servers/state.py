@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from lab.cryptoapi.retrieval import Retriever
-from lab.logline import LogLine
+from lab.results.logline import LogLine
 from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
 
 

@@ -10,6 +10,6 @@ live and watch the client's handshake fail or succeed.
 * ``static/``: the hand-written page (``index.html``, ``ui.css``, ``ui.js``), no build step,
   nothing loaded from elsewhere.
 
-The console sits on top of the lab, like :mod:`lab.demo` and :mod:`lab.cli`: nothing in the
+The console sits on top of the lab, like :mod:`lab.tools.demo` and :mod:`lab.cli`: nothing in the
 lab imports it.
 """

@@ -48,8 +48,9 @@ from aiohttp import web
 
 from lab import __version__
 from lab.errors import LabError, SwitchError, UsageError
-from lab.network import LOOPBACK
+from lab.judge.verdict import StepResult
 from lab.pki.cache import PKICache
+from lab.protocols.network import LOOPBACK
 from lab.run import ClientDriver, stage_scenario
 from lab.scenario.loader import load_scenario
 from lab.scenario.model import Scenario
@@ -66,7 +67,6 @@ from lab.ui.switches import (
 )
 from lab.ui.timeline import run_verdict, step_event, step_start
 from lab.ui.topology import topology
-from lab.verdict import StepResult
 
 __all__ = ["STATIC_FILES", "ConsoleState", "cli_main", "make_app", "serve_console"]
 

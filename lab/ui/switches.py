@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from lab.ccmsetup import parse_ccmsetup
-from lab.demo import SCENES
+from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import SwitchError
-from lab.matrix import scenario_for
-from lab.matrix_spec import DIMENSIONS, Situation
+from lab.judge.verdict import StepResult
+from lab.matrix.spec import DIMENSIONS, Situation
+from lab.matrix.sweep import scenario_for
 from lab.scenario.model import Action, CAKind, CASpec, Scenario, ScenarioInfo, Zone
-from lab.verdict import StepResult
+from lab.tools.demo import SCENES
 
 __all__ = ["GROUPS", "PRESETS", "SWITCHES", "SWITCH_BY_KEY", "Fix", "Preset", "Switch",
            "build_scenario", "defaults", "parse_switches", "scene_fix", "suggest_fix"]
@@ -250,7 +250,7 @@ _SCENE_SWITCHES: tuple[tuple[dict[str, str], dict[str, str]], ...] = (
 
 def _presets() -> tuple[Preset, ...]:
     if len(_SCENE_SWITCHES) != len(SCENES):  # pragma: no cover - caught by the tests
-        raise RuntimeError("lab.ui.switches: one preset per scene of lab.demo.SCENES")
+        raise RuntimeError("lab.ui.switches: one preset per scene of lab.tools.demo.SCENES")
     out = []
     for number, (scene, (failing, twin)) in enumerate(zip(SCENES, _SCENE_SWITCHES,
                                                           strict=True), start=1):

@@ -1,7 +1,7 @@
 """What the training console shows of a step and of a run, as JSON for the page.
 
-Every field comes from the engine's own results (:class:`lab.verdict.StepResult`, the
-scenario's :class:`lab.network.Network`, the running lab's host map). The CMTrace rows are
+Every field comes from the engine's own results (:class:`lab.judge.verdict.StepResult`, the
+scenario's :class:`lab.protocols.network.Network`, the running lab's host map). The CMTrace rows are
 the HTML report's (:func:`lab.report.html.step_view`: ``type`` 3 is shown with a red
 background, 2 yellow, as CMTrace does). Codes the fidelity reference marks as inferred
 ([I]/[C]) carry ``verified: false`` and lab-own outcomes ``kind: "lab"``: the page labels both
@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from lab.codes import Code, flag_names
-from lab.network import LOOPBACK, HostMap, Machine, Network
+from lab.judge.verdict import StepResult
+from lab.protocols.network import LOOPBACK, HostMap, Machine, Network
 from lab.report.certutil import render_step_trace
 from lab.report.html import step_view
 from lab.report.jsonout import step_dict
 from lab.scenario.model import Scenario, Zone
-from lab.verdict import StepResult
 
 __all__ = ["code_json", "run_verdict", "step_event", "step_start"]
 

@@ -1,7 +1,7 @@
 """The picture of a scenario's network for the training console: zones, the machines in
 them, and which name answers from which zone.
 
-Reachability is not drawn by hand: every cell comes from :class:`lab.network.Network`, the
+Reachability is not drawn by hand: every cell comes from :class:`lab.protocols.network.Network`, the
 same rules the simulated client's resolver and CRL retrieval apply. Where a machine is
 *drawn* (its home zone) is only a picture: the intranet for the MP, the CA, the domain
 controller and names of the AD domain; the DMZ for a CDP web server published to the
@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from lab.network import HOSTLESS_LDAP, Machine, Network
 from lab.pki.urls import expand
+from lab.protocols.network import HOSTLESS_LDAP, Machine, Network
 from lab.scenario.model import CAKind, Scenario, Zone
 
 __all__ = ["ZONE_TITLES", "mp_cdp_urls", "topology"]

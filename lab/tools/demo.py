@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.errors import UsageError
+from lab.judge.verdict import StepResult
 from lab.report.certutil import render_step_trace
 from lab.report.text import (
     EVIDENCE_LABEL,
@@ -51,7 +52,6 @@ from lab.report.text import (
 )
 from lab.run import RunResult, ScenarioResult
 from lab.scenario.model import Scenario
-from lab.verdict import StepResult
 
 HEADER = "ibcm-lab demo: the seed document, reproduced on loopback"
 TRACE_HEADING = "certutil-style trace of the failing step's revocation check:"

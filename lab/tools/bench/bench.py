@@ -339,7 +339,7 @@ def _wall(command: list[str], *, ok: tuple[int, ...] = (0,), cwd: str | None = N
 
 
 def _single_scenario() -> Path:
-    from lab.demo import bundled_dir
+    from lab.tools.demo import bundled_dir
 
     return bundled_dir() / SINGLE_SCENARIO
 
@@ -421,7 +421,7 @@ def _floor_config() -> dict[str, str]:
 
 
 async def _count_cell_work(selection: Any, certs: str) -> CellWork:
-    from lab.matrix import scenario_for
+    from lab.matrix.sweep import scenario_for
     from lab.pki.cache import PKICache
     from lab.run import run_scenario
     from lab.servers.harness import start_lab
@@ -527,7 +527,7 @@ async def _floor_costs(certs: str, ops: int) -> FloorCosts:
     * a bare GET of a CRL from the CDP server over a new connection, read to the end;
     * a bare GET to the MP's HTTP site (answered 403.4).
     """
-    from lab.matrix import scenario_for
+    from lab.matrix.sweep import scenario_for
     from lab.pki.cache import PKICache
     from lab.run import stage_scenario
     from lab.servers.harness import start_lab
@@ -573,7 +573,7 @@ async def _floor_costs(certs: str, ops: int) -> FloorCosts:
 
 
 def bench_matrix(res: BenchResult, certs: str, sizes: Sizes) -> None:
-    from lab.matrix import make_selection, run_matrix
+    from lab.matrix.sweep import make_selection, run_matrix
 
     selections = [make_selection(choice) for choice in sizes.matrix]
     full = selections[-1]
@@ -852,7 +852,10 @@ async def _serve_mp(spec: dict[str, Any]) -> int:
 
 
 class MpProcess:
-    """The mock MP (with its CDP server) in a process of its own: ``python -m lab.bench``."""
+    """The mock MP (with its CDP server) in a process of its own.
+
+    It runs as ``python -m lab.tools.bench.bench``.
+    """
 
     def __init__(self, certs: str, *, ecdsa: tuple[Path, Path] | None = None) -> None:
         spec: dict[str, Any] = {"certs": certs}
@@ -860,7 +863,7 @@ class MpProcess:
             spec["ecdsa_chain"], spec["ecdsa_key"] = str(ecdsa[0]), str(ecdsa[1])
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.bench", "_serve", json.dumps(spec)],
+            [sys.executable, "-m", "lab.tools.bench.bench", "_serve", json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         try:
             hello = self._read(60)
@@ -1646,7 +1649,7 @@ def cli_main(args: argparse.Namespace) -> int:
 
 def _child_main(argv: Sequence[str]) -> int:
     if len(argv) != 2 or argv[0] != "_serve":
-        print("usage: python -m lab.bench _serve SPEC (internal to ibcm-lab bench)",
+        print("usage: python -m lab.tools.bench.bench _serve SPEC (internal to ibcm-lab bench)",
               file=sys.stderr)
         return 2
     return run_loop(_serve_mp(json.loads(argv[1])))

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import serialization
 
 from lab.clock import Clock
 from lab.errors import UsageError
-from lab.network import LOOPBACK, Network
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
+from lab.protocols.network import LOOPBACK, Network
 from lab.scenario.loader import load_scenario
 from lab.scenario.model import Scenario
 from lab.servers.deployment import Deployment, Directory

@@ -2,7 +2,7 @@
 
 The directory server (:mod:`lab.servers.ldap_app`) and CryptoAPI's LDAP retrieval
 (:mod:`lab.cryptoapi.ldap`) never import each other; both speak through this module, as
-both sides of HTTP speak through :mod:`lab.network`.
+both sides of HTTP speak through :mod:`lab.protocols.network`.
 
 Why these libraries, and why not ldap3's ``Connection``:
 

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                         description="Sweep the dimensions that decide IBCM outcomes and print "
                                     "a grid: rows are configurations, columns client "
                                     "situations, each cell ok or the short failure name.")
-    from lab.matrix_spec import DIMENSIONS, SITUATIONS
+    from lab.matrix.spec import DIMENSIONS, SITUATIONS
 
     for dim in DIMENSIONS:
         mx.add_argument(f"--{dim.key.replace('_', '-')}", default=None, metavar="V[,V...]",
@@ -228,7 +228,7 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def _matrix(args: argparse.Namespace) -> int:
-    from lab.matrix import DIMENSIONS, make_selection, run_matrix
+    from lab.matrix.sweep import DIMENSIONS, make_selection, run_matrix
     from lab.report import matrixout
 
     choices = {d.key: _split(getattr(args, d.key)) for d in DIMENSIONS}
@@ -257,27 +257,27 @@ def _matrix(args: argparse.Namespace) -> int:
 
 
 def _check_cert(args: argparse.Namespace) -> int:
-    from lab.checkcert import cli_main
+    from lab.tools.checkcert.checkcert import cli_main
 
     args.certs = _certs(args.certs)
     return cli_main(args)
 
 
 def _ccmsetup(args: argparse.Namespace) -> int:
-    from lab.ccmlint import cli_main
+    from lab.configmgr.lint import cli_main
 
     return cli_main(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from lab.serve import cli_main
+    from lab.tools.serve import cli_main
 
     args.certs = _certs(args.certs)
     return cli_main(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from lab.bench import cli_main
+    from lab.tools.bench.bench import cli_main
 
     args.certs = _certs(args.certs)
     return cli_main(args)
@@ -297,9 +297,9 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from lab.demo import _scene, demo_paths, present
     from lab.run import run_loaded
     from lab.scenario.loader import load_all
+    from lab.tools.demo import _scene, demo_paths, present
 
     if args.scene is not None:
         _scene(args.scene)

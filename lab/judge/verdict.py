@@ -12,8 +12,8 @@ from lab.client.agent import StepObservation
 from lab.client.winhttp import HttpOutcome, OpenSslJudgement
 from lab.codes import Code, flag_names
 from lab.cryptoapi.revocation import RevocationResult
-from lab.logline import LogLine
 from lab.pki.build import BuiltPKI
+from lab.results.logline import LogLine
 from lab.scenario.model import CAKind, ClientSpec, Scenario, StepSpec
 
 SITE_BOX = ('"Clients check the certificate revocation list (CRL) for site systems" '

@@ -1,6 +1,6 @@
 """The matrix's dimensions and client situations, as plain data.
 
-Kept apart from :mod:`lab.matrix` so that the command line can list them without importing
+Kept apart from :mod:`lab.matrix.sweep` so that the command line can list them without importing
 the lab (``ibcm-lab --help`` stays fast).
 """
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from lab.ccmsetup import parse_ccmsetup
 from lab.clock import Clock
+from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import UsageError
-from lab.matrix_spec import (
+from lab.judge.verdict import StepResult
+from lab.matrix.spec import (
     ACTIONS,
     DIMENSION_BY_KEY,
     DIMENSIONS,
@@ -48,7 +49,6 @@ from lab.scenario.model import (
     Site,
     StepSpec,
 )
-from lab.verdict import StepResult
 
 __all__ = ["ACTIONS", "DIMENSIONS", "DIMENSION_BY_KEY", "SITUATIONS", "SITUATION_BY_KEY",
            "Cell", "Dimension", "MatrixResult", "Row", "Selection", "Situation", "fold",

@@ -7,8 +7,8 @@ its source, the fix and the corrected command line, then one line with every fix
 
 Two stages:
 
-1. **Syntax.** :func:`lab.ccmsetup.parse_ccmsetup` rejects malformed lines (unbalanced quotes,
-   unknown names, bad values). Each rejection becomes an *error* finding with the parser's
+1. **Syntax.** :func:`lab.configmgr.ccmsetup.parse_ccmsetup` rejects malformed lines (unbalanced
+   quotes, unknown names, bad values). Each rejection becomes an *error* finding with the parser's
    message; the linter repairs the line (closes the quote, corrects the spelling, drops what
    cannot be saved) and parses again, until the line parses. The corrected line of a syntax
    finding is that first parseable line (every syntax repair applied), so it always parses.
@@ -23,8 +23,8 @@ the linter was not given (the site code, the internet FQDN) has no corrected lin
 names the option to pass.
 
 Corrected lines are re-quoted with :func:`join_windows_command_line`, the inverse of
-:func:`lab.ccmsetup.split_windows_command_line`; quoting may therefore look different from the
-original while meaning the same arguments.
+:func:`lab.configmgr.ccmsetup.split_windows_command_line`; quoting may therefore look
+different from the original while meaning the same arguments.
 
 Sources: ``../shared/reference/ibcm-fidelity.md`` (cited as "fidelity §") and the seed
 document (``../shared/seed/README.md``, cited as "seed §").
@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from lab.ccmsetup import (
+from lab.configmgr.ccmsetup import (
     KNOWN_PARAMETERS,
     KNOWN_PROPERTIES,
     CcmsetupCommand,
@@ -71,7 +71,7 @@ Severity = Literal["error", "warning", "info"]
 
 _SRC_SYNTAX: Final = "fidelity §1.1 [V] (ccmsetup syntax: /parameter:value, then PROPERTY=value)"
 _SRC_QUOTING: Final = (
-    "CommandLineToArgvW quoting rules (lab/ccmsetup.py split_windows_command_line); "
+    "CommandLineToArgvW quoting rules (lab/configmgr/ccmsetup.py split_windows_command_line); "
     "fidelity §1.1 [V] (values with spaces must be quoted)"
 )
 _SRC_USEPKICERT: Final = (
