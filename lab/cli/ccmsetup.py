@@ -1,0 +1,32 @@
+"""``ibcm-lab ccmsetup``: lint a ccmsetup command line for an IBCM site."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "ccmsetup"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+               certs_help: str) -> None:
+    lint = sub.add_parser("ccmsetup", help="lint a ccmsetup command line for an IBCM site",
+                          description="Check a ccmsetup command line against the site it will "
+                                      "be used with; each finding comes with the corrected "
+                                      "command line.")
+    lint.add_argument("line", metavar="COMMAND_LINE",
+                      help="the whole ccmsetup command line, quoted for your shell")
+    lint.add_argument("--site-code", default=None, metavar="XYZ",
+                      help="the site's code (SMSSITECODE should name it)")
+    lint.add_argument("--intranet-fqdn", default=None, metavar="FQDN",
+                      help="the MP's intranet FQDN")
+    lint.add_argument("--internet-fqdn", default=None, metavar="FQDN",
+                      help="the site's internet-facing MP FQDN (CCMHOSTNAME should name it)")
+    lint.add_argument("--https-or-http", action="store_true",
+                      help="the site allows HTTP too (default: HTTPS only)")
+    lint.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def command(args: argparse.Namespace) -> int:
+    from lab.configmgr.lint import cli_main
+
+    return cli_main(args)
