@@ -79,8 +79,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        command: Callable[[argparse.Namespace], int] = args.handler
+        return command(args)
     except LabError as e:
         print(f"ibcm-lab: error: {e}", file=sys.stderr)
         return e.exit_code
