@@ -12,7 +12,8 @@ import asyncio
 import itertools
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,8 +97,8 @@ def _ad_mp(scenario: Scenario, network: Network) -> Callable[[Machine], tuple[st
 class ClientDriver:
     """One simulated client on a staged lab, driven a step at a time.
 
-    ``run_scenario`` drives each ``[[client]]`` through its steps with it; the pytest plugin
-    drives clients step by step from a test. Close it (or use ``async with``) to release its
+    ``run_scenario`` drives each ``[[client]]`` through its steps with it; ``lab.session``
+    drives clients step by step from Python. Close it (or use ``async with``) to release its
     HTTP session.
     """
 
@@ -157,6 +158,14 @@ async def stage_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
     return deployment
 
 
+@asynccontextmanager
+async def staged_lab(scenario: Scenario, cache: PKICache, scratch: Path
+                     ) -> AsyncIterator[tuple[RunningLab, Deployment]]:
+    """Servers of their own with ``scenario`` staged on them; stopped on exit."""
+    async with start_lab(scratch=str(scratch)) as lab:
+        yield lab, await stage_scenario(lab, scenario, cache)
+
+
 async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                        scratch: Path) -> ScenarioResult:
     started = time.perf_counter()
@@ -174,11 +183,11 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                           directory_log=list(lab.directory_log))
 
 
-async def run_loaded(scenarios: Sequence[Scenario], *, certs: str | Path = DEFAULT_CERTS
-                     ) -> RunResult:
-    """Run already-loaded scenarios in one lab."""
+async def run_loaded(scenarios: Sequence[Scenario], *, certs: str | Path = DEFAULT_CERTS,
+                     cache: PKICache | None = None) -> RunResult:
+    """Run already-loaded scenarios in one lab (keys from ``cache``, else from ``certs``)."""
     started = time.perf_counter()
-    cache = PKICache(certs)
+    cache = PKICache(certs) if cache is None else cache
     result = RunResult()
     with tempfile.TemporaryDirectory(prefix="ibcm-lab-") as scratch:
         async with start_lab(scratch=scratch) as lab:
@@ -196,4 +205,4 @@ def run_paths(paths: Sequence[str | Path], *, certs: str | Path = DEFAULT_CERTS)
 
 
 __all__ = ["ClientDriver", "ClientResult", "RunResult", "ScenarioResult", "run_loaded",
-           "run_paths", "run_scenario", "stage_scenario"]
+           "run_paths", "run_scenario", "stage_scenario", "staged_lab"]

@@ -18,14 +18,9 @@ from pathlib import Path
 import pytest
 from labtest import SCENARIOS
 
-from lab.pytest_plugin import (
-    ClientFactory,
-    LabSession,
-    StepMissed,
-    is_scenario_file,
-    step_lines,
-)
+from lab.pytest_plugin import ClientFactory, is_scenario_file, step_lines
 from lab.scenario.loader import load_scenario
+from lab.session import LabSession, StepMissed
 
 pytest_plugins = ["pytester"]
 
