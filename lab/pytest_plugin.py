@@ -46,14 +46,15 @@ from _pytest._code.code import ReprFileLocation, TerminalRepr
 
 from lab.clock import Clock
 from lab.errors import LabError, ScenarioError
-from lab.judge.verdict import StepResult
 from lab.logs.writer import write_logs
 from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
 from lab.protocols.network import HostMap, Network
 from lab.report.text import evidence_lines, step_summary
 from lab.results.logline import LogLine
-from lab.run import ClientDriver, RunResult, ScenarioResult, run_loaded, stage_scenario
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
+from lab.run import ClientDriver, run_loaded, stage_scenario
 from lab.scenario.loader import load_scenario, load_scenario_text
 from lab.scenario.model import Action, ClientSpec, Scenario, StepSpec, Zone
 from lab.servers.deployment import Deployment
@@ -551,7 +552,7 @@ def _choice(kind: type[Action] | type[Zone], value: str, what: str) -> Any:
 class LabClient:
     """One client of a staged scenario, driven step by step.
 
-    ``step()`` runs one step and returns its :class:`~lab.judge.verdict.StepResult` (``outcome``,
+    ``step()`` runs one step and returns its :class:`~lab.results.verdicts.StepResult` (``outcome``,
     ``identifiers``, ``explanation``, ``fix``, ``log`` ...). With ``expect`` it also checks the
     result and raises :class:`StepMissed` (an AssertionError) when it is not met. The client
     keeps its state between steps (installed, registered, the site settings it learned).

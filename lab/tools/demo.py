@@ -35,7 +35,6 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.errors import UsageError
-from lab.judge.verdict import StepResult
 from lab.report.certutil import render_step_trace
 from lab.report.text import (
     EVIDENCE_LABEL,
@@ -50,7 +49,8 @@ from lab.report.text import (
     trace_text,
     write_plain,
 )
-from lab.run import RunResult, ScenarioResult
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 from lab.scenario.model import Scenario
 
 HEADER = "ibcm-lab demo: the seed document, reproduced on loopback"
