@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lab.errors import LabError, ScenarioError
-    from lab.run import RunResult, run_loaded, run_paths
+    from lab.results.runs import RunResult
+    from lab.run import run_loaded, run_paths
     from lab.scenario.loader import load_scenario, load_scenario_text
     from lab.session import LabClient, LabSession, StagedLab, StepMissed
 
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "LabError": "lab.errors",
     "ScenarioError": "lab.errors",
-    "RunResult": "lab.run",
+    "RunResult": "lab.results.runs",
     "run_loaded": "lab.run",
     "run_paths": "lab.run",
     "load_scenario": "lab.scenario.loader",

@@ -44,7 +44,7 @@ import pytest
 
 from lab.errors import LabError, ScenarioError
 from lab.logs.writer import write_logs
-from lab.run import RunResult, ScenarioResult
+from lab.results.runs import RunResult, ScenarioResult
 from lab.scenario.loader import load_scenario
 from lab.scenario.model import Scenario
 from lab.session import LabClient, LabSession, ScenarioSource, StepMissed, short_miss

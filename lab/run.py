@@ -14,7 +14,6 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -22,63 +21,20 @@ import aiohttp
 from lab.client.agent import SimulatedClient
 from lab.client.winhttp import WinHttp
 from lab.clock import Clock
-from lab.judge.verdict import StepResult, judge_step, mp_answer
-from lab.pki.build import BuiltPKI, build_pki
+from lab.judge.verdict import judge_step, mp_answer
+from lab.pki.build import build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import Machine, Network, ZoneResolver
-from lab.results.logline import LogLine
+from lab.results.runs import ClientResult, RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 from lab.scenario.loader import load_all
 from lab.scenario.model import ClientSpec, Scenario, StepSpec, Zone
-from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
+from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab, start_lab
 
 DEFAULT_CERTS = Path("certs")
 STEP_GAP_MS = 1000
 """Simulated time between two steps of a client (their log lines are a second apart)."""
-
-
-@dataclass
-class ClientResult:
-    name: str
-    steps: list[StepResult]
-
-
-@dataclass
-class ScenarioResult:
-    scenario: Scenario
-    pki: BuiltPKI
-    clients: list[ClientResult]
-    wall_ms: float = 0.0
-    mp_records: list[MpRecord] = field(default_factory=list)
-    """Every request the MP answered (the IIS log)."""
-    mp_log: list[LogLine] = field(default_factory=list)
-    """The MP's own log lines (MP_RegistrationManager.log)."""
-    directory_log: list[DirectoryRecord] = field(default_factory=list)
-    """Every LDAP operation the DC answered (the directory's request log)."""
-    faults: list[str] = field(default_factory=list)
-    """The scenario's active fault knobs (``name=value``)."""
-
-    @property
-    def passed(self) -> bool:
-        return all(s.met for c in self.clients for s in c.steps)
-
-    @property
-    def steps(self) -> list[StepResult]:
-        return [s for c in self.clients for s in c.steps]
-
-
-@dataclass
-class RunResult:
-    scenarios: list[ScenarioResult] = field(default_factory=list)
-    wall_ms: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return all(s.passed for s in self.scenarios)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.passed else 1
 
 
 _step_ids = itertools.count(1)
@@ -131,10 +87,9 @@ class ClientDriver:
         self.deployment.clock.advance(STEP_GAP_MS)
         self.resolver.machine = self.machine.moved(step.location)
         obs = await self.agent.run_step(step, step_id)
-        records = [(r.status, r.substatus, r.win32_status, r.detail, r.time_taken_ms)
-                   for r in self.lab.mp_records(step_id)]
         result = judge_step(self.deployment.scenario, self.deployment.pki, self.spec,
-                            len(self.results), step, obs, mp_answer(records))
+                            len(self.results), step, obs,
+                            mp_answer(self.lab.mp_records(step_id)))
         self.results.append(result)
         return result
 
@@ -204,5 +159,5 @@ def run_paths(paths: Sequence[str | Path], *, certs: str | Path = DEFAULT_CERTS)
     return asyncio.run(run_loaded(scenarios, certs=certs))
 
 
-__all__ = ["ClientDriver", "ClientResult", "RunResult", "ScenarioResult", "run_loaded",
-           "run_paths", "run_scenario", "stage_scenario", "staged_lab"]
+__all__ = ["ClientDriver", "run_loaded", "run_paths", "run_scenario", "stage_scenario",
+           "staged_lab"]

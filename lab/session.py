@@ -33,13 +33,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from lab.clock import Clock
-from lab.judge.verdict import StepResult
 from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
 from lab.protocols.network import HostMap, Network
 from lab.report.text import evidence_lines, step_summary
 from lab.results.logline import LogLine
-from lab.run import ClientDriver, RunResult, run_loaded, staged_lab
+from lab.results.runs import RunResult
+from lab.results.verdicts import StepResult
+from lab.run import ClientDriver, run_loaded, staged_lab
 from lab.scenario.loader import load_all, load_scenario, load_scenario_text
 from lab.scenario.model import Action, ClientSpec, Scenario, StepSpec, Zone
 from lab.servers.deployment import Deployment

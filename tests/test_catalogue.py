@@ -21,8 +21,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from labtest import INTERNET, INTRA, LDAP_CDP, PKI_CDP, SCENARIOS
 
 from lab.codes import flag_names
-from lab.judge.verdict import StepResult
-from lab.run import RunResult, ScenarioResult, run_loaded
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
 
 PREFIXES = ("server-", "client-", "dmz-", "timing-", "internet-only-")

@@ -11,11 +11,12 @@ from cryptography.hazmat.primitives import hashes
 
 from lab import codes
 from lab.cli import main
-from lab.cryptoapi.revocation import ElementStatus, RevocationResult, UrlAttempt
 from lab.errors import UsageError
-from lab.judge.verdict import StepResult
 from lab.report.certutil import TRACE_FILE, render_step_trace, render_trace, write_traces
-from lab.run import RunResult, ScenarioResult, run_loaded
+from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from labtest import plain_console, terminal
 
-from lab.run import RunResult, run_loaded
+from lab.results.runs import RunResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all
 from lab.tools.demo import SCENES, demo_paths, present, render_demo
 

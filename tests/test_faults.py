@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.judge.verdict import StepResult
-from lab.run import ScenarioResult, run_loaded
+from lab.results.runs import ScenarioResult
+from lab.results.verdicts import StepResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
 from lab.scenario.model import Faults
 

@@ -47,7 +47,8 @@ from lab.clock import Clock
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK
-from lab.run import RunResult, run_loaded
+from lab.results.runs import RunResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_scenario
 from lab.servers.harness import RunningLab, start_lab
 

@@ -32,9 +32,10 @@ from lab.logs.cmtrace import (
 from lab.logs.w3c import FIELDS, format_w3c, parse_w3c
 from lab.logs.writer import LDAP_LOG, MANIFEST, MP_SERVER_IP, machine_name, write_logs
 from lab.results.logline import LogLine
-from lab.run import ClientResult, RunResult, ScenarioResult, run_loaded
+from lab.results.records import MpRecord
+from lab.results.runs import ClientResult, RunResult, ScenarioResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all
-from lab.servers.deployment import MpRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"

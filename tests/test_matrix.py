@@ -15,19 +15,11 @@ import pytest
 
 from lab.cli import main
 from lab.errors import UsageError
-from lab.matrix.sweep import (
-    DIMENSIONS,
-    SITUATIONS,
-    Cell,
-    MatrixResult,
-    Row,
-    fold,
-    make_selection,
-    run_matrix,
-    scenario_for,
-)
+from lab.matrix.sweep import make_selection, run_matrix, scenario_for
 from lab.report.jsonout import step_dict
 from lab.report.matrixout import grid_table, matrix_dict, render_csv, render_json
+from lab.results.grid import DIMENSIONS, SITUATIONS
+from lab.results.matrix import Cell, MatrixResult, Row, fold
 
 SMALL = {"cdp": ["ldap", "http-internet"], "names": ["both"], "smsmp": ["https"],
          "ccmhostname": ["given"], "nocrlcheck": ["yes"]}

@@ -23,9 +23,11 @@ from pathlib import Path
 import pytest
 from labtest import SCENARIOS
 
-from lab.matrix.sweep import MatrixResult, make_selection, run_matrix
+from lab.matrix.sweep import make_selection, run_matrix
 from lab.report.html import environment, render_matrix_html, render_run_html
-from lab.run import RunResult, run_loaded
+from lab.results.matrix import MatrixResult
+from lab.results.runs import RunResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all
 
 CRL_ON = SCENARIOS / "seed4-internet-client-ldap-cdp-crl-on.toml"

@@ -18,9 +18,11 @@ import pytest
 import xmlschema
 from labtest import SCENARIOS
 
-from lab.matrix.sweep import MatrixResult, make_selection, row_name, run_matrix
+from lab.matrix.sweep import make_selection, run_matrix
 from lab.report.junit import render_matrix_junit, render_run_junit, row_label, xml_text
-from lab.run import RunResult, run_loaded
+from lab.results.matrix import MatrixResult, row_name
+from lab.results.runs import RunResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all
 
 XSD = Path(__file__).parent / "data" / "junit.xsd"

@@ -23,7 +23,8 @@ from lab.report.text import (
     styled,
     terminal_console,
 )
-from lab.run import RunResult, run_paths
+from lab.results.runs import RunResult
+from lab.run import run_paths
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 CRL_ON = SCENARIOS / "seed4-internet-client-ldap-cdp-crl-on.toml"

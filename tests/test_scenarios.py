@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from labtest import SCENARIOS
 
-from lab.judge.verdict import StepResult
-from lab.run import RunResult, ScenarioResult, run_loaded
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
+from lab.run import run_loaded
 from lab.scenario.loader import load_all, load_scenario_text
 
 

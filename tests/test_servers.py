@@ -48,8 +48,9 @@ from lab.clock import Clock, system_now
 from lab.pki.build import BuiltPKI, IssuedCert
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK
+from lab.results.records import MpRecord
 from lab.scenario.model import Zone
-from lab.servers.deployment import Deployment, MpRecord
+from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab
 
 REGISTRATION_ID = "GUID:8E8B5B8D-3C3A-4B7E-9A55-0F4B1C2D3E4F"

@@ -26,10 +26,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 def command(args: argparse.Namespace) -> int:
     from lab.run import run_loaded
     from lab.scenario.loader import load_all
-    from lab.tools.demo import _scene, demo_paths, present
+    from lab.tools.demo import demo_paths, present, scene_by_number
 
     if args.scene is not None:
-        _scene(args.scene)
+        scene_by_number(args.scene)  # a bad --scene is refused before anything loads
     scenarios = load_all(demo_paths(args.scene))
     result = asyncio.run(run_loaded(scenarios, certs=certs_folder(args.certs)))
     present(result, args.scene, pause=args.pause)

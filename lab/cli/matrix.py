@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         description="Sweep the dimensions that decide IBCM outcomes and print "
                                     "a grid: rows are configurations, columns client "
                                     "situations, each cell ok or the short failure name.")
-    from lab.matrix.spec import DIMENSIONS, SITUATIONS
+    from lab.results.grid import DIMENSIONS, SITUATIONS
 
     for dim in DIMENSIONS:
         mx.add_argument(f"--{dim.key.replace('_', '-')}", default=None, metavar="V[,V...]",
@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def command(args: argparse.Namespace) -> int:
-    from lab.matrix.sweep import DIMENSIONS, make_selection, run_matrix
+    from lab.matrix.sweep import make_selection, run_matrix
     from lab.report import matrixout
+    from lab.results.grid import DIMENSIONS
 
     choices = {d.key: split_list(getattr(args, d.key)) for d in DIMENSIONS}
     selection = make_selection(choices, split_list(args.clients))

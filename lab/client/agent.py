@@ -23,71 +23,22 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lab import codes
 from lab.client.certselect import select_certificate
-from lab.client.winhttp import ClientCertFiles, HttpOutcome, WinHttp
-from lab.codes import Code, WinHttpFlag, https_state
+from lab.client.winhttp import ClientCertFiles, WinHttp
+from lab.codes import WinHttpFlag, https_state
 from lab.configmgr.ccmsetup import CcmsetupCommand
 from lab.pki.build import IssuedCert
 from lab.protocols.network import Machine, Network
 from lab.results.logline import LogLine, thread_id
+from lab.results.observations import FailureKind, HttpOutcome, MpChoice, StepObservation
 from lab.scenario.model import Action, ClientSpec, StepSpec, Zone
 
 MPLIST_PATH = "/SMS_MP/.sms_aut?MPLIST"
 REQUEST_PATH = "/ccm_system/request"
 STEP_HEADER = "X-Lab-Step"
-
-
-@dataclass(frozen=True)
-class MpChoice:
-    host: str
-    https: bool
-    why: str
-
-
-@dataclass
-class StepObservation:
-    """What happened during one client step (the judge turns it into a result)."""
-
-    action: Action
-    location: Zone
-    connection: str = ""
-    """``intranet`` or ``internet``: the client's own view of where it is."""
-    mp: MpChoice | None = None
-    crl_check: bool | None = None
-    crl_source: str = ""
-    options: int | None = None
-    outcome: str = "ok"
-    failure: str | None = None
-    """A short kind: ``tls``, ``http``, ``connect``, ``install_from_internet``,
-    ``no_internet_mp``, ``no_mp``, ``not_installed``, ``not_registered``."""
-    error: Code | None = None
-    detail: str = ""
-    requests: list[HttpOutcome] = field(default_factory=list)
-    log: list[LogLine] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    extra_identifiers: set[str] = field(default_factory=set)
-
-    @property
-    def failed_request(self) -> HttpOutcome | None:
-        return next((r for r in self.requests if not r.ok), None)
-
-    @property
-    def target(self) -> str | None:
-        req = self.failed_request or (self.requests[-1] if self.requests else None)
-        return req.url if req else None
-
-    @property
-    def simulated_ms(self) -> int:
-        return sum(r.simulated_ms for r in self.requests)
-
-    def fail(self, failure: str, error: Code | None, detail: str) -> None:
-        self.outcome = "fail"
-        self.failure = failure
-        self.error = error
-        self.detail = detail
 
 
 @dataclass
@@ -226,11 +177,12 @@ class SimulatedClient:
         if out.ok:
             return True
         if out.connect_error is not None and (out.verdict is None or out.verdict.ok):
-            obs.fail("connect", out.connect_error, out.connect_detail)
+            obs.fail(FailureKind.CONNECT, out.connect_error, out.connect_detail)
         elif out.verdict is not None and not out.verdict.ok:
-            obs.fail("tls", out.verdict.error, "; ".join(p.detail for p in out.verdict.problems))
+            obs.fail(FailureKind.TLS, out.verdict.error,
+                     "; ".join(p.detail for p in out.verdict.problems))
         else:
-            obs.fail("http", codes.CCM_E_BAD_HTTP_STATUS_CODE,
+            obs.fail(FailureKind.HTTP, codes.CCM_E_BAD_HTTP_STATUS_CODE,
                      f"the MP answered HTTP {out.status} {out.reason}")
         if out.method == "CCM_POST":
             obs.extra_identifiers.update(codes.CCM_TRANSIENT_ERROR.identifiers())
@@ -250,11 +202,11 @@ class SimulatedClient:
             await self._browse(obs, machine, step_id)
             return obs
         if not self.state.installed:
-            obs.fail("not_installed", codes.LAB_CLIENT_NOT_INSTALLED,
+            obs.fail(FailureKind.NOT_INSTALLED, codes.LAB_CLIENT_NOT_INSTALLED,
                      "no earlier install step succeeded, so there is no client agent")
             return obs
         if step.action in (Action.POLICY, Action.INVENTORY) and not self.state.registered:
-            obs.fail("not_registered", codes.LAB_CLIENT_NOT_REGISTERED,
+            obs.fail(FailureKind.NOT_REGISTERED, codes.LAB_CLIENT_NOT_REGISTERED,
                      "the client is not registered with the site (no register step succeeded), "
                      "so the MP would not accept its messages")
             return obs
@@ -288,10 +240,10 @@ class SimulatedClient:
                        "intranet has set it again since" if self.state.internet_mp_cleared else
                        "it was installed without CCMHOSTNAME and has not refreshed its site "
                        "information on the intranet, where it would have learned the internet MP")
-                obs.fail("no_internet_mp", codes.LAB_NO_INTERNET_MP,
+                obs.fail(FailureKind.NO_INTERNET_MP, codes.LAB_NO_INTERNET_MP,
                          f"the client is on the internet but knows no internet-facing MP: {why}")
             else:
-                obs.fail("no_mp", codes.CCM_MP_NOT_FOUND,
+                obs.fail(FailureKind.NO_MP, codes.CCM_MP_NOT_FOUND,
                          "no SMSMP was given and the machine cannot look the MP up in AD")
             return None
         obs.mp = mp
@@ -302,7 +254,7 @@ class SimulatedClient:
         if not mp.https:
             return True
         if not self.cmd.use_pki_cert:
-            obs.fail("no_pki", codes.CCM_MP_NOT_FOUND,
+            obs.fail(FailureKind.NO_PKI, codes.CCM_MP_NOT_FOUND,
                      f"{mp.host} accepts HTTPS only, and without /UsePKICert the client "
                      "filters out every HTTPS management point")
             return False
@@ -315,7 +267,7 @@ class SimulatedClient:
                 obs.notes.append(f"Client certificate: {selection.detail}")
         else:
             self.http.client_cert = None
-            obs.fail("no_client_cert", selection.error,
+            obs.fail(FailureKind.NO_CLIENT_CERT, selection.error,
                      f"{selection.detail}, so the client cannot use PKI and filters out HTTPS "
                      "management points")
             obs.extra_identifiers.update(codes.CCM_E_NO_CLIENT_PKI_CERT.identifiers())
@@ -349,7 +301,7 @@ class SimulatedClient:
         else:
             mp = self._ad_choice(machine) or self.choose_mp("intranet", machine)
         if obs.connection == "internet":
-            obs.fail("install_from_internet", codes.LAB_INSTALL_FROM_INTERNET,
+            obs.fail(FailureKind.INSTALL_FROM_INTERNET, codes.LAB_INSTALL_FROM_INTERNET,
                      "the machine is on the internet without a VPN; ccmsetup needs the "
                      "intranet (or /source: media for an internet-only install)")
             if mp is not None:
@@ -364,7 +316,7 @@ class SimulatedClient:
                                      f"ccmsetup could not reach {mp.host}")
             return
         if mp is None:
-            obs.fail("no_mp", codes.CCM_MP_NOT_FOUND,
+            obs.fail(FailureKind.NO_MP, codes.CCM_MP_NOT_FOUND,
                      "ccmsetup has no /mp:, no SMSMP and cannot look the MP up in AD")
             return
         obs.mp = mp
@@ -384,7 +336,8 @@ class SimulatedClient:
             known = self.choose_mp("intranet", machine)
             host = known.host if known else None
         if host is None:
-            obs.fail("no_mp", codes.CCM_MP_NOT_FOUND, "the machine knows no MP name to browse to")
+            obs.fail(FailureKind.NO_MP, codes.CCM_MP_NOT_FOUND,
+                     "the machine knows no MP name to browse to")
             return
         obs.mp = MpChoice(host, True, "the MP name the admin types into the browser")
         obs.crl_check, obs.crl_source = False, "the browser (it does not hard-fail on revocation)"
@@ -395,7 +348,7 @@ class SimulatedClient:
         obs.requests.append(out)
         if self._judge_request(obs, out):
             obs.notes.append("The browser shows the MPList XML")
-        elif obs.failure == "http":
+        elif obs.failure is FailureKind.HTTP:
             obs.error = None  # a browser shows the status, not a ConfigMgr code
             obs.extra_identifiers.clear()
 
@@ -423,7 +376,8 @@ class SimulatedClient:
             client_id = reply.get("ClientID") or self.guid
             approval = reply.get("ApprovalStatus") or "1"
         except ET.ParseError:
-            obs.fail("http", codes.CCM_E_BAD_HTTP_STATUS_CODE, "the MP's reply is not XML")
+            obs.fail(FailureKind.HTTP, codes.CCM_E_BAD_HTTP_STATUS_CODE,
+                     "the MP's reply is not XML")
             return
         self.state.registered = True
         self.state.client_id = client_id
@@ -444,7 +398,8 @@ class SimulatedClient:
         try:
             reply = ET.fromstring(out.body)
         except ET.ParseError:
-            obs.fail("http", codes.CCM_E_BAD_HTTP_STATUS_CODE, "the MP's reply is not XML")
+            obs.fail(FailureKind.HTTP, codes.CCM_E_BAD_HTTP_STATUS_CODE,
+                     "the MP's reply is not XML")
             return
         site = reply.find("Site")
         ssl_state = int(site.get("SSLState", "0")) if site is not None else 0

@@ -25,7 +25,7 @@ import os
 import ssl
 import tempfile
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -37,12 +37,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab import codes
 from lab.clock import Clock
-from lab.codes import Code
-from lab.cryptoapi.chain import ChainVerdict, build_chain, policy_problems, revocation_problems
+from lab.cryptoapi.chain import build_chain, policy_problems, revocation_problems
 from lab.cryptoapi.retrieval import Retriever
-from lab.cryptoapi.revocation import RevocationResult, check_chain
+from lab.cryptoapi.revocation import check_chain
 from lab.pki.urls import cert_aia_urls
 from lab.protocols.network import LOOPBACK, Machine, Network
+from lab.results.observations import (
+    ChainVerdict,
+    HttpOutcome,
+    OpenSslJudgement,
+    RevocationResult,
+)
 
 if TYPE_CHECKING:
     from lab.cryptoapi.retrieval import HostPorts
@@ -62,15 +67,6 @@ OPENSSL_CATEGORIES = {
     7: "signature",
 }
 """OpenSSL verify codes (openssl-and-certutil.md §5) mapped to the engine's vocabulary."""
-
-
-@dataclass(frozen=True)
-class OpenSslJudgement:
-    verify_code: int
-    verify_message: str
-    category: str
-    agrees: bool
-    """Whether OpenSSL's verdict matches the Windows-semantics engine's."""
 
 
 @dataclass(frozen=True)
@@ -114,44 +110,6 @@ class _SharedContexts:
 
 
 _SHARED = _SharedContexts()
-
-
-@dataclass
-class HttpOutcome:
-    """Everything one request went through, for the step result and the logs."""
-
-    method: str
-    url: str
-    host: str
-    port: int
-    secure: bool
-    crl_check: bool
-    connect_error: Code | None = None
-    connect_detail: str = ""
-    verdict: ChainVerdict | None = None
-    openssl: OpenSslJudgement | None = None
-    status: int | None = None
-    reason: str | None = None
-    body: bytes = b""
-    simulated_ms: int = 0
-    notes: list[str] = field(default_factory=list)
-    present_cert: bool = True
-
-    @property
-    def winhttp_error(self) -> Code | None:
-        if self.connect_error is not None:
-            return self.connect_error
-        if self.verdict is not None and not self.verdict.ok:
-            return codes.ERROR_WINHTTP_SECURE_FAILURE
-        return None
-
-    @property
-    def flags(self) -> int:
-        return self.verdict.flags if self.verdict is not None else 0
-
-    @property
-    def ok(self) -> bool:
-        return self.winhttp_error is None and self.status == 200
 
 
 class WinHttp:

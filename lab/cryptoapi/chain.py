@@ -9,67 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab import codes
-from lab.codes import Code, WinHttpFlag
-from lab.cryptoapi.revocation import RevocationResult
-
-
-@dataclass(frozen=True)
-class ChainProblem:
-    error: Code
-    flag: WinHttpFlag
-    category: str
-    """``trust``, ``date``, ``usage``, ``name``, ``revoked``, ``offline`` or ``signature``:
-    the vocabulary the OpenSSL cross-check maps its verify codes to."""
-    detail: str
-    openssl_blind: bool = False
-    """A problem OpenSSL does not look for (a missing delta CRL): its silence is no
-    disagreement."""
-
-
-@dataclass(frozen=True)
-class ChainVerdict:
-    chain: tuple[x509.Certificate, ...]
-    """End entity first; ends at a trusted root when the chain is complete."""
-    problems: tuple[ChainProblem, ...]
-    revocation: RevocationResult = field(default_factory=lambda: RevocationResult(False))
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def flags(self) -> int:
-        value = 0
-        for p in self.problems:
-            value |= p.flag
-        return value
-
-    @property
-    def error(self) -> Code | None:
-        """The error CryptoAPI's SSL policy reports first (chain, revocation, then name)."""
-        order = ("trust", "signature", "revoked", "date", "usage", "offline", "name")
-        for category in order:
-            for p in self.problems:
-                if p.category == category:
-                    return p.error
-        return None
-
-    @property
-    def categories(self) -> set[str]:
-        return {p.category for p in self.problems}
-
-    @property
-    def openssl_visible(self) -> set[str]:
-        """The categories OpenSSL would also report."""
-        return {p.category for p in self.problems if not p.openssl_blind}
-
+from lab.codes import WinHttpFlag
+from lab.results.observations import ChainProblem, RevocationResult
 
 USAGE_NAMES = {
     ExtendedKeyUsageOID.SERVER_AUTH: "Server Authentication (1.3.6.1.5.5.7.3.1)",

@@ -18,31 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from lab import codes
-from lab.codes import Code
 from lab.cryptoapi.retrieval import Retrieval, Retriever, load_crl
 from lab.pki.urls import cert_cdp_urls
-
-
-@dataclass(frozen=True)
-class UrlAttempt:
-    """One CDP URL of one certificate, as the retrieval trace shows it."""
-
-    url: str
-    result: str
-    """``verified``, ``expired``, ``not_yet_valid``, ``invalid``, ``failed`` or ``not_tried``."""
-    error: Code | None
-    detail: str
-    simulated_ms: int
-    crl_number: int | None = None
-    source: str = ""
-    """How the bytes came when they came over LDAP (``retrieved over LDAP from
-    DC01.contoso.local (127.0.0.1:port)``); empty otherwise."""
+from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt, crl_number
 
 
 def _attempt(url: str, result: str, detail: str, got: Retrieval,
@@ -51,63 +34,6 @@ def _attempt(url: str, result: str, detail: str, got: Retrieval,
     source = got.detail if got.protocol == "ldap" else ""
     return UrlAttempt(url, result, None, f"{detail}; {source}" if source else detail,
                       got.simulated_ms, number, source)
-
-
-@dataclass(frozen=True)
-class ElementStatus:
-    """The revocation status of one certificate of the chain."""
-
-    subject: str
-    issuer: str
-    serial: int
-    status: str
-    """``good``, ``revoked``, ``offline`` or ``no_check``."""
-    error: Code | None
-    urls: tuple[UrlAttempt, ...]
-    delta_urls: tuple[UrlAttempt, ...] = ()
-    """Delta CRL URLs named by the good base CRL's Freshest CRL extension, as tried."""
-    delta_missing: bool = False
-    """Offline only because no good delta CRL was found (OpenSSL does not require deltas)."""
-
-
-@dataclass(frozen=True)
-class RevocationResult:
-    checked: bool
-    elements: tuple[ElementStatus, ...] = ()
-    crls: tuple[x509.CertificateRevocationList, ...] = ()
-    """Every CRL that was retrieved and parsed (good or stale), for the OpenSSL cross-check."""
-
-    @property
-    def status(self) -> str:
-        """The worst element status: ``revoked`` > ``offline`` > ``no_check`` > ``good``."""
-        order = ("revoked", "offline", "no_check")
-        for s in order:
-            if any(e.status == s for e in self.elements):
-                return s
-        return "good" if self.checked else "not_checked"
-
-    @property
-    def error(self) -> Code | None:
-        for s in ("revoked", "offline", "no_check"):
-            for e in self.elements:
-                if e.status == s:
-                    return e.error
-        return None
-
-    @property
-    def simulated_ms(self) -> int:
-        return sum(u.simulated_ms for u in self.urls)
-
-    @property
-    def urls(self) -> tuple[UrlAttempt, ...]:
-        return tuple(u for e in self.elements for u in (*e.urls, *e.delta_urls))
-
-
-def crl_number(crl: x509.CertificateRevocationList) -> int | None:
-    try:
-        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        return None
 
 
 def _issuer_can_sign_crls(issuer: x509.Certificate) -> bool:

@@ -3,7 +3,7 @@ behind ``ibcm-lab run --out DIR``.
 
 * :mod:`lab.logs.cmtrace`: ``format_line``, ``format_log``, ``CMTRACE_LINE``, ``parse_line``
 * :mod:`lab.logs.w3c`: ``format_w3c``, ``parse_w3c``
-* :mod:`lab.logs.writer`: ``write_logs`` (imported lazily: it needs :mod:`lab.run`)
+* :mod:`lab.logs.writer`: ``write_logs`` (not imported here: it needs the run results)
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from lab.servers.deployment import DirectoryRecord
+from lab.results.records import DirectoryRecord
 
 EOL = "\r\n"
 FILE_NAME = "ibcm-lab-ldap.log"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from lab.servers.deployment import MpRecord
+from lab.results.records import MpRecord
 
 EOL = "\r\n"
 SOFTWARE = "Microsoft Internet Information Services 10.0"

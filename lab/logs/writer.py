@@ -34,7 +34,6 @@ from pathlib import Path
 
 from lab.clock import zone_info
 from lab.errors import UsageError
-from lab.judge.verdict import StepResult
 from lab.logs.cmtrace import EOL, format_entries
 from lab.logs.cmtrace import format_log as format_cmtrace
 from lab.logs.ldaplog import FILE_NAME as LDAP_LOG
@@ -42,7 +41,8 @@ from lab.logs.ldaplog import format_log as format_ldap_log
 from lab.logs.w3c import format_w3c
 from lab.protocols.network import Network
 from lab.results.logline import LogLine
-from lab.run import RunResult, ScenarioResult
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 
 MP_SERVER_IP = "127.0.0.1"
 """``s-ip`` of the MP's W3C lines: the address the mock MP really listens on (everything in

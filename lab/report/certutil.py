@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from lab.clock import zone_info
 from lab.codes import Code
-from lab.cryptoapi.revocation import ElementStatus, RevocationResult, UrlAttempt, crl_number
 from lab.errors import UsageError
-from lab.judge.verdict import StepResult
 from lab.pki.urls import cert_aia_urls
-from lab.run import RunResult
+from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt, crl_number
+from lab.results.runs import RunResult
+from lab.results.verdicts import StepResult
 
 TRACE_FILE = "certutil-urlfetch.txt"
 CHAIN_FLAGS = "ChainFlags = CERT_CHAIN_REVOCATION_CHECK_CHAIN_EXCLUDE_ROOT (0x40000000)"

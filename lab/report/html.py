@@ -26,14 +26,15 @@ from urllib.parse import urlsplit
 import jinja2
 
 from lab.clock import zone_info
-from lab.judge.verdict import StepResult
 from lab.logs.cmtrace import format_entries
-from lab.matrix.sweep import DIMENSIONS, SITUATION_BY_KEY, MatrixResult
 from lab.report.certutil import render_step_trace
 from lab.report.jsonout import step_dict
 from lab.report.junit import row_label, summary, testcase_name
+from lab.results.grid import DIMENSIONS, SITUATION_BY_KEY
 from lab.results.logline import LogLine
-from lab.run import RunResult, ScenarioResult
+from lab.results.matrix import MatrixResult
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 
 SEVERITY = {1: "I", 2: "W", 3: "E"}
 """CMTrace ``type`` as a letter (CMTrace itself highlights 2 yellow and 3 red)."""

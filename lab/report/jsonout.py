@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from lab.codes import Code, flag_names
-from lab.judge.verdict import StepResult
-from lab.run import RunResult, ScenarioResult
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 
 
 def _code(code: Code | None, message: str | None = None) -> dict[str, Any] | None:

@@ -21,12 +21,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lab.judge.verdict import StepResult
-from lab.matrix.sweep import DIMENSIONS, SITUATION_BY_KEY, Cell, MatrixResult, Row, row_name
 from lab.report.certutil import render_step_trace
 from lab.report.jsonout import step_dict
+from lab.results.grid import DIMENSIONS, SITUATION_BY_KEY
 from lab.results.logline import LogLine
-from lab.run import RunResult, ScenarioResult
+from lab.results.matrix import Cell, MatrixResult, Row, row_name
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 
 # Characters XML 1.0 cannot carry at all (scenario text is user input).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab.matrix.sweep import DIMENSIONS, SITUATION_BY_KEY, MatrixResult, fold
+from lab.results.grid import DIMENSIONS, SITUATION_BY_KEY
+from lab.results.matrix import MatrixResult, fold
 
 HEADERS = {"cdp": "CDP", "site_crl": "site CRL", "nocrlcheck": "/NoCRLCheck",
            "names": "MP names", "smsmp": "SMSMP", "ccmhostname": "CCMHOSTNAME"}

@@ -22,8 +22,8 @@ from rich.rule import Rule
 from rich.text import Text
 
 from lab.codes import flag_names
-from lab.judge.verdict import StepResult
-from lab.run import RunResult, ScenarioResult
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 
 WIDTH = 100
 EVIDENCE_LABEL = 9

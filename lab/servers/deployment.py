@@ -3,7 +3,6 @@ the records the servers keep."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -93,57 +92,6 @@ class Directory:
     def __len__(self) -> int:
         """How many (object, binary attribute) pairs the CAs published."""
         return self._count
-
-
-@dataclass(frozen=True)
-class MpRecord:
-    """One request the mock MP answered: the fields an IIS W3C log line carries."""
-
-    time: dt.datetime
-    step: str | None
-    """The lab's correlation id for the client step that sent it (``X-Lab-Step``)."""
-    method: str
-    uri_stem: str
-    uri_query: str
-    port: int
-    client_ip: str
-    user_agent: str
-    host: str
-    status: int
-    substatus: int
-    win32_status: int
-    detail: str
-    """Why the MP answered as it did (for explanations; not part of a real IIS log)."""
-    time_taken_ms: int = 0
-    """Simulated time the answer took: IIS's CRL retrieval time-outs for the client
-    certificate (``time-taken`` in the W3C log)."""
-
-
-@dataclass(frozen=True)
-class DirectoryRecord:
-    """One LDAP operation the lab's DC answered (or a PDU it refused), for the directory's
-    log: the lab's own record, not a Windows log format."""
-
-    time: dt.datetime
-    connection: int
-    """The server's number for the TCP connection (1, 2, ...)."""
-    peer: str
-    """``127.0.0.1:port`` of the client."""
-    message_id: int
-    operation: str
-    """``bind``, ``search``, ``unbind``, ``abandon``, ``extended``, ``modify``, ``add``,
-    ``delete``, ``modDN``, ``compare``, or ``malformed`` for a PDU that does not decode."""
-    dn: str = ""
-    scope: str = ""
-    """``base``, ``one`` or ``sub`` (searches)."""
-    filter: str = ""
-    attributes: tuple[str, ...] = ()
-    result: str = ""
-    """The RFC 4511 result name (``success``, ``noSuchObject``, ...); empty for operations
-    that get no response (unbind, abandon)."""
-    entries: int = 0
-    """Search: how many entries were returned."""
-    detail: str = ""
 
 
 @dataclass

@@ -33,8 +33,9 @@ from cryptography.x509.oid import NameOID
 from lab.cryptoapi.retrieval import CrlCache, Retriever
 from lab.errors import HarnessError
 from lab.protocols.network import LOOPBACK, HostMap, ZoneResolver
+from lab.results.records import DirectoryRecord, MpRecord
 from lab.servers.cdp_app import make_cdp_handler
-from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
+from lab.servers.deployment import Deployment
 from lab.servers.faults import log_active
 from lab.servers.iis import AnyMethodServer
 from lab.servers.ldap_app import DirectoryServer

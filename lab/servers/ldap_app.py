@@ -59,7 +59,8 @@ from lab.protocols.ldapwire import (
     result_name,
     search_entry,
 )
-from lab.servers.deployment import DirectoryObject, DirectoryRecord
+from lab.results.records import DirectoryRecord
+from lab.servers.deployment import DirectoryObject
 from lab.servers.state import DirectoryState
 
 log = logging.getLogger("ibcm-lab.ldap")

@@ -32,7 +32,7 @@ from lab.cryptoapi.chain import build_chain, has_usage
 from lab.cryptoapi.revocation import check_chain
 from lab.protocols.network import read_bounded
 from lab.results.logline import LogLine, thread_id
-from lab.servers.deployment import MpRecord
+from lab.results.records import MpRecord
 from lab.servers.faults import mp_refusal
 from lab.servers.state import ClientCertVerdict, MpState
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from lab.cryptoapi.retrieval import Retriever
 from lab.results.logline import LogLine
-from lab.servers.deployment import Deployment, DirectoryRecord, MpRecord
+from lab.results.records import DirectoryRecord, MpRecord
+from lab.servers.deployment import Deployment
 
 
 @dataclass

@@ -35,7 +35,6 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.errors import UsageError
-from lab.judge.verdict import StepResult
 from lab.report.certutil import render_step_trace
 from lab.report.text import (
     EVIDENCE_LABEL,
@@ -50,11 +49,14 @@ from lab.report.text import (
     trace_text,
     write_plain,
 )
-from lab.run import RunResult, ScenarioResult
+from lab.results.runs import RunResult, ScenarioResult
+from lab.results.verdicts import StepResult
 from lab.scenario.model import Scenario
 
 HEADER = "ibcm-lab demo: the seed document, reproduced on loopback"
 TRACE_HEADING = "certutil-style trace of the failing step's revocation check:"
+
+
 @dataclass(frozen=True)
 class Scene:
     section: str
@@ -103,12 +105,13 @@ def bundled_dir() -> Path:
 
 def demo_paths(scene: int | None = None) -> list[Path]:
     folder = bundled_dir()
-    chosen = SCENES if scene is None else (_scene(scene),)
+    chosen = SCENES if scene is None else (scene_by_number(scene),)
     names = dict.fromkeys(n for s in chosen for n in (s.failing, s.passing))
     return [folder / f"{name}.toml" for name in names]
 
 
-def _scene(number: int) -> Scene:
+def scene_by_number(number: int) -> Scene:
+    """Scene ``number`` (1-based), or a :class:`UsageError` naming the valid range."""
     if not 1 <= number <= len(SCENES):
         raise UsageError(f"--scene expects a number from 1 to {len(SCENES)}, got {number}")
     return SCENES[number - 1]
@@ -116,7 +119,7 @@ def _scene(number: int) -> Scene:
 
 def _numbered(scene: int | None) -> list[tuple[int, Scene]]:
     if scene is not None:
-        return [(scene, _scene(scene))]
+        return [(scene, scene_by_number(scene))]
     return list(enumerate(SCENES, start=1))
 
 

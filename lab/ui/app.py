@@ -48,9 +48,9 @@ from aiohttp import web
 
 from lab import __version__
 from lab.errors import LabError, SwitchError, UsageError
-from lab.judge.verdict import StepResult
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK
+from lab.results.verdicts import StepResult
 from lab.run import ClientDriver, stage_scenario
 from lab.scenario.loader import load_scenario
 from lab.scenario.model import Scenario

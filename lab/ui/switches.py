@@ -21,9 +21,9 @@ from typing import Any
 
 from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import SwitchError
-from lab.judge.verdict import StepResult
-from lab.matrix.spec import DIMENSIONS, Situation
 from lab.matrix.sweep import scenario_for
+from lab.results.grid import DIMENSIONS, Situation
+from lab.results.verdicts import StepResult
 from lab.scenario.model import Action, CAKind, CASpec, Scenario, ScenarioInfo, Zone
 from lab.tools.demo import SCENES
 

@@ -1,6 +1,6 @@
 """What the training console shows of a step and of a run, as JSON for the page.
 
-Every field comes from the engine's own results (:class:`lab.judge.verdict.StepResult`, the
+Every field comes from the engine's own results (:class:`lab.results.verdicts.StepResult`, the
 scenario's :class:`lab.protocols.network.Network`, the running lab's host map). The CMTrace rows are
 the HTML report's (:func:`lab.report.html.step_view`: ``type`` 3 is shown with a red
 background, 2 yellow, as CMTrace does). Codes the fidelity reference marks as inferred
@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from lab.codes import Code, flag_names
-from lab.judge.verdict import StepResult
 from lab.protocols.network import LOOPBACK, HostMap, Machine, Network
 from lab.report.certutil import render_step_trace
 from lab.report.html import step_view
 from lab.report.jsonout import step_dict
+from lab.results.verdicts import StepResult
 from lab.scenario.model import Scenario, Zone
 
 __all__ = ["code_json", "run_verdict", "step_event", "step_start"]

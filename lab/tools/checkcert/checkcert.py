@@ -57,12 +57,12 @@ from lab.clock import Clock, system_now
 from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.cryptoapi.chain import host_in_names
 from lab.errors import UsageError
-from lab.judge.verdict import StepResult
 from lab.pki.build import RENEW_BEFORE, build_pki
 from lab.pki.cache import PKICache
 from lab.pki.urls import cert_aia_urls, cert_cdp_urls, parse_url
 from lab.protocols.network import Machine, Network
 from lab.report.jsonout import step_dict
+from lab.results.verdicts import StepResult
 from lab.scenario.model import (
     EKU,
     CAKind,
@@ -878,14 +878,14 @@ def ccmsetup_line(profile: Profile) -> str:
 
 def situations(profile: Profile) -> list[str]:
     """The situations replayed: the internet one only when an internet FQDN is known."""
-    from lab.matrix.sweep import SITUATIONS
+    from lab.results.grid import SITUATIONS
 
     return [s.key for s in SITUATIONS if s.key != "internet" or profile.internet_fqdn]
 
 
 def replay_scenarios(profile: Profile) -> list[Scenario]:
     """One scenario per site CRL setting (on, off), one client per situation."""
-    from lab.matrix.sweep import ACTIONS, SITUATION_BY_KEY
+    from lab.results.grid import ACTIONS, SITUATION_BY_KEY
 
     assert profile.intranet_fqdn is not None
     client_ca = CASpec(name=CLIENT_CA, kind=CAKind.ENTERPRISE,
@@ -937,7 +937,7 @@ def _network(profile: Profile) -> Network:
 
 def url_reach(url: str, network: Network, domain: str) -> tuple[list[str], str]:
     """(situations that can fetch ``url``, why) under the lab's default network rules."""
-    from lab.matrix.sweep import SITUATIONS
+    from lab.results.grid import SITUATIONS
 
     scheme = _scheme(url)
     if scheme not in ("http", "ldap"):
@@ -1246,7 +1246,7 @@ class Cell:
 
 
 def _cell(situation: str, site_crl: str, steps: Sequence[StepResult]) -> Cell:
-    from lab.matrix.sweep import short_name
+    from lab.results.matrix import short_name
 
     failed = next((s for s in steps if s.outcome == "fail"), None)
     if failed is None:

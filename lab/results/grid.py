@@ -1,7 +1,8 @@
-"""The matrix's dimensions and client situations, as plain data.
+"""The matrix's grid, as plain data: the dimensions (rows) and client situations (columns).
 
-Kept apart from :mod:`lab.matrix.sweep` so that the command line can list them without importing
-the lab (``ibcm-lab --help`` stays fast).
+The sweep (:mod:`lab.matrix.sweep`) runs them and the reports label their output with them.
+Kept apart from :mod:`lab.results.matrix` so that the command line can list them without
+importing the lab (``ibcm-lab --help`` stays fast).
 """
 
 from __future__ import annotations
@@ -68,3 +69,7 @@ SITUATIONS: tuple[Situation, ...] = (
 )
 SITUATION_BY_KEY = {s.key: s for s in SITUATIONS}
 ACTIONS = (Action.INSTALL, Action.REGISTER, Action.LOCATION, Action.POLICY)
+
+
+__all__ = ["ACTIONS", "DIMENSIONS", "DIMENSION_BY_KEY", "SITUATIONS", "SITUATION_BY_KEY",
+           "Dimension", "Situation"]

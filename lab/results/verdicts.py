@@ -1,0 +1,57 @@
+"""What was judged, as plain data: one step's result, as the judge (:mod:`lab.judge`) made it
+from what the step saw, with its explanation and fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from lab.codes import Code
+from lab.results.logline import LogLine
+from lab.results.observations import OpenSslJudgement, RevocationResult
+
+
+@dataclass
+class StepResult:
+    client: str
+    index: int
+    action: str
+    location: str
+    target: str | None
+    outcome: str
+    expected: str | None
+    met: bool
+    error: Code | None
+    error_message: str
+    winhttp_error: Code | None
+    flags: int
+    http_status: str | None
+    openssl: OpenSslJudgement | None
+    revocation: RevocationResult | None
+    connection: str
+    mp: str | None
+    crl_check: bool | None
+    crl_source: str
+    options: int | None
+    explanation: str
+    fix: str
+    identifiers: list[str]
+    log: list[LogLine] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    simulated_ms: int = 0
+    chain: tuple[x509.Certificate, ...] = ()
+    """The server's chain as CryptoAPI built it (end entity first), when a handshake happened."""
+    log_refs: list[str] = field(default_factory=list)
+    """``path:line`` of the log lines to look at, filled in when logs are written."""
+
+    @property
+    def judges_agree(self) -> bool | None:
+        return None if self.openssl is None else self.openssl.agrees
+
+    @property
+    def name(self) -> str:
+        return f"{self.index + 1}-{self.action}@{self.location}"
+
+
+__all__ = ["StepResult"]
