@@ -1,4 +1,5 @@
-"""Tests for lab.configmgr.lint: the ccmsetup command-line linter and ``ibcm-lab ccmsetup``.
+"""Tests for lab.configmgr.lint: the ccmsetup command-line linter and ``ibcm-lab ccmsetup``
+(and the quoting of lab.configmgr.winargs it writes corrected lines with).
 
 The seed's line (seed §3) is the passing twin; each mistake of seed §3 is made one at a time and
 must give exactly its finding, a corrected line equal to the seed's line, and that corrected
@@ -13,13 +14,12 @@ import random
 import pytest
 
 from lab.cli import main
-from lab.configmgr.ccmsetup import parse_ccmsetup, split_windows_command_line
-from lab.configmgr.lint import (
-    Finding,
-    LintReport,
+from lab.configmgr.ccmsetup import parse_ccmsetup
+from lab.configmgr.lint import Finding, LintReport, lint_ccmsetup
+from lab.configmgr.winargs import (
     join_windows_command_line,
-    lint_ccmsetup,
     quote_windows_argument,
+    split_windows_command_line,
 )
 from lab.errors import CcmsetupSyntaxError, UsageError
 
@@ -459,9 +459,10 @@ def test_wrong_program_is_replaced() -> None:
 def test_unrepairable_syntax_error_is_an_error_without_a_corrected_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # No repair is known for every conceivable refusal; simulate one the linter cannot place.
-    import lab.configmgr.lint
+    import lab.configmgr.lint.syntax
 
-    monkeypatch.setattr(lab.configmgr.lint, "_culprit", lambda tokens, message, hint=None: None)
+    monkeypatch.setattr(lab.configmgr.lint.syntax, "_culprit",
+                        lambda tokens, message, hint=None: None)
     line = seed_with("SMSSITECODE", "SMSSITCODE")
     report = lint(line)
     finding = only(report)

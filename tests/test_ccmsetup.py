@@ -17,8 +17,8 @@ from lab.configmgr.ccmsetup import (
     CcmsetupCommand,
     MpAddress,
     parse_ccmsetup,
-    split_windows_command_line,
 )
+from lab.configmgr.winargs import split_windows_command_line
 from lab.errors import CcmsetupSyntaxError, ScenarioError
 
 SEED = (

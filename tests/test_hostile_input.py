@@ -54,8 +54,9 @@ from hypothesis import strategies as st
 from labtest import SCENARIOS, peak_memory
 
 from lab.cli import main
-from lab.configmgr.ccmsetup import parse_ccmsetup, split_windows_command_line
-from lab.configmgr.lint import join_windows_command_line, lint_ccmsetup, render_text
+from lab.configmgr.ccmsetup import parse_ccmsetup
+from lab.configmgr.lint import lint_ccmsetup, render_text
+from lab.configmgr.winargs import join_windows_command_line, split_windows_command_line
 from lab.errors import CcmsetupSyntaxError, ScenarioError, UsageError
 from lab.scenario.loader import load_scenario, load_scenario_text
 from lab.tools.checkcert.checkcert import MAX_FILE_BYTES

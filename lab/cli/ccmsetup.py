@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "ccmsetup"
 
@@ -27,6 +28,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def command(args: argparse.Namespace) -> int:
-    from lab.configmgr.lint import cli_main
+    """0 no error finding, 1 at least one, 2 unusable line."""
+    from lab.configmgr.lint import lint_ccmsetup, render_json, render_text
 
-    return cli_main(args)
+    report = lint_ccmsetup(
+        args.line,
+        site_code=args.site_code,
+        intranet_fqdn=args.intranet_fqdn,
+        internet_fqdn=args.internet_fqdn,
+        https_only=not args.https_or_http,
+    )
+    render = render_json if args.format == "json" else render_text
+    sys.stdout.write(render(report))
+    return report.exit_code

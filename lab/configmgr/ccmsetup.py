@@ -2,8 +2,8 @@
 
 Two layers:
 
-* :func:`split_windows_command_line` turns the line into arguments with the
-  ``CommandLineToArgvW`` rules (backslashes, double quotes, the undocumented ``""`` rule).
+* :func:`lab.configmgr.winargs.split_windows_command_line` turns the line into arguments with
+  the ``CommandLineToArgvW`` rules (backslashes, double quotes, the undocumented ``""`` rule).
 * :func:`parse_ccmsetup` checks each argument against the documented ccmsetup parameters and
   client.msi properties and returns a frozen :class:`CcmsetupCommand`.
 
@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
+from lab.configmgr.winargs import show, split_windows_command_line
 from lab.errors import CcmsetupSyntaxError
+from lab.names import is_ccm_host, is_site_code
 
 __all__ = [
     "KNOWN_PARAMETERS",
@@ -41,7 +43,6 @@ __all__ = [
     "CcmsetupCommand",
     "MpAddress",
     "parse_ccmsetup",
-    "split_windows_command_line",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -143,122 +144,14 @@ _PROGRAM_RE: Final = re.compile(
     r"(?:ccmsetup(?:\.exe)?|(?:.*\\|.+/)ccmsetup\.exe)", re.IGNORECASE
 )
 _PROPERTY_RE: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)=(.*)", re.DOTALL)
-_SITE_CODE_RE: Final = re.compile(r"[A-Za-z0-9]{3}")
 _DIGITS_RE: Final = re.compile(r"[0-9]{1,9}")
-_HOST_RE: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 _SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
-_MAX_SHOWN: Final = 80
-
-
-def _show(text: str) -> str:
-    """Quote ``text`` for a one-line message (control characters escaped, long text cut)."""
-    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-    if len(shown) > _MAX_SHOWN:
-        shown = shown[: _MAX_SHOWN - 3] + "..."
-    return f"'{shown}'"
 
 
 def _did_you_mean(candidates: list[str]) -> str:
     if not candidates:
         return ""
     return "; did you mean " + " or ".join(candidates) + "?"
-
-
-# --------------------------------------------------------------------------------------------
-# CommandLineToArgvW
-# --------------------------------------------------------------------------------------------
-
-
-def split_windows_command_line(line: str) -> list[str]:
-    r'''Split ``line`` into arguments like ``CommandLineToArgvW``.
-
-    * Arguments are separated by spaces and tabs outside a quoted region.
-    * ``2n`` backslashes followed by ``"`` give ``n`` backslashes, and the quote opens or
-      closes a quoted region; ``2n+1`` backslashes followed by ``"`` give ``n`` backslashes
-      and a literal ``"``. Backslashes not followed by ``"`` are literal (``C:\dir\``).
-    * Inside a quoted region, ``""`` gives a literal ``"`` and (undocumented, as in
-      ``CommandLineToArgvW`` and the pre-2008 C runtime) ends the region, so ``"a""b c"`` is
-      ``a"b`` then ``c`` plus an unclosed quote; write ``"a"""b c"`` to keep quoting.
-    * ``""`` on its own is an empty argument.
-
-    Every argument, the first included, follows these rules (``CommandLineToArgvW`` reads the
-    program name with simpler ones; the difference only matters for a program path that
-    contains ``\"``). Windows silently runs an unclosed quote to the end of the line; the lab
-    refuses it, because it almost always means a lost closing quote.
-
-    Raises :class:`~lab.errors.CcmsetupSyntaxError` naming the 1-based column where the
-    unclosed quote opened.
-    '''
-    args: list[str] = []
-    current: list[str] | None = None
-    quotes = 0  # CommandLineToArgvW's qcount: 0 outside a quoted region, 1 inside
-    opened_at = 0  # index of the quote that opened the current region
-    escaped_in_region: int | None = None  # index of a \" seen inside the current region
-    i = 0
-    n = len(line)
-    while i < n:
-        c = line[i]
-        if c in " \t" and quotes == 0:
-            if current is not None:
-                args.append("".join(current))
-                current = None
-            i += 1
-            continue
-        if current is None:
-            current = []
-        if c == "\\":
-            j = i
-            while j < n and line[j] == "\\":
-                j += 1
-            count = j - i
-            if j == n or line[j] != '"':
-                current.append("\\" * count)
-                i = j
-                continue
-            current.append("\\" * (count // 2))
-            if count % 2:
-                current.append('"')
-                if quotes == 1:
-                    escaped_in_region = j
-            else:
-                quotes += 1
-                if quotes == 1:
-                    opened_at, escaped_in_region = j, None
-            i = j + 1
-        elif c == '"':
-            quotes += 1
-            if quotes == 1:
-                opened_at, escaped_in_region = i, None
-            i += 1
-        else:
-            current.append(c)
-            i += 1
-            continue
-        # A run of further quotes right after a quote: every third one is literal.
-        while i < n and line[i] == '"':
-            quotes += 1
-            if quotes == 3:
-                current.append('"')
-                quotes = 0
-            elif quotes == 1:
-                opened_at, escaped_in_region = i, None
-            i += 1
-        if quotes == 2:
-            quotes = 0
-    if quotes:
-        hint = ""
-        if escaped_in_region is not None:
-            hint = (
-                f" (the backslash before the quote at column {escaped_in_region + 1} makes it "
-                "a literal quote; double that backslash to end the value with a backslash)"
-            )
-        raise CcmsetupSyntaxError(
-            f"unbalanced double quote: the quote at column {opened_at + 1} "
-            f"({_show(line[opened_at:])}) is never closed; expected a closing '\"'{hint}"
-        )
-    if current is not None:
-        args.append("".join(current))
-    return args
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +185,7 @@ def _parse_mp(raw: str, where: str, *, allow_path: bool) -> MpAddress:
         scheme = m.group(1).lower()
         if scheme not in ("http", "https"):
             raise CcmsetupSyntaxError(
-                f"{where} entry {_show(raw)} has the scheme {_show(m.group(1) + '://')}; "
+                f"{where} entry {show(raw)} has the scheme {show(m.group(1) + '://')}; "
                 "expected 'https://', 'http://' or a bare host name"
             )
         rest = m.group(2)
@@ -300,16 +193,16 @@ def _parse_mp(raw: str, where: str, *, allow_path: bool) -> MpAddress:
     host, slash, _path = rest.partition("/")
     if slash and not allow_path:
         raise CcmsetupSyntaxError(
-            f"{where} entry {_show(raw)} has a path; expected a management point host name "
+            f"{where} entry {show(raw)} has a path; expected a management point host name "
             "(an optional 'https://' or 'http://' and an FQDN, nothing after it)"
         )
     if not host:
         raise CcmsetupSyntaxError(
-            f"{where} entry {_show(raw)} has no host name; expected a management point FQDN"
+            f"{where} entry {show(raw)} has no host name; expected a management point FQDN"
         )
-    if not _HOST_RE.fullmatch(host):
+    if not is_ccm_host(host):
         raise CcmsetupSyntaxError(
-            f"{where} entry {_show(raw)} has the host {_show(host)}; expected a host name "
+            f"{where} entry {show(raw)} has the host {show(host)}; expected a host name "
             "(letters, digits, '-', '.'; no port: ports come from CCMHTTPPORT/CCMHTTPSPORT)"
         )
     return MpAddress(scheme=scheme, host=host, raw=raw)
@@ -323,13 +216,13 @@ def _parse_mp_list(value: str, where: str, *, is_switch: bool) -> tuple[MpAddres
             if is_switch:
                 continue
             raise CcmsetupSyntaxError(
-                f"{where} value {_show(value)} has an empty entry; expected management points "
+                f"{where} value {show(value)} has an empty entry; expected management points "
                 "separated by single ';'"
             )
         entries.append(_parse_mp(entry, where, allow_path=is_switch))
     if not entries:
         raise CcmsetupSyntaxError(
-            f"{where} value {_show(value)} names no management point; expected at least one "
+            f"{where} value {show(value)} names no management point; expected at least one "
             "management point FQDN"
         )
     return tuple(entries)
@@ -419,7 +312,7 @@ class CcmsetupCommand:
 def _check_positive_int(token: str, value: str) -> None:
     if not _DIGITS_RE.fullmatch(value) or int(value) < 1:
         raise CcmsetupSyntaxError(
-            f"{_show(token)}: expected a positive whole number of minutes, got {_show(value)}"
+            f"{show(token)}: expected a positive whole number of minutes, got {show(value)}"
         )
 
 
@@ -432,18 +325,18 @@ def _check_switch_value(name: str, token: str, value: str) -> None:
 
 def _check_property_value(name: str, token: str, value: str) -> None:
     if name == "SMSSITECODE":
-        if value.upper() != "AUTO" and not _SITE_CODE_RE.fullmatch(value):
+        if value.upper() != "AUTO" and not is_site_code(value):
             raise CcmsetupSyntaxError(
-                f"{_show(token)}: expected a 3-character site code (letters and digits) "
-                f"or AUTO, got {_show(value)}"
+                f"{show(token)}: expected a 3-character site code (letters and digits) "
+                f"or AUTO, got {show(value)}"
             )
     elif name in ("CCMALWAYSINF", "CCMFIRSTCERT", "CCMCERTNAMECHECK"):
         if value not in ("0", "1"):
-            raise CcmsetupSyntaxError(f"{_show(token)}: expected 0 or 1, got {_show(value)}")
+            raise CcmsetupSyntaxError(f"{show(token)}: expected 0 or 1, got {show(value)}")
     elif name in ("CCMHTTPPORT", "CCMHTTPSPORT"):
         if not _DIGITS_RE.fullmatch(value) or not 1 <= int(value) <= 65535:
             raise CcmsetupSyntaxError(
-                f"{_show(token)}: expected a TCP port number from 1 to 65535, got {_show(value)}"
+                f"{show(token)}: expected a TCP port number from 1 to 65535, got {show(value)}"
             )
     elif name == "SMSMP":
         _parse_mp(value, "SMSMP", allow_path=False)
@@ -460,17 +353,17 @@ def _unknown_parameter(token: str, name: str) -> CcmsetupSyntaxError:
     if eq and before_eq.lower() in _PARAMETER_BY_LOWER:
         canonical = _PARAMETER_BY_LOWER[before_eq.lower()]
         return CcmsetupSyntaxError(
-            f"{_show(token)}: parameters take their value after ':', not '='; "
+            f"{show(token)}: parameters take their value after ':', not '='; "
             f"expected '/{canonical}:...'"
         )
     if name.upper() in KNOWN_PROPERTIES:
         return CcmsetupSyntaxError(
-            f"{_show(token)}: {name.upper()} is a client.msi property, not a ccmsetup "
+            f"{show(token)}: {name.upper()} is a client.msi property, not a ccmsetup "
             f"parameter; expected '{name.upper()}=value' after the parameters"
         )
     close = difflib.get_close_matches(name.lower(), list(_PARAMETER_BY_LOWER), n=3)
     return CcmsetupSyntaxError(
-        f"unknown ccmsetup parameter {_show(token)}: expected a documented parameter"
+        f"unknown ccmsetup parameter {show(token)}: expected a documented parameter"
         + _did_you_mean([f"'/{_PARAMETER_BY_LOWER[c]}'" for c in close])
     )
 
@@ -478,16 +371,16 @@ def _unknown_parameter(token: str, name: str) -> CcmsetupSyntaxError:
 def _unknown_property(token: str, name: str) -> CcmsetupSyntaxError:
     upper = name.upper()
     if upper in _FOREIGN_PROPERTIES:
-        return CcmsetupSyntaxError(f"{_show(token)}: {_FOREIGN_PROPERTIES[upper]}")
+        return CcmsetupSyntaxError(f"{show(token)}: {_FOREIGN_PROPERTIES[upper]}")
     if name.lower() in _PARAMETER_BY_LOWER:
         canonical = _PARAMETER_BY_LOWER[name.lower()]
         return CcmsetupSyntaxError(
-            f"{_show(token)}: {name} is a ccmsetup parameter, not a client.msi property; "
+            f"{show(token)}: {name} is a ccmsetup parameter, not a client.msi property; "
             f"expected '/{canonical}' before the properties"
         )
     close = difflib.get_close_matches(upper, sorted(KNOWN_PROPERTIES), n=3)
     return CcmsetupSyntaxError(
-        f"unknown client.msi property {_show(name)} in {_show(token)}: expected a documented "
+        f"unknown client.msi property {show(name)} in {show(token)}: expected a documented "
         "property" + _did_you_mean([f"'{c}'" for c in close])
     )
 
@@ -527,8 +420,8 @@ def parse_ccmsetup(line: str) -> CcmsetupCommand:
                     # Microsoft's own token-install example puts /regtoken after the properties,
                     # so ccmsetup accepts it; the docs still advise parameters first.
                     notes.append(
-                        f"parameter {_show(token)} comes after the client.msi property "
-                        f"{_show(first_property)}; the docs say \"Specify CCMSetup parameters "
+                        f"parameter {show(token)} comes after the client.msi property "
+                        f"{show(first_property)}; the docs say \"Specify CCMSetup parameters "
                         "before you specify properties for client.msi\""
                     )
                 name, colon, value = token[1:].partition(":")
@@ -550,17 +443,17 @@ def parse_ccmsetup(line: str) -> CcmsetupCommand:
                         i += 1
                     if not value:
                         raise CcmsetupSyntaxError(
-                            f"parameter {_show(token)} expects a value: write "
+                            f"parameter {show(token)} expects a value: write "
                             f"'/{canonical}:<value>'"
                         )
                     _check_switch_value(canonical, token, value)
                 elif colon:
                     raise CcmsetupSyntaxError(
-                        f"parameter {_show(token)} takes no value: expected '/{canonical}' alone"
+                        f"parameter {show(token)} takes no value: expected '/{canonical}' alone"
                     )
                 if canonical in switches and canonical not in _REPEATABLE_PARAMETERS:
                     raise CcmsetupSyntaxError(
-                        f"parameter {_show(token)} is given twice; expected '/{canonical}' once"
+                        f"parameter {show(token)} is given twice; expected '/{canonical}' once"
                     )
                 if canonical == "source":
                     sources.append(value)
@@ -575,7 +468,7 @@ def parse_ccmsetup(line: str) -> CcmsetupCommand:
             else:
                 where = "the program ccmsetup.exe, " if first_is_program_slot and i == 1 else ""
                 raise CcmsetupSyntaxError(
-                    f"unexpected argument {_show(token)}: expected {where}a /parameter or a "
+                    f"unexpected argument {show(token)}: expected {where}a /parameter or a "
                     "NAME=value property"
                 )
             upper = name.upper()
@@ -583,17 +476,17 @@ def parse_ccmsetup(line: str) -> CcmsetupCommand:
                 # Microsoft's own examples write SMSSiteCode=ABC, so ccmsetup evidently takes
                 # property names case-insensitively; the documented spelling is upper case.
                 notes.append(
-                    f"property name {_show(name)} is documented in upper case as {upper}"
+                    f"property name {show(name)} is documented in upper case as {upper}"
                 )
             if upper not in KNOWN_PROPERTIES:
                 raise _unknown_property(token, name)
             if upper in properties:
                 raise CcmsetupSyntaxError(
-                    f"property {_show(token)} is given twice; expected {upper} once"
+                    f"property {show(token)} is given twice; expected {upper} once"
                 )
             if not value and upper not in _VALUELESS_PROPERTIES:
                 raise CcmsetupSyntaxError(
-                    f"property {_show(token)} expects a value: write '{upper}=<value>'"
+                    f"property {show(token)} expects a value: write '{upper}=<value>'"
                 )
             _check_property_value(upper, token, value)
             properties[upper] = value

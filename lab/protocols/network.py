@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import StreamReader
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from lab.names import in_domain
 from lab.scenario.model import ALL_ZONES, CAKind, Scenario, Zone
 
 LOOPBACK = "127.0.0.1"
@@ -89,7 +90,7 @@ class Network:
         host = host.lower().rstrip(".")
         if host in self._rules:
             return self._rules[host]
-        if self.domain and (host == self.domain or host.endswith("." + self.domain)):
+        if in_domain(host, self.domain):
             return Rule(INSIDE, f"a name in the AD domain {self.domain}")
         return Rule(ALL_ZONES, "a public internet name")
 
