@@ -28,19 +28,19 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import lab.tools.checkcert.checkcert as checkcert
+import lab.cli.checkcert as checkcert_cli
 from lab.cli import main
 from lab.clock import system_now
 from lab.run import run_paths
 from lab.scenario.model import CAKind
-from lab.tools.checkcert.checkcert import (
+from lab.tools.checkcert import (
     CATALOGUE,
     ERROR,
     INFO,
     MAX_FILE_BYTES,
     PASSWORD_ENV,
     WARNING,
-    Report,
+    CheckCertReport,
     build_profile,
     check,
     load,
@@ -238,7 +238,7 @@ def codes(findings: Iterable[Any]) -> dict[str, str]:
 
 
 def lint_only(path: Path, *, intranet: str | None = INTRA, internet: str | None = INTERNET,
-              chain: Path | None = None) -> Report:
+              chain: Path | None = None) -> CheckCertReport:
     loaded = load(str(path), chain=str(chain) if chain else None)
     return check(loaded, intranet=intranet, internet=internet, replay=False)
 
@@ -703,7 +703,7 @@ def test_pkcs12_with_password_option_env_and_prompt(
     code, out, err = cli(capsys, path, *base)
     assert (code, err) == (0, "")
     monkeypatch.delenv(PASSWORD_ENV)
-    monkeypatch.setattr(checkcert.getpass, "getpass", lambda prompt="": PASSWORD)
+    monkeypatch.setattr(checkcert_cli.getpass, "getpass", lambda prompt="": PASSWORD)
     code, out, err = cli(capsys, path, "--ask-password", *base)
     assert (code, err) == (0, "")
 
