@@ -43,10 +43,13 @@ from lab.tools.checkcert import (
     CheckCertReport,
     build_profile,
     check,
+    check_certificate,
     load,
+    render_json,
     render_text,
     situations,
 )
+from lab.tools.checkcert.pkcs12 import der_length, looks_like_pkcs12, mac_iterations
 
 DOMAIN = "fabrikam.local"
 INTRA = "sccm-mp01.fabrikam.local"
@@ -784,4 +787,32 @@ def test_chain_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert codes(bad.findings)["chain-mismatch"] == WARNING
     code, _, err = cli(capsys, leaf, "--chain", tmp_path / "missing.pem", "--no-replay")
     assert code == 2 and "missing.pem" in one_error_line(err)
+
+
+
+# ------------------------------------------------------------------------------------------
+# The Python face and the PKCS#12 peek
+# ------------------------------------------------------------------------------------------
+
+
+def test_check_certificate_is_the_typed_call_the_cli_makes(tmp_path: Path) -> None:
+    path = pfx(tmp_path / "mp.pfx", mp_cert(cdp=(HTTP_INTERNET_CDP,)), PASSWORD)
+    report = check_certificate(str(path), password=PASSWORD, intranet_fqdn=INTRA,
+                               internet_fqdn=INTERNET, replay=False)
+    assert isinstance(report, CheckCertReport)
+    assert (report.loaded.form, report.findings, report.replay, report.exit_code) == (
+        "PKCS#12", [], None, 0)
+    assert render_json(report) == render_json(check(
+        load(str(path), password=PASSWORD.encode()), intranet=INTRA, internet=INTERNET,
+        replay=False))
+
+
+def test_pkcs12_peek_reads_the_mac_iteration_count(tmp_path: Path) -> None:
+    data = pfx(tmp_path / "mp.pfx", mp_cert(), PASSWORD).read_bytes()
+    assert looks_like_pkcs12(data)
+    assert mac_iterations(data) is not None and mac_iterations(data) > 0
+    der_bytes = mp_cert().public_bytes(serialization.Encoding.DER)
+    assert not looks_like_pkcs12(der_bytes)
+    assert der_length(der_bytes) == len(der_bytes)
+    assert mac_iterations(der_bytes[:10]) is None
 

@@ -81,7 +81,6 @@ def read_bytes(path: str) -> bytes:
     return data
 
 
-
 def _touch(cert: x509.Certificate, path: str) -> x509.Certificate:
     """Parse the extensions now, so a malformed one is an input error, not a crash later."""
     try:
@@ -150,9 +149,10 @@ def short_error(e: BaseException) -> str:
     return text[:160]
 
 
-
 def _from_pkcs12(data: bytes, path: str, password: bytes | None
                  ) -> tuple[list[x509.Certificate], Any, x509.Certificate | None]:
+    """(certificates, key or None, the key's certificate or None) of a PFX, opened with
+    ``password``, or without one and then with the empty one."""
     iterations = mac_iterations(data)
     if iterations is not None and iterations > MAX_PKCS12_ITERATIONS:
         raise UsageError(f"{path}: the PKCS#12 file asks for {iterations} MAC iterations "
@@ -182,6 +182,7 @@ def _from_pkcs12(data: bytes, path: str, password: bytes | None
 
 def _binary_certs(data: bytes, path: str, password: bytes | None
                   ) -> tuple[str, list[x509.Certificate], Any, x509.Certificate | None]:
+    """A binary file: PKCS#12, DER or PKCS#7, told apart (or refused) by its structure."""
     announced = der_length(data)
     if announced is not None and announced > len(data):
         raise UsageError(f"{path}: truncated: the DER structure announces {announced} bytes, "

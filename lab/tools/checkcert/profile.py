@@ -262,18 +262,18 @@ def _clamp(when: dt.datetime) -> dt.datetime:
     return min(max(when, low), high)
 
 
-def build_profile(loaded: LoadedCert, intranet: str | None, internet: str | None,
-                  now: dt.datetime | None = None) -> Profile:
-    """The replay's PKI and MP, derived from the certificate (see the module docstring)."""
-    cert = loaded.cert
-    now = now or system_now()
-    notes: list[str] = []
-    names = san_dns(cert)
-    # What the clone's SAN carries: DNS names, wildcards included.
-    dns = [n for n in (names or []) if n.isascii()
-           and (_dns_ok(n) or (n.startswith("*.") and _dns_ok(n[2:])))]
-    cn = subject_cn(cert)
-    hosts = [n for n in dns if _dns_ok(n)]
+def _clone_san(cert: x509.Certificate) -> list[str]:
+    """What the clone's SAN carries: DNS names, wildcards included."""
+    return [n for n in (san_dns(cert) or []) if n.isascii()
+            and (_dns_ok(n) or (n.startswith("*.") and _dns_ok(n[2:])))]
+
+
+def _fqdns(cert: x509.Certificate, intranet: str | None, internet: str | None,
+           notes: list[str]) -> tuple[str | None, str | None, str]:
+    """(intranet FQDN, internet FQDN, where they came from): the options, else the
+    certificate's host names in order."""
+    names, cn = san_dns(cert), subject_cn(cert)
+    hosts = [n for n in _clone_san(cert) if _dns_ok(n)]
     candidates = hosts if names is not None else ([cn] if cn and _dns_ok(cn) else [])
     given = (intranet is not None, internet is not None)
     if intranet is None:
@@ -288,7 +288,12 @@ def build_profile(loaded: LoadedCert, intranet: str | None, internet: str | None
                      "for the intranet MP too; give --intranet-fqdn to replay intranet clients "
                      "against the MP's intranet name")
     source = ("options" if all(given) else "san" if not any(given) else "mixed")
+    return intranet, internet, source
 
+
+def _server_cas(loaded: LoadedCert, intranet: str | None, notes: list[str]) -> list[CAProfile]:
+    """The issuing CA, under a lab root when the chain shows a two-tier PKI (root first)."""
+    cert = loaded.cert
     issuer = issuer_in(cert, loaded.chain)
     two_tier = issuer is not None and issuer.issuer != issuer.subject
     domain_hint = (_name_domain(cert.issuer) or
@@ -313,46 +318,68 @@ def build_profile(loaded: LoadedCert, intranet: str | None, internet: str | None
                      "issued directly by a root CA")
     if issuing_name.lower() == CLIENT_CA.lower():
         issuing_name = "Replay-CA"
-    issuing = _derive_ca(cert, cert.issuer, intranet=intranet, name=issuing_name,
-                         parent=cas[0].spec.name if cas else None, domain_hint=domain_hint)
-    cas.append(issuing)
-    ad_domain = next((c.spec.domain for c in cas if c.spec.domain), None)
-    ad_domain = ad_domain or _parent_domain(intranet) or FALLBACK_DOMAIN
+    cas.append(_derive_ca(cert, cert.issuer, intranet=intranet, name=issuing_name,
+                          parent=cas[0].spec.name if cas else None, domain_hint=domain_hint))
+    return cas
 
-    # The MP certificate's clone.
+
+def _clone_eku(cert: x509.Certificate, notes: list[str]) -> tuple[EKU, ...]:
+    """The EKUs the lab can write that keep the certificate's meaning."""
     eku_oids = cert_ekus(cert)
-    eku: tuple[EKU, ...]
     if eku_oids is None or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku_oids:
-        eku = ()
         if eku_oids is not None:
             notes.append("anyExtendedKeyUsage is replayed as no EKU extension (both mean any "
                          "purpose to CryptoAPI)")
-    else:
-        eku = tuple(e for o, e in ((ExtendedKeyUsageOID.SERVER_AUTH, EKU.SERVER_AUTH),
-                                   (ExtendedKeyUsageOID.CLIENT_AUTH, EKU.CLIENT_AUTH))
-                    if o in eku_oids)
-        others = [o for o in eku_oids if o not in (ExtendedKeyUsageOID.SERVER_AUTH,
-                                                   ExtendedKeyUsageOID.CLIENT_AUTH)]
-        if not eku:
-            eku = (EKU.CLIENT_AUTH,)
-            notes.append(f"the EKUs {eku_text(others)} are replayed as Client Authentication "
-                         "(the lab writes Server and Client Authentication only; what matters, "
-                         "no Server Authentication, is kept)")
-        elif others:
-            notes.append(f"the EKUs {eku_text(others)} are not replayed (the lab writes "
-                         "Server and Client Authentication only)")
+        return ()
+    eku = tuple(e for o, e in ((ExtendedKeyUsageOID.SERVER_AUTH, EKU.SERVER_AUTH),
+                               (ExtendedKeyUsageOID.CLIENT_AUTH, EKU.CLIENT_AUTH))
+                if o in eku_oids)
+    others = [o for o in eku_oids if o not in (ExtendedKeyUsageOID.SERVER_AUTH,
+                                               ExtendedKeyUsageOID.CLIENT_AUTH)]
+    if not eku:
+        notes.append(f"the EKUs {eku_text(others)} are replayed as Client Authentication "
+                     "(the lab writes Server and Client Authentication only; what matters, "
+                     "no Server Authentication, is kept)")
+        return (EKU.CLIENT_AUTH,)
+    if others:
+        notes.append(f"the EKUs {eku_text(others)} are not replayed (the lab writes "
+                     "Server and Client Authentication only)")
+    return eku
+
+
+def _clone_subject(cert: x509.Certificate, dns: list[str], notes: list[str]) -> str | None:
+    """The clone's subject CN (None: an empty subject, the SAN names the host)."""
+    names = san_dns(cert)
     if names is not None and len(dns) != len(names):
         dropped = [n for n in names if n not in dns]
         notes.append(f"SAN DNS names the lab cannot write are dropped: {', '.join(dropped)}")
     if names is not None and not dns:
         notes.append("the SAN holds no DNS name: the clone has no SAN extension, so clients "
                      "match the CN instead (Windows would match nothing)")
-    subject = cn
+    subject = subject_cn(cert)
     if subject is None:
-        subject = "(no subject name)" if not dns else None
-    elif len(subject) > 64:
-        subject = subject[:64]
+        return "(no subject name)" if not dns else None
+    if len(subject) > 64:
         notes.append("the subject CN is longer than 64 characters: replayed truncated")
+        return subject[:64]
+    return subject
+
+
+def build_profile(loaded: LoadedCert, intranet: str | None, internet: str | None,
+                  now: dt.datetime | None = None) -> Profile:
+    """The replay's PKI and MP, derived from the certificate (see the module docstring)."""
+    cert = loaded.cert
+    now = now or system_now()
+    notes: list[str] = []
+    intranet, internet, source = _fqdns(cert, intranet, internet, notes)
+    cas = _server_cas(loaded, intranet, notes)
+    ad_domain = next((c.spec.domain for c in cas if c.spec.domain), None)
+    ad_domain = ad_domain or _parent_domain(intranet) or FALLBACK_DOMAIN
+
+    # The MP certificate's clone.
+    eku = _clone_eku(cert, notes)
+    dns = _clone_san(cert)
+    subject = _clone_subject(cert, dns, notes)
     skip = None
     if intranet is None:
         skip = ("the certificate names no DNS host (no SAN DNS name, no CN that is a host "
@@ -360,7 +387,8 @@ def build_profile(loaded: LoadedCert, intranet: str | None, internet: str | None
     nvb, nva = _clamp(cert.not_valid_before_utc), _clamp(cert.not_valid_after_utc)
     if nva <= nvb:
         skip = "the certificate's validity ends before it starts: the lab cannot issue it"
-    mp_cert = CertSpec(issuer=issuing.spec.name, san=tuple(dns) if names is not None else (),
+    mp_cert = CertSpec(issuer=cas[-1].spec.name,
+                       san=tuple(dns) if san_dns(cert) is not None else (),
                        eku=eku, cdp=None, not_before=nvb - now, not_after=nva - now,
                        subject=subject)
     if cert_ocsp_urls(cert):

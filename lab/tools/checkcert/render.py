@@ -168,13 +168,18 @@ def _render_replay(report: CheckCertReport) -> list[str]:
     if profile.internet_fqdn is None:
         lines += _wrap("note", "no internet FQDN (give --internet-fqdn): the internet client "
                                "is not replayed")
-    # Cells failing the same way (same error, step, detail, CRL results and fix) are shown
-    # once, with every cell they cover.
+    return lines + _failures(cells)
+
+
+def _failures(cells: list[Cell]) -> list[str]:
+    """Cells failing the same way (same error, step, detail, CRL results and fix) are shown
+    once, with every cell they cover."""
     groups: dict[tuple[Any, ...], list[Cell]] = {}
     for c in cells:
         if c.outcome != "ok":
             step = (c.failed_step or "").split(" @ ")[0]
             groups.setdefault((c.error, step, c.detail, tuple(c.crl), c.fix), []).append(c)
+    lines: list[str] = []
     for (error, step, detail, crl, fix), members in groups.items():
         first = members[0]
         code = f" {first.error_hex}" if first.error_hex and first.error_hex != error else ""
@@ -195,7 +200,7 @@ def _render_replay(report: CheckCertReport) -> list[str]:
     return lines
 
 
-
 def _first_sentence(text: str) -> str:
+    """The explanation's first sentence (the text view keeps it short)."""
     m = re.search(r"(?<=[.!?])\s+(?=[A-Z(\"'])", text)
     return text[:m.start()] if m else text

@@ -30,7 +30,6 @@ SITUATION_TITLES = {"intranet": "domain-joined, intranet", "workgroup": "workgro
                     "internet": "installed inside, then on the internet"}
 
 
-
 @dataclass
 class Cell:
     """One situation at one site CRL setting: how the replay went."""
