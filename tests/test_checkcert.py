@@ -28,25 +28,28 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import lab.tools.checkcert.checkcert as checkcert
+import lab.cli.checkcert as checkcert_cli
 from lab.cli import main
 from lab.clock import system_now
 from lab.run import run_paths
 from lab.scenario.model import CAKind
-from lab.tools.checkcert.checkcert import (
+from lab.tools.checkcert import (
     CATALOGUE,
     ERROR,
     INFO,
     MAX_FILE_BYTES,
     PASSWORD_ENV,
     WARNING,
-    Report,
+    CheckCertReport,
     build_profile,
     check,
+    check_certificate,
     load,
+    render_json,
     render_text,
     situations,
 )
+from lab.tools.checkcert.pkcs12 import der_length, looks_like_pkcs12, mac_iterations
 
 DOMAIN = "fabrikam.local"
 INTRA = "sccm-mp01.fabrikam.local"
@@ -238,7 +241,7 @@ def codes(findings: Iterable[Any]) -> dict[str, str]:
 
 
 def lint_only(path: Path, *, intranet: str | None = INTRA, internet: str | None = INTERNET,
-              chain: Path | None = None) -> Report:
+              chain: Path | None = None) -> CheckCertReport:
     loaded = load(str(path), chain=str(chain) if chain else None)
     return check(loaded, intranet=intranet, internet=internet, replay=False)
 
@@ -703,7 +706,7 @@ def test_pkcs12_with_password_option_env_and_prompt(
     code, out, err = cli(capsys, path, *base)
     assert (code, err) == (0, "")
     monkeypatch.delenv(PASSWORD_ENV)
-    monkeypatch.setattr(checkcert.getpass, "getpass", lambda prompt="": PASSWORD)
+    monkeypatch.setattr(checkcert_cli.getpass, "getpass", lambda prompt="": PASSWORD)
     code, out, err = cli(capsys, path, "--ask-password", *base)
     assert (code, err) == (0, "")
 
@@ -784,4 +787,32 @@ def test_chain_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert codes(bad.findings)["chain-mismatch"] == WARNING
     code, _, err = cli(capsys, leaf, "--chain", tmp_path / "missing.pem", "--no-replay")
     assert code == 2 and "missing.pem" in one_error_line(err)
+
+
+
+# ------------------------------------------------------------------------------------------
+# The Python face and the PKCS#12 peek
+# ------------------------------------------------------------------------------------------
+
+
+def test_check_certificate_is_the_typed_call_the_cli_makes(tmp_path: Path) -> None:
+    path = pfx(tmp_path / "mp.pfx", mp_cert(cdp=(HTTP_INTERNET_CDP,)), PASSWORD)
+    report = check_certificate(str(path), password=PASSWORD, intranet_fqdn=INTRA,
+                               internet_fqdn=INTERNET, replay=False)
+    assert isinstance(report, CheckCertReport)
+    assert (report.loaded.form, report.findings, report.replay, report.exit_code) == (
+        "PKCS#12", [], None, 0)
+    assert render_json(report) == render_json(check(
+        load(str(path), password=PASSWORD.encode()), intranet=INTRA, internet=INTERNET,
+        replay=False))
+
+
+def test_pkcs12_peek_reads_the_mac_iteration_count(tmp_path: Path) -> None:
+    data = pfx(tmp_path / "mp.pfx", mp_cert(), PASSWORD).read_bytes()
+    assert looks_like_pkcs12(data)
+    assert mac_iterations(data) is not None and mac_iterations(data) > 0
+    der_bytes = mp_cert().public_bytes(serialization.Encoding.DER)
+    assert not looks_like_pkcs12(der_bytes)
+    assert der_length(der_bytes) == len(der_bytes)
+    assert mac_iterations(der_bytes[:10]) is None
 

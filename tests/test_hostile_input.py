@@ -59,7 +59,7 @@ from lab.configmgr.lint import lint_ccmsetup, render_text
 from lab.configmgr.winargs import join_windows_command_line, split_windows_command_line
 from lab.errors import CcmsetupSyntaxError, ScenarioError, UsageError
 from lab.scenario.loader import load_scenario, load_scenario_text
-from lab.tools.checkcert.checkcert import MAX_FILE_BYTES
+from lab.tools.checkcert import MAX_FILE_BYTES
 
 SCALE = max(1, int(os.environ.get("IBCM_LAB_HOSTILE_SCALE", "1")))
 

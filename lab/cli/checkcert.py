@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import sys
 
 from lab.cli.common import certs_folder
+from lab.errors import UsageError
+from lab.names import is_dns_name
 
 NAME = "check-cert"
 
@@ -31,8 +36,40 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     cc.add_argument("--certs", default=None, help=certs_help)
 
 
-def command(args: argparse.Namespace) -> int:
-    from lab.tools.checkcert.checkcert import cli_main
+def _password(args: argparse.Namespace) -> bytes | None:
+    """``--password``, else the prompt (``--ask-password``), else ``$IBCM_LAB_PFX_PASSWORD``."""
+    from lab.tools.checkcert.inputs import PASSWORD_ENV
 
-    args.certs = certs_folder(args.certs)
-    return cli_main(args)
+    if args.password is not None:
+        return str(args.password).encode("utf-8")
+    if args.ask_password:
+        try:
+            return getpass.getpass(f"PKCS#12 password for {args.file}: ").encode("utf-8")
+        except (EOFError, KeyboardInterrupt):
+            raise UsageError("--ask-password: no password was entered") from None
+    env = os.environ.get(PASSWORD_ENV)
+    return env.encode("utf-8") if env is not None else None
+
+
+def _fqdn(option: str, value: str | None) -> str | None:
+    """A fully qualified host name (a final dot dropped), or UsageError naming ``option``."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not is_dns_name(value, allow_root_dot=True) or "." not in value.strip("."):
+        raise UsageError(f"{option}: expected a fully qualified DNS host name "
+                         f"(mp01.contoso.local), got {value!r}")
+    return value.rstrip(".")
+
+
+def command(args: argparse.Namespace) -> int:
+    from lab.tools.checkcert import check_certificate
+    from lab.tools.checkcert.render import render_json, render_text
+
+    intranet = _fqdn("--intranet-fqdn", args.intranet_fqdn)
+    internet = _fqdn("--internet-fqdn", args.internet_fqdn)
+    report = check_certificate(args.file, chain=args.chain, password=_password(args),
+                               intranet_fqdn=intranet, internet_fqdn=internet,
+                               replay=not args.no_replay, certs=certs_folder(args.certs))
+    sys.stdout.write(render_json(report) if args.format == "json" else render_text(report))
+    return report.exit_code

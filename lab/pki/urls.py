@@ -15,6 +15,7 @@ Spaces are percent-encoded in issued certificates (``CN=Public%20Key%20Services`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -166,3 +167,49 @@ def cert_aia_urls(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(d.access_location.value for d in ext
                  if d.access_method == x509.oid.AuthorityInformationAccessOID.CA_ISSUERS
                  and isinstance(d.access_location, x509.UniformResourceIdentifier))
+
+
+def cert_ocsp_urls(cert: x509.Certificate) -> tuple[str, ...]:
+    """The OCSP responder URLs of ``cert`` (its AIA extension's ``ocsp`` entries)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(d.access_location.value for d in ext
+                 if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP
+                 and isinstance(d.access_location, x509.UniformResourceIdentifier))
+
+
+def url_scheme(url: str) -> str:
+    """``ldap`` for ``LDAP:///CN=...``: the scheme in lower case, empty when there is none."""
+    return url.split(":", 1)[0].lower() if ":" in url else ""
+
+
+def url_host(url: str) -> str:
+    """The lower-case host of ``url``; empty for ``ldap:///`` and for a URL that does not
+    parse."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def ldap_dn_parts(url: str) -> list[tuple[str, str]]:
+    """``[("CN", "Contoso-CA"), ("CN", "ca01"), ..., ("DC", "local")]``: the DN of an LDAP URL
+    as (upper-case attribute, value) pairs; empty when the URL does not parse."""
+    try:
+        dn = unquote(urlsplit(url).path.lstrip("/"))
+    except ValueError:
+        return []
+    parts: list[tuple[str, str]] = []
+    for rdn in dn.split(","):
+        if "=" in rdn:
+            k, v = rdn.split("=", 1)
+            parts.append((k.strip().upper(), v.strip()))
+    return parts
+
+
+def dn_domain(parts: Sequence[tuple[str, str]]) -> str | None:
+    """``contoso.local`` from the ``DC=`` parts of :func:`ldap_dn_parts`, or None."""
+    dcs = [v for k, v in parts if k == "DC" and v]
+    return ".".join(dcs).lower() if dcs else None
