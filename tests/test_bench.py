@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 from lab.errors import UsageError
-from lab.tools.bench import bench
+from lab.tools.bench import nginx
+from lab.tools.bench.bench import run_bench
+from lab.tools.bench.figures import GROUPS, BenchOptions, BenchReport, Goal
+from lab.tools.bench.machine import machine_info
+from lab.tools.bench.table import render_plain, summary_lines
 
 # Every figure that carries one of the issue's goals, whatever the machine.
 GOALS = {
@@ -48,7 +52,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, certs_dir: Path) -> No
     assert data["date"][:4].isdigit()
     assert len(data["parallel_speedup"]) == 2 and all(v > 0 for v in data["parallel_speedup"])
     figures = {f["key"]: f for f in data["figures"]}
-    assert {f["group"] for f in data["figures"]} == set(bench.GROUPS)
+    assert {f["group"] for f in data["figures"]} == set(GROUPS)
     for f in data["figures"]:
         assert f["samples"], f["key"]
         for name in ("median", "min", "max"):
@@ -76,7 +80,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, certs_dir: Path) -> No
     for kind in ("rsa", "ecdsa"):
         assert figures[f"bare_hs_{kind}"]["median"] > 0
         assert figures[f"bare_cpu_ms_{kind}"]["median"] > 0
-    if bench._nginx() is None:
+    if nginx.find_nginx() is None:
         assert any("apt-get install nginx-light" in s["why"] for s in data["skipped"])
     else:
         assert figures["mp_vs_nginx_rsa"]["goal"]["text"] == ">= 0.75x"
@@ -96,24 +100,24 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, certs_dir: Path) -> No
 
 def test_handshake_without_nginx_says_how_to_install_it(
         monkeypatch: pytest.MonkeyPatch, certs_dir: Path) -> None:
-    monkeypatch.setattr(bench, "_nginx", lambda: None)
-    res = bench.run_bench(certs=str(certs_dir), quick=True, repeat=1, only=["handshake"])
+    monkeypatch.setattr(nginx, "find_nginx", lambda: None)
+    res = run_bench(BenchOptions(certs=str(certs_dir), quick=True, repeat=1, only=["handshake"]))
     assert res.errors == []
     assert res.skipped == [("handshake", "nginx comparison skipped: nginx is not installed "
                                          "(apt-get install nginx-light)")]
     keys = {f.key for f in res.figures}
     assert {"mp_hs_rsa", "mp_hs_ecdsa", "bare_hs_rsa", "bare_hs_ecdsa"} <= keys
     assert not any("nginx" in k for k in keys)
-    text = bench.render_plain(res, bench.machine_info())
+    text = render_plain(res)
     assert "skipped: nginx is not installed (apt-get install nginx-light)" in text
 
 
 def test_only_and_repeat_are_checked(certs_dir: Path) -> None:
     with pytest.raises(UsageError, match="--only: expected names from cold, warm"):
-        bench.run_bench(certs=str(certs_dir), only=["speed"])
+        run_bench(BenchOptions(certs=str(certs_dir), only=["speed"]))
     with pytest.raises(UsageError, match="--repeat expects"):
-        bench.run_bench(certs=str(certs_dir), repeat=0)
-    res = bench.run_bench(certs=str(certs_dir), quick=True, repeat=2, only=["help"])
+        run_bench(BenchOptions(certs=str(certs_dir), repeat=0))
+    res = run_bench(BenchOptions(certs=str(certs_dir), quick=True, repeat=2, only=["help"]))
     assert [f.key for f in res.figures] == ["help_s"]
     assert len(res.figures[0].samples) == 2
 
@@ -128,15 +132,15 @@ def test_bad_json_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_goals_judge_the_median_and_say_by_how_much() -> None:
-    res = bench.BenchResult(quick=False, repeat=3)
-    fast = res.add("warm", "a", "a", "s", [0.4, 2.0, 0.5], bench.Goal("<", 1.0, "< 1 s"))
-    slow = res.add("fleet", "b", "b", "s", [120, 130, 135], bench.Goal("<", 90.0, "< 90 s"))
+    res = BenchReport(quick=False, repeat=3, machine=machine_info())
+    fast = res.add("warm", "a", "a", "s", [0.4, 2.0, 0.5], Goal("<", 1.0, "< 1 s"))
+    slow = res.add("fleet", "b", "b", "s", [120, 130, 135], Goal("<", 90.0, "< 90 s"))
     ratio = res.add("handshake", "c", "c", "x", [0.5, 0.6, 0.7],
-                    bench.Goal(">=", 0.75, ">= 0.75x"))
+                    Goal(">=", 0.75, ">= 0.75x"))
     assert (res.met(fast), res.met(slow), res.met(ratio)) == (True, False, False)
     assert slow.goal is not None and slow.goal.miss(slow.median) == "1.44x the limit"
     assert ratio.goal is not None and ratio.goal.miss(ratio.median) == "80% of the goal"
-    text = "\n".join(bench.summary_lines(res, bench.machine_info()))
+    text = "\n".join(summary_lines(res))
     assert "goals: 1 of 3 met" in text
     assert "missed: b: 130 s (goal < 90 s; 1.44x the limit)" in text
 
@@ -151,3 +155,11 @@ def test_unusable_certs_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("ibcm-lab: error: cannot use the certificate cache folder")
     assert "Traceback" not in done.stderr
+
+
+def test_mp_process_entry_point_takes_only_serve() -> None:
+    """The MP process's module entry point (internal to the bench) refuses anything else."""
+    done = subprocess.run([sys.executable, "-m", "lab.tools.bench.processes", "serve"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "usage: python -m lab.tools.bench.processes _serve SPEC" in done.stderr

@@ -42,7 +42,8 @@ from lab.protocols.network import LOOPBACK, ZoneResolver
 from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab
-from lab.tools.bench.bench import client_contexts, registration_message, rss_mib
+from lab.tools.bench.loadgen import client_contexts, registration_message
+from lab.tools.bench.machine import rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "load_mp.py"
