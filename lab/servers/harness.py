@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from lab.clock import system_now
 from lab.cryptoapi.retrieval import CrlCache, Retriever
 from lab.errors import HarnessError
 from lab.protocols.network import LOOPBACK, HostMap, ZoneResolver
@@ -76,7 +77,7 @@ def _placeholder_context(scratch: str) -> ssl.SSLContext:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ibcm-lab: no certificate bound")])
-    now = dt.datetime.now(dt.UTC)
+    now = system_now()
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
