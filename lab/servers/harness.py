@@ -195,12 +195,14 @@ class RunningLab:
 
     async def stage(self, deployment: Deployment) -> None:
         """Serve ``deployment`` from now on (replacing whatever was staged)."""
+        await self._close_session()
         context = _mp_context(deployment)
         contexts = ({} if context is None or deployment.faults.mp_down
                     else {name.lower(): context for name in deployment.mp_names})
         hosts = _host_map(deployment, self.ports, https=context is not None)
         resolver = ZoneResolver(deployment.network, deployment.mp_machine, hosts)
-        session = aiohttp.ClientSession(
+        # No await from here to the swap: the session is the lab's to close the moment it exists.
+        self._session = session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
             timeout=aiohttp.ClientTimeout(total=30))
         # IIS's CryptoAPI keeps the CRLs it retrieves until their nextUpdate: one retrieval
@@ -212,8 +214,6 @@ class RunningLab:
                         contexts=MappingProxyType(contexts),
                         retriever=retriever, active_faults=tuple(active))
         self._staging.current = staged
-        await self._close_session()
-        self._session = session
 
     def bind_mp_contexts(self, contexts: Mapping[str, ssl.SSLContext]) -> None:
         """Let SNI hand out ``contexts`` (server name -> context) from now on, everything
