@@ -18,7 +18,7 @@ after) and, with ``--json FILE``, writes the same figures as JSON.
 Phases: a warm-up at full concurrency (``--warmup`` registrations, not timed: the allocator
 and IIS's per-certificate verdicts reach their working size), the timed run, then (in process
 only) a short traced run that measures how much memory the MP's per-request records
-(``MpState.records``, its IIS log, and ``MpState.log``, MP_RegistrationManager.log) hold per
+(``RunningLab.mp_state.records``, its IIS log, and ``.log``, MP_RegistrationManager.log) hold per
 request: they grow by design until the next scenario is staged, so "RSS growth" includes
 them; "beyond the records" subtracts them.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from lab.cli.common import certs_folder
 
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def command(args: argparse.Namespace) -> int:
-    from lab.ui.app import cli_main
+    from lab.ui.app import run_console
 
-    args.certs = certs_folder(args.certs)
-    return cli_main(args)
+    run_console(args.scenario, certs=certs_folder(args.certs), port=args.port,
+                open_browser=args.open, out=sys.stdout)
+    return 0

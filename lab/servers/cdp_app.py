@@ -3,41 +3,53 @@ the certificates, and nothing else (never a key, never a file outside the public
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
-from lab.servers.faults import with_cdp_faults
-from lab.servers.state import CdpState
+from lab.servers.faults import cdp_faults
+from lab.servers.routing import ROUTE_OPTIONS, STAGED, application
+from lab.servers.state import Staging
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+async def publication(request: web.Request) -> web.StreamResponse:
+    """GET and HEAD: the publication filed under the request's host, port and path."""
+    deployment = request[STAGED].deployment
+    host = (request.host or "").lower()
+    if ":" not in host:
+        host += ":80"
+    pub = None
+    if deployment is not None:
+        path = request.rel_url.raw_path
+        pub = deployment.http_publications.get((host, path))
+        if pub is None and request.transport is not None:
+            # Someone typing the lab's own loopback port (curl --resolve ...): the URL's
+            # port in the certificate (80) is what the publication is filed under.
+            own = request.transport.get_extra_info("sockname")
+            name, _, port = host.rpartition(":")
+            if own is not None and port == str(own[1]):
+                pub = deployment.http_publications.get((f"{name}:80", path))
+    if pub is None:
+        return web.Response(status=404, text="Not Found")
+    return web.Response(body=pub.data, content_type=pub.content_type)
 
 
-def make_cdp_handler(state: CdpState) -> Handler:
-    """The CDP/AIA web server's request handler (one for every CDP host of the lab)."""
+async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=405, text="Method Not Allowed", headers={"Allow": "GET, HEAD"})
 
-    async def serve(request: web.BaseRequest) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(status=405, text="Method Not Allowed",
-                                headers={"Allow": "GET, HEAD"})
-        deployment = state.deployment
-        host = (request.host or "").lower()
-        if ":" not in host:
-            host += ":80"
-        pub = None
-        if deployment is not None:
-            path = request.rel_url.raw_path
-            pub = deployment.http_publications.get((host, path))
-            if pub is None and request.transport is not None:
-                # Someone typing the lab's own loopback port (curl --resolve ...): the URL's
-                # port in the certificate (80) is what the publication is filed under.
-                own = request.transport.get_extra_info("sockname")
-                name, _, port = host.rpartition(":")
-                if own is not None and port == str(own[1]):
-                    pub = deployment.http_publications.get((f"{name}:80", path))
-        if pub is None:
-            return web.Response(status=404, text="Not Found")
-        return web.Response(body=pub.data, content_type=pub.content_type)
 
-    return with_cdp_faults(
-        lambda: state.deployment.faults if state.deployment is not None else None, serve)
+async def any_target(request: web.Request) -> web.StreamResponse:
+    """The asterisk-form target (``OPTIONS *``): answered like any other path."""
+    if request.method in ("GET", "HEAD"):
+        return await publication(request)
+    return await method_not_allowed(request)
+
+
+ROUTES = [
+    web.get("/{path:.*}", publication, **ROUTE_OPTIONS),  # and HEAD
+    web.route("*", "/{path:.*}", method_not_allowed, **ROUTE_OPTIONS),
+]
+
+
+def make_cdp_app(staging: Staging) -> web.Application:
+    """The CDP/AIA web server (one for every CDP host of the lab)."""
+    return application(staging, ROUTES, [cdp_faults(lambda request: request[STAGED].faults)],
+                       fallback=any_target)

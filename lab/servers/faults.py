@@ -7,8 +7,9 @@ active knob once when the scenario is staged. What the knobs do:
   published CRL bytes are replaced at staging time (:func:`published`), so the CDP web server
   and the directory serve the same faulty CRL;
 * the CDP web server (``cdp_status``, ``cdp_content_type``, ``cdp_delay``): one aiohttp
-  wrapper around its handler (:func:`with_cdp_faults`);
-* the MP (``mp_status``): one branch at the top of the MP's handler (:func:`mp_refusal`);
+  middleware in front of its routes (:func:`cdp_faults`);
+* the MP (``mp_status``): one middleware in front of the MP's routes, behind its IIS log
+  (:func:`mp_refusal`);
 * the DC's LDAP service (``ldap_delay``): its search answers carry the delay
   (:mod:`lab.servers.ldap_app`);
 * what is reachable (``cdp_down``, ``mp_down``, ``ldap_down``): the harness leaves the hosts
@@ -25,10 +26,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -165,14 +167,12 @@ def published(pki: BuiltPKI, faults: Faults, now: dt.datetime,
 
 # -- the CDP web server -------------------------------------------------------------------------
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+def cdp_faults(faults_of: Callable[[web.Request], Faults | None]) -> Middleware:
+    """The CDP web server's middleware for its status, content type and delay knobs."""
 
-
-def with_cdp_faults(get_faults: Callable[[], Faults | None], handler: Handler) -> Handler:
-    """The CDP web server's handler with its status, content type and delay knobs."""
-
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        faults = get_faults()
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        faults = faults_of(request)
         if faults is None or not (faults.cdp_status or faults.cdp_content_type
                                   or faults.cdp_delay):
             return await handler(request)
@@ -188,7 +188,7 @@ def with_cdp_faults(get_faults: Callable[[], Faults | None], handler: Handler) -
             response.headers[DELAY_HEADER] = str(int(faults.cdp_delay.total_seconds() * 1000))
         return response
 
-    return handle
+    return middleware
 
 
 # -- the MP ---------------------------------------------------------------------------------------

@@ -3,9 +3,10 @@ stops them.
 
 The servers start once (127.0.0.1, port 0) and stay up for the whole run: the MP (HTTPS and
 HTTP), the CDP/AIA web server and the domain controller's LDAP service. Each scenario is
-*staged*: the MP's certificate is switched by SNI, the CDP server and the directory serve the
-new publications, and the host map points the scenario's names at the servers' ports (the
-DC, ``DC01.<domain>:389``, and every ``ldap://host/`` name at the LDAP server).
+*staged*: a new :class:`~lab.servers.state.Staged` is built whole (the MP's certificate per
+SNI name, the publications the CDP server and the directory serve, a host map pointing the
+scenario's names at the servers' ports: the DC, ``DC01.<domain>:389``, and every
+``ldap://host/`` name at the LDAP server) and swapped in with one assignment.
 
     async with start_lab() as lab:
         await lab.stage(deployment)
@@ -18,9 +19,10 @@ import asyncio
 import datetime as dt
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -30,17 +32,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from lab.clock import system_now
 from lab.cryptoapi.retrieval import CrlCache, Retriever
 from lab.errors import HarnessError
 from lab.protocols.network import LOOPBACK, HostMap, ZoneResolver
 from lab.results.records import DirectoryRecord, MpRecord
-from lab.servers.cdp_app import make_cdp_handler
+from lab.servers.cdp_app import make_cdp_app
 from lab.servers.deployment import Deployment
 from lab.servers.faults import log_active
-from lab.servers.iis import AnyMethodServer
+from lab.servers.iis import AnyMethodRunner
 from lab.servers.ldap_app import DirectoryServer
-from lab.servers.mp_app import make_mp_handler
-from lab.servers.state import CdpState, DirectoryState, MpState
+from lab.servers.mp_app import make_mp_app
+from lab.servers.state import Staged, Staging
 
 
 class _NoTraceback(logging.Filter):
@@ -77,7 +80,7 @@ def _placeholder_context(scratch: str) -> ssl.SSLContext:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ibcm-lab: no certificate bound")])
-    now = dt.datetime.now(dt.UTC)
+    now = system_now()
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
@@ -133,23 +136,58 @@ def _mp_context(deployment: Deployment) -> ssl.SSLContext | None:
     return ctx
 
 
+def _host_map(deployment: Deployment, ports: Ports, *, https: bool) -> HostMap:
+    """Where each of the scenario's names answers (``https``: the MP has a certificate)."""
+    hosts = HostMap()
+    faults = deployment.faults
+    if not faults.mp_down:  # the mp_down fault: nothing listens for the MP's names
+        for name in deployment.mp_names:
+            if https:
+                hosts.set(name, 443, ports.mp_https)
+            # Without a certificate IIS has no HTTPS binding: nothing answers on 443.
+            hosts.set(name, 80, ports.mp_http)
+    if not faults.cdp_down:
+        for host, port in deployment.cdp_hosts():
+            hosts.set(host, port, ports.cdp)
+    if not faults.ldap_down:  # the ldap_down fault: no DC answers LDAP
+        for host, port in deployment.ldap_hosts():
+            hosts.set(host, port, ports.ldap)
+    return hosts
+
+
 class RunningLab:
     """The servers of a started lab; see :func:`start_lab`."""
 
-    def __init__(self, ports: Ports, hosts: HostMap, mp: MpState, cdp: CdpState,
-                 directory: DirectoryState | None = None,
+    def __init__(self, ports: Ports, staging: Staging,
                  mp_tls: ssl.SSLContext | None = None) -> None:
         self.ports = ports
         self._mp_tls = mp_tls
-        self.hosts = hosts
-        self.mp_state = mp
-        self.cdp_state = cdp
-        self.directory_state = directory if directory is not None else DirectoryState()
-        """The DC's LDAP service: the staged directory and its request log."""
+        self._staging = staging
         self._session: aiohttp.ClientSession | None = None
-        self.deployment: Deployment | None = None
-        self.active_faults: list[str] = []
+
+    @property
+    def staged(self) -> Staged:
+        """What the servers serve now (and what they recorded since it was staged)."""
+        return self._staging.current
+
+    mp_state = staged
+    """The MP's view of the staged scenario (its deployment, contexts, records, log)."""
+    cdp_state = staged
+    """The CDP server's view of the staged scenario."""
+
+    @property
+    def deployment(self) -> Deployment | None:
+        return self.staged.deployment
+
+    @property
+    def hosts(self) -> HostMap:
+        """Where the staged scenario's names answer (a new map for each staging)."""
+        return self.staged.hosts
+
+    @property
+    def active_faults(self) -> list[str]:
         """The staged scenario's active fault knobs (``name=value``), logged once."""
+        return list(self.staged.active_faults)
 
     def tls_session_stats(self) -> dict[str, int]:
         """The MP's TLS session cache, as OpenSSL counts it (``number`` cached, ``hits``
@@ -159,51 +197,38 @@ class RunningLab:
     async def stage(self, deployment: Deployment) -> None:
         """Serve ``deployment`` from now on (replacing whatever was staged)."""
         await self._close_session()
-        self.hosts.clear()
-        faults = deployment.faults
-        self.active_faults = log_active(deployment.scenario.name, faults)
         context = _mp_context(deployment)
-        self.mp_state.contexts = {}
-        for name in deployment.mp_names:
-            if faults.mp_down:
-                break  # the mp_down fault: nothing listens for the MP's names
-            if context is not None:
-                self.mp_state.contexts[name.lower()] = context
-                self.hosts.set(name, 443, self.ports.mp_https)
-            # Without a certificate IIS has no HTTPS binding: nothing answers on 443.
-            self.hosts.set(name, 80, self.ports.mp_http)
-        if not faults.cdp_down:
-            for host, port in deployment.cdp_hosts():
-                self.hosts.set(host, port, self.ports.cdp)
-        if not faults.ldap_down:  # the ldap_down fault: no DC answers LDAP
-            for host, port in deployment.ldap_hosts():
-                self.hosts.set(host, port, self.ports.ldap)
-        resolver = ZoneResolver(deployment.network, deployment.mp_machine, self.hosts)
-        self._session = aiohttp.ClientSession(
+        contexts = ({} if context is None or deployment.faults.mp_down
+                    else {name.lower(): context for name in deployment.mp_names})
+        hosts = _host_map(deployment, self.ports, https=context is not None)
+        resolver = ZoneResolver(deployment.network, deployment.mp_machine, hosts)
+        # No await from here to the swap: the session is the lab's to close the moment it exists.
+        self._session = session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
             timeout=aiohttp.ClientTimeout(total=30))
         # IIS's CryptoAPI keeps the CRLs it retrieves until their nextUpdate: one retrieval
         # per CDP URL serves every client certificate the CA issued (fidelity §5.2).
-        self.mp_state.retriever = Retriever(deployment.network, deployment.mp_machine,
-                                            self.hosts, self._session,
-                                            cache=CrlCache(deployment.clock.now))
-        self.mp_state.cert_cache.clear()
-        self.mp_state.cert_checks.clear()
-        self.mp_state.records.clear()
-        self.mp_state.log.clear()
-        self.mp_state.deployment = deployment
-        self.cdp_state.deployment = deployment
-        self.directory_state.log.clear()
-        self.directory_state.deployment = deployment
-        self.deployment = deployment
+        retriever = Retriever(deployment.network, deployment.mp_machine, hosts, session,
+                              cache=CrlCache(deployment.clock.now))
+        active = log_active(deployment.scenario.name, deployment.faults)
+        staged = Staged(deployment=deployment, hosts=hosts,
+                        contexts=MappingProxyType(contexts),
+                        retriever=retriever, active_faults=tuple(active))
+        self._staging.current = staged
+
+    def bind_mp_contexts(self, contexts: Mapping[str, ssl.SSLContext]) -> None:
+        """Let SNI hand out ``contexts`` (server name -> context) from now on, everything
+        else staged as it is (the bench switches the MP between RSA and ECDSA)."""
+        merged = {**self.staged.contexts, **{n.lower(): c for n, c in contexts.items()}}
+        self._staging.current = replace(self.staged, contexts=MappingProxyType(merged))
 
     def mp_records(self, step: str) -> list[MpRecord]:
-        return self.mp_state.records_for(step)
+        return self.staged.records_for(step)
 
     @property
     def directory_log(self) -> list[DirectoryRecord]:
         """What the DC's LDAP service answered since the scenario was staged."""
-        return self.directory_state.log
+        return self.staged.directory_log
 
     async def _close_session(self) -> None:
         if self._session is not None:
@@ -211,10 +236,9 @@ class RunningLab:
             self._session = None
 
     async def close(self) -> None:
+        """Stage nothing (the journals stay readable) and close the MP's CRL session."""
+        self._staging.current = replace(self.staged, deployment=None, retriever=None)
         await self._close_session()
-        self.mp_state.deployment = None
-        self.cdp_state.deployment = None
-        self.directory_state.deployment = None
 
 
 @asynccontextmanager
@@ -225,15 +249,15 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
     ``scratch`` is a private temporary folder (the placeholder key lives there only while it
     is loaded).
     """
-    mp_state, cdp_state, directory_state = MpState(), CdpState(), DirectoryState()
-    directory = DirectoryServer(directory_state)
+    staging = Staging()
+    directory = DirectoryServer(staging)
     ldap_server: asyncio.Server | None = None
     base = _placeholder_context(scratch)
 
     def pick_context(sslobj: ssl.SSLObject, server_name: str | None,
                      _ctx: ssl.SSLContext) -> None:
         if server_name:
-            chosen = mp_state.contexts.get(server_name.lower())
+            chosen = staging.current.contexts.get(server_name.lower())
             if chosen is not None:
                 sslobj.context = chosen
 
@@ -241,20 +265,16 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
     # Quiet servers: a malformed request is answered (400) and noted in one line, never a
     # traceback on the trainer's terminal; idle keep-alive connections close after 15 s.
     server_options: dict[str, Any] = {"access_log": None, "logger": SERVER_LOG,
-                                      "keepalive_timeout": 15.0}
+                                      "keepalive_timeout": 15.0, "shutdown_timeout": 1.0}
     runners: list[web.BaseRunner] = []
     running: RunningLab | None = None
     try:
         ports: list[int] = []
         try:
             servers: list[tuple[web.BaseRunner, ssl.SSLContext | None]] = [
-                (web.ServerRunner(AnyMethodServer(make_mp_handler(mp_state, secure=True),
-                                                  **server_options), shutdown_timeout=1.0), base),
-                (web.ServerRunner(AnyMethodServer(make_mp_handler(mp_state, secure=False),
-                                                  **server_options), shutdown_timeout=1.0), None),
-                (web.ServerRunner(AnyMethodServer(make_cdp_handler(cdp_state),
-                                                  **server_options), shutdown_timeout=1.0),
-                 None),
+                (AnyMethodRunner(make_mp_app(staging, secure=True), **server_options), base),
+                (AnyMethodRunner(make_mp_app(staging, secure=False), **server_options), None),
+                (AnyMethodRunner(make_cdp_app(staging), **server_options), None),
             ]
             for runner, ssl_context in servers:
                 await runner.setup()
@@ -268,8 +288,7 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
             ports.append(ldap_server.sockets[0].getsockname()[1])
         except OSError as e:
             raise HarnessError(f"cannot start the lab's servers on {host}: {e}") from e
-        running = RunningLab(Ports(*ports), HostMap(), mp_state, cdp_state, directory_state,
-                             mp_tls=base)
+        running = RunningLab(Ports(*ports), staging, mp_tls=base)
         yield running
     finally:
         if running is not None:

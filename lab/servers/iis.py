@@ -1,10 +1,20 @@
-"""An aiohttp low-level server that accepts every HTTP method token, as IIS does.
+"""The one module that reaches into aiohttp's internals: an application runner whose
+connections accept every HTTP method token, as IIS does.
 
 ConfigMgr clients talk ``CCM_POST`` (and ``BITS_POST``, ``PROPFIND``) to the MP. aiohttp's
 fast C parser (llhttp) only knows the registered methods and answers 400 to any other, so the
-MP's connections are parsed with aiohttp's pure-Python parser, which accepts any RFC 9110
-method token. The swap is confined to this module and covered by the functional tests (a
-real ``CCM_POST`` is sent in every registration step).
+lab's web servers parse their connections with aiohttp's pure-Python parser, which accepts any
+RFC 9110 method token. Everything above the parser (the application, its routes and
+middlewares) is aiohttp's public API.
+
+What this relies on, pinned in pyproject.toml and checked by tests/test_aiohttp_guard.py:
+
+* ``web.AppRunner._make_server()``: the hook that builds the runner's ``web.Server``;
+* ``web.Server._loop`` and ``web.Server._kwargs``: what ``Server.__call__`` builds each
+  connection's ``RequestHandler`` with;
+* ``RequestHandler._parser``: the parser ``data_received`` feeds (set by ``BaseProtocol``);
+* ``aiohttp.http_parser.HttpRequestParserPy`` and its keyword arguments, and
+  ``web_protocol.MAX_MSG_QUEUE_SIZE`` when it exists.
 """
 
 from __future__ import annotations
@@ -44,3 +54,12 @@ class AnyMethodServer(web.Server):
 
     def __call__(self) -> RequestHandler:
         return _AnyMethodRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class AnyMethodRunner(web.AppRunner):
+    """``web.AppRunner`` for an application served by an :class:`AnyMethodServer`."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return AnyMethodServer(made.request_handler, request_factory=made.request_factory,
+                               loop=made._loop, **made._kwargs)

@@ -19,7 +19,8 @@ What it answers (RFC 4511; the PDUs are encoded and decoded by :mod:`lab.protoco
 Bytes that are not an LDAPMessage (malformed BER, a truncated PDU, a length above the 1 MiB
 cap, a response sent as a request) get a notice of disconnection (RFC 4511 §4.4.1) and the
 connection is closed: never a traceback, and no other connection notices. Each operation is
-recorded in :attr:`DirectoryState.log` (:class:`DirectoryRecord`).
+recorded in the staged scenario's :attr:`~lab.servers.state.Staged.directory_log`
+(:class:`DirectoryRecord`).
 
 The ``ldap_delay`` fault is simulated, never slept: every SearchResultDone carries the lab's
 delay control (:data:`lab.protocols.ldapwire.SIMULATED_DELAY_CONTROL`). ``ldap_down`` leaves
@@ -60,8 +61,8 @@ from lab.protocols.ldapwire import (
     search_entry,
 )
 from lab.results.records import DirectoryRecord
-from lab.servers.deployment import DirectoryObject
-from lab.servers.state import DirectoryState
+from lab.servers.deployment import Deployment, DirectoryObject
+from lab.servers.state import Staged, Staging
 
 log = logging.getLogger("ibcm-lab.ldap")
 
@@ -137,8 +138,8 @@ def _selected(request: Request, obj: DirectoryObject) -> list[tuple[str, tuple[b
 class DirectoryServer:
     """The LDAP service of the lab's DC (one per lab, reused across scenarios)."""
 
-    def __init__(self, state: DirectoryState) -> None:
-        self.state = state
+    def __init__(self, staging: Staging) -> None:
+        self.staging = staging
         self._numbers = itertools.count(1)
         self._connections: dict[int, _Connection] = {}
         self._decoded: dict[bytes, Request] = {}
@@ -148,15 +149,15 @@ class DirectoryServer:
 
     # -- answering --------------------------------------------------------------------------
 
-    def answer(self, request: Request) -> Answer:
-        """The answer to one decoded request (pure: the same request, the same answer until
-        the next scenario is staged)."""
+    def answer(self, request: Request, deployment: Deployment | None) -> Answer:
+        """The answer to one decoded request (pure: the same request and deployment, the
+        same answer)."""
         op, mid = request.op, request.message_id
         operation = _OPERATION.get(op, op)
         if op == "bindRequest":
             return self._bind(request)
         if op == "searchRequest":
-            return self._search(request)
+            return self._search(request, deployment)
         if op == "unbindRequest":
             return Answer(b"", operation, detail="the client closes the connection", close=True)
         if op == "abandonRequest":
@@ -194,9 +195,8 @@ class DirectoryServer:
                          "unauthenticated bind (a name without a password, RFC 4513 §5.1.2)")
         return reply(UNWILLING_TO_PERFORM, "a password without a name")
 
-    def _search(self, request: Request) -> Answer:
+    def _search(self, request: Request, deployment: Deployment | None) -> Answer:
         mid = request.message_id
-        deployment = self.state.deployment
         controls: list[tuple[str, bytes]] = []
         if deployment is not None and deployment.faults.ldap_delay:
             ms = int(deployment.faults.ldap_delay.total_seconds() * 1000)
@@ -220,14 +220,14 @@ class DirectoryServer:
         entry = search_entry(mid, obj.dn, _selected(request, obj))
         return done(SUCCESS, "one entry", entry, 1)
 
-    def _cached(self, pdu: bytes, request: Request) -> Answer:
+    def _cached(self, pdu: bytes, request: Request, deployment: Deployment | None) -> Answer:
         cache = self._answers
-        if self._answers_for is not self.state.deployment:
+        if self._answers_for is not deployment:
             cache.clear()
-            self._answers_for = self.state.deployment
+            self._answers_for = deployment
         got = cache.get(pdu)
         if got is None:
-            got = self.answer(request)
+            got = self.answer(request, deployment)
             if len(cache) >= ANSWER_CACHE:
                 cache.clear()
             if request.op in ("bindRequest", "searchRequest"):
@@ -236,12 +236,13 @@ class DirectoryServer:
 
     # -- the connection ---------------------------------------------------------------------
 
-    def _record(self, conn: _Connection, request: Request | None, answer: Answer) -> None:
-        deployment = self.state.deployment
+    def _record(self, staged: Staged, conn: _Connection, request: Request | None,
+                answer: Answer) -> None:
+        deployment = staged.deployment
         when = deployment.clock.now() if deployment is not None else system_now()
         scope = SCOPES.get(request.scope, str(request.scope)) \
             if request is not None and request.op == "searchRequest" else ""
-        self.state.log.append(DirectoryRecord(
+        staged.directory_log.append(DirectoryRecord(
             time=when, connection=conn.number, peer=conn.peer,
             message_id=request.message_id if request is not None else 0,
             operation=answer.operation, dn=request.dn if request is not None else "",
@@ -251,8 +252,8 @@ class DirectoryServer:
 
     def _refuse(self, conn: _Connection, why: str) -> None:
         """A PDU that is not a request: a notice of disconnection, then the connection ends."""
-        self._record(conn, None, Answer(b"", "malformed", result_name(PROTOCOL_ERROR),
-                                        detail=why))
+        self._record(self.staging.current, conn, None,
+                     Answer(b"", "malformed", result_name(PROTOCOL_ERROR), detail=why))
         with contextlib.suppress(Exception):
             conn.writer.write(notice_of_disconnection(PROTOCOL_ERROR, why[:200]))
 
@@ -283,17 +284,18 @@ class DirectoryServer:
                     try:
                         pdu = await read_pdu(reader, MAX_REQUEST_PDU)
                         request = await self._decode(pdu)
-                        answer = self._cached(pdu, request)
+                        staged = self.staging.current
+                        answer = self._cached(pdu, request, staged.deployment)
                     except asyncio.IncompleteReadError as e:
                         if e.partial:
-                            self._record(conn, None, Answer(
+                            self._record(self.staging.current, conn, None, Answer(
                                 b"", "malformed", detail=f"the connection closed inside a "
                                 f"PDU ({len(e.partial)} of {e.expected} bytes)"))
                         break
                     except LdapProtocolError as e:
                         self._refuse(conn, str(e))
                         break
-                    self._record(conn, request, answer)
+                    self._record(staged, conn, request, answer)
                     if answer.responses:
                         writer.write(answer.responses)
                         await writer.drain()

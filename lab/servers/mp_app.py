@@ -1,28 +1,35 @@
 """The mock management point: IIS in front of getauth.dll and ccmisapi.dll.
 
-Two applications share one :class:`~lab.servers.state.MpState`:
+Two aiohttp applications, one route table, serve the staged scenario
+(:class:`~lab.servers.state.Staged`); their middlewares are IIS in front of the routes:
 
+* the IIS log: every request answered while a scenario is staged is recorded
+  (:class:`~lab.servers.deployment.MpRecord`, the W3C log's fields); with nothing staged
+  every request gets 503;
+* the ``mp_status`` fault (:func:`lab.servers.faults.mp_refusal`);
 * the HTTPS site (mutual TLS): IIS checks the client certificate first and refuses it with
   the substatus a real MP gives (403.7 no certificate, 403.16 untrusted, 403.17 expired,
   403.13 revoked *or its CRL could not be retrieved*; fidelity §8.3 and §10);
 * the HTTP site: on an HTTPS-only MP every request gets 403.4 "SSL required".
 
 Behind IIS it answers ``GET /SMS_MP/.sms_aut?MPLIST`` and ``?MPCERT`` (fidelity §8.2) and
-``CCM_POST /ccm_system/request``. The message bodies are *lab-shaped* XML, not the real
-multipart/zlib wire format; their element names are documented in docs/scenario-format.md.
+``CCM_POST /ccm_system/request``; IIS matches paths in any case. The message bodies are
+*lab-shaped* XML, not the real multipart/zlib wire format; their element names are
+documented in docs/scenario-format.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -34,15 +41,14 @@ from lab.protocols.network import read_bounded
 from lab.results.logline import LogLine, thread_id
 from lab.results.records import MpRecord
 from lab.servers.faults import mp_refusal
-from lab.servers.state import ClientCertVerdict, MpState
+from lab.servers.routing import ROUTE_OPTIONS, STAGED, application
+from lab.servers.state import ClientCertVerdict, Staged, Staging
 
 MP_VERSION = "9128"
 """Product build reported in MPLIST (9128 = ConfigMgr 2403, fidelity §8.2)."""
 
 MAX_BODY = 1024 * 1024
 STEP_HEADER = "X-Lab-Step"
-
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 ENDPOINT_REPLIES = {
     "MP_ClientRegistration": "registration",
@@ -64,39 +70,39 @@ def _iis_error(status: codes.IisStatus) -> web.Response:
                         content_type="text/html")
 
 
-async def _check_client_cert(state: MpState, request: web.BaseRequest) -> ClientCertVerdict:
+async def _check_client_cert(staged: Staged, request: web.Request) -> ClientCertVerdict:
     """IIS's client-certificate checks, in its order, with the lab clock."""
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     if not der:
         return ClientCertVerdict(403, 7, 0, "the request carried no client certificate")
-    cached = state.cert_cache.get(der)
-    if cached is None and der in state.cert_checks:
+    cached = staged.cert_cache.get(der)
+    if cached is None and der in staged.cert_checks:
         # Another request is checking this certificate right now: share its result (IIS
         # retrieves a CRL once, the others wait for it and pay no retrieval time).
-        cached = await asyncio.shield(state.cert_checks[der])
+        cached = await asyncio.shield(staged.cert_checks[der])
     if cached is not None:
         # IIS keeps the CRLs it retrieved: a second request costs no retrieval time.
         return ClientCertVerdict(cached.status, cached.substatus, cached.win32_status,
                                  cached.detail)
     pending: asyncio.Future[ClientCertVerdict] = asyncio.get_running_loop().create_future()
-    state.cert_checks[der] = pending
+    staged.cert_checks[der] = pending
     try:
-        verdict = await _judge_client_cert(state, x509.load_der_x509_certificate(der))
+        verdict = await _judge_client_cert(staged, x509.load_der_x509_certificate(der))
     except BaseException as e:
         pending.set_exception(e)
         pending.exception()  # retrieved: no "never retrieved" warning
         raise
     finally:
-        state.cert_checks.pop(der, None)
-    state.cert_cache[der] = verdict
+        staged.cert_checks.pop(der, None)
+    staged.cert_cache[der] = verdict
     pending.set_result(verdict)
     return verdict
 
 
-async def _judge_client_cert(state: MpState, cert: x509.Certificate) -> ClientCertVerdict:
-    deployment = state.deployment
-    assert deployment is not None and state.retriever is not None
+async def _judge_client_cert(staged: Staged, cert: x509.Certificate) -> ClientCertVerdict:
+    deployment = staged.deployment
+    assert deployment is not None and staged.retriever is not None
     now = deployment.clock.now()
     subject = cert.subject.rfc4514_string()
     pki = deployment.pki
@@ -112,7 +118,7 @@ async def _judge_client_cert(state: MpState, cert: x509.Certificate) -> ClientCe
     if any(not (c.not_valid_before_utc <= now <= c.not_valid_after_utc) for c in chain):
         return ClientCertVerdict(403, 17, codes.CERT_E_EXPIRED.hresult,
                                  f"{subject} is outside its validity period")
-    revocation = await check_chain(chain, state.retriever, now)
+    revocation = await check_chain(chain, staged.retriever, now)
     waited = revocation.simulated_ms
     deployment.clock.advance(waited)
     if revocation.status == "revoked":
@@ -127,8 +133,8 @@ async def _judge_client_cert(state: MpState, cert: x509.Certificate) -> ClientCe
     return ClientCertVerdict(200, 0, 0, f"{subject} accepted", waited)
 
 
-def _mplist(state: MpState) -> str:
-    deployment = state.deployment
+def _mplist(staged: Staged) -> str:
+    deployment = staged.deployment
     assert deployment is not None
     site = deployment.scenario.site
     fqdn = deployment.scenario.mp.intranet_fqdn
@@ -138,8 +144,8 @@ def _mplist(state: MpState) -> str:
             f"<Property Name=\"SSLState\" Value=\"{ssl_state}\"/></Capabilities></MP></MPList>")
 
 
-def _mpcert(state: MpState) -> str:
-    deployment = state.deployment
+def _mpcert(staged: Staged) -> str:
+    deployment = staged.deployment
     assert deployment is not None and deployment.pki.mp is not None
     mp = deployment.pki.mp
     return (f"<MPCERT><!-- lab-shaped: the real element names are not documented -->"
@@ -147,7 +153,7 @@ def _mpcert(state: MpState) -> str:
             f"</Certificate></MPCERT>")
 
 
-def _client_id(request: web.BaseRequest) -> str:
+def _client_id(request: web.Request) -> str:
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     seed = (x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex() if der
@@ -155,13 +161,13 @@ def _client_id(request: web.BaseRequest) -> str:
     return f"GUID:{str(uuid.uuid5(uuid.NAMESPACE_URL, 'ibcm-lab:' + seed)).upper()}"
 
 
-def _log_registration(state: MpState, request: web.BaseRequest, root: ET.Element) -> None:
+def _log_registration(staged: Staged, request: web.Request, root: ET.Element) -> None:
     """MP_RegistrationManager.log lines, in the shapes of the verified samples (fidelity J)."""
-    deployment = state.deployment
+    deployment = staged.deployment
     assert deployment is not None
 
     def log(text: str, severity: int = 1) -> None:
-        state.log.append(LogLine("MP_RegistrationManager.log", "MP_RegistrationManager", text,
+        staged.log.append(LogLine("MP_RegistrationManager.log", "MP_RegistrationManager", text,
                                  severity, deployment.clock.now(),
                                  thread_id("MP", "MP_RegistrationManager")))
 
@@ -178,8 +184,8 @@ def _log_registration(state: MpState, request: web.BaseRequest, root: ET.Element
             f"'{issued_to}'")
 
 
-def _ccm_reply(state: MpState, request: web.BaseRequest, body: bytes) -> web.Response:
-    deployment = state.deployment
+def _ccm_reply(staged: Staged, request: web.Request, body: bytes) -> web.Response:
+    deployment = staged.deployment
     assert deployment is not None
     if b"<!DOCTYPE" in body.upper():
         # The lab's messages never carry a DTD; refusing one up front keeps entity
@@ -195,7 +201,7 @@ def _ccm_reply(state: MpState, request: web.BaseRequest, body: bytes) -> web.Res
     if root.tag != "Msg" or kind is None:
         return web.Response(status=400, text="unknown target endpoint")
     if kind == "registration":
-        _log_registration(state, request, root)
+        _log_registration(staged, request, root)
         requested = (root.findtext("ClientID") or "").strip()
         client_id = requested if requested.startswith("GUID:") else _client_id(request)
         reply = (f"<ClientRegistrationReply ClientID={quoteattr(client_id)} "
@@ -217,74 +223,155 @@ def _ccm_reply(state: MpState, request: web.BaseRequest, body: bytes) -> web.Res
     return web.Response(text=reply, content_type="text/xml")
 
 
-def make_mp_handler(state: MpState, *, secure: bool) -> Handler:
-    """The MP's request handler for its HTTPS (``secure=True``) or HTTP site."""
+# -- IIS: the log and the checks in front of the routes ---------------------------------------
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        deployment = state.deployment
-        status, substatus, win32, detail, waited = 200, 0, 0, "served", 0
+@dataclass
+class _Logged:
+    """What IIS logs for one request besides its method, URL and headers."""
+
+    status: int = 200
+    substatus: int = 0
+    win32: int = 0
+    detail: str = "served"
+    waited: int = 0
+
+
+LOGGED = web.RequestKey("iis_logged", _Logged)
+
+
+def _refuse(request: web.Request, response: web.Response, detail: str, *,
+            substatus: int = 0, win32: int = 0) -> web.Response:
+    """``response``, and why IIS gave it, for the log."""
+    logged = request[LOGGED]
+    logged.substatus, logged.win32, logged.detail = substatus, win32, detail
+    return response
+
+
+def _iis_log(*, secure: bool) -> Middleware:
+    @web.middleware
+    async def iis_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+        staged = request[STAGED]
+        deployment = staged.deployment
+        if deployment is None:
+            return web.Response(status=503, text="Service Unavailable")
+        logged = request[LOGGED] = _Logged()
         try:
-            if deployment is None:
-                status, detail = 503, "no scenario is staged"
-                return web.Response(status=503, text="Service Unavailable")
-            site = deployment.scenario.site
-            refusal = mp_refusal(deployment.faults)
-            if refusal is not None:
-                status, detail = refusal, f"the mp_status fault: every request gets {refusal}"
-                reason = "Internal Server Error" if refusal == 500 else None
-                return web.Response(status=refusal, reason=reason,
-                                    text=f"{refusal} (lab fault mp_status)")
-            if not secure and site.https_only:
-                status, substatus, detail = 403, 4, "the MP is HTTPS only; IIS requires SSL"
-                return _iis_error(codes.IIS_SSL_REQUIRED)
-            if secure:
-                verdict = await _check_client_cert(state, request)
-                waited = verdict.simulated_ms
-                if verdict.status != 200:
-                    status, substatus = verdict.status, verdict.substatus
-                    win32, detail = verdict.win32_status, verdict.detail
-                    return _iis_error(codes.IIS_STATUSES[f"{status}.{substatus}"])
-            path = request.path.lower()
-            query = request.query_string.upper()
-            if path == "/sms_mp/.sms_aut" and request.method in ("GET", "HEAD"):
-                if query == "MPLIST":
-                    return web.Response(text=_mplist(state), content_type="text/xml")
-                if query == "MPCERT" and deployment.pki.mp is not None:
-                    return web.Response(text=_mpcert(state), content_type="text/xml")
-                status, detail = 400, f"unknown .sms_aut query {query!r}"
-                return web.Response(status=400, text="Bad Request")
-            if path == "/ccm_system/request":
-                if request.method != "CCM_POST":
-                    status, detail = 405, f"{request.method} is not CCM_POST"
-                    return web.Response(status=405, text="Method Not Allowed")
-                if (request.content_length or 0) > MAX_BODY:
-                    status, detail = 413, "message too large (Content-Length)"
-                    return web.Response(status=413, text="Request Entity Too Large")
-                try:
-                    body = await read_bounded(request.content, MAX_BODY + 1)
-                except (HttpProcessingError, RequestPayloadError, ValueError) as e:
-                    status, detail = 400, f"the body could not be read: {e}"
-                    return web.Response(status=400, text="Bad Request")
-                if len(body) > MAX_BODY:
-                    status, detail = 413, "message too large"
-                    return web.Response(status=413, text="Request Entity Too Large")
-                response = _ccm_reply(state, request, body)
-                status = response.status
-                if status != 200:
-                    detail = response.text or "bad message"
-                return response
-            status, substatus, win32, detail = 404, 0, 2, "no such path on the MP"
-            return web.Response(status=404, text="Not Found")
+            response = await handler(request)
+            logged.status = response.status
+            return response
         finally:
-            if deployment is not None:
-                state.records.append(MpRecord(
-                    time=deployment.clock.now(), step=request.headers.get(STEP_HEADER),
-                    method=request.method, uri_stem=request.path,
-                    uri_query=request.query_string or "-",
-                    port=443 if secure else 80,
-                    client_ip=request.remote or "-",
-                    user_agent=request.headers.get("User-Agent", "-"),
-                    host=request.host, status=status, substatus=substatus,
-                    win32_status=win32, detail=detail, time_taken_ms=waited))
+            staged.records.append(MpRecord(
+                time=deployment.clock.now(), step=request.headers.get(STEP_HEADER),
+                method=request.method, uri_stem=request.path,
+                uri_query=request.query_string or "-",
+                port=443 if secure else 80,
+                client_ip=request.remote or "-",
+                user_agent=request.headers.get("User-Agent", "-"),
+                host=request.host, status=logged.status, substatus=logged.substatus,
+                win32_status=logged.win32, detail=logged.detail,
+                time_taken_ms=logged.waited))
 
-    return handle
+    return iis_log
+
+
+@web.middleware
+async def mp_status_fault(request: web.Request, handler: Handler) -> web.StreamResponse:
+    refusal = mp_refusal(request[STAGED].faults)
+    if refusal is None:
+        return await handler(request)
+    reason = "Internal Server Error" if refusal == 500 else None
+    return _refuse(request, web.Response(status=refusal, reason=reason,
+                                         text=f"{refusal} (lab fault mp_status)"),
+                   f"the mp_status fault: every request gets {refusal}")
+
+
+@web.middleware
+async def ssl_required(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The HTTP site: on an HTTPS-only MP, IIS answers 403.4 (SSL required)."""
+    deployment = request[STAGED].deployment
+    assert deployment is not None
+    if deployment.scenario.site.https_only:
+        return _refuse(request, _iis_error(codes.IIS_SSL_REQUIRED),
+                       "the MP is HTTPS only; IIS requires SSL", substatus=4)
+    return await handler(request)
+
+
+@web.middleware
+async def client_certificate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The HTTPS site: IIS judges the client certificate before anything else."""
+    verdict = await _check_client_cert(request[STAGED], request)
+    request[LOGGED].waited = verdict.simulated_ms
+    if verdict.status != 200:
+        return _refuse(request, _iis_error(
+            codes.IIS_STATUSES[f"{verdict.status}.{verdict.substatus}"]),
+            verdict.detail, substatus=verdict.substatus, win32=verdict.win32_status)
+    return await handler(request)
+
+
+# -- the routes ---------------------------------------------------------------------------------
+
+def iis_path(path: str) -> str:
+    """An aiohttp route path matching ``path`` as IIS does: in any case, and with its
+    slashes also percent-encoded (``%2F``, which aiohttp's router leaves encoded)."""
+    parts = (re.escape(part) for part in path.strip("/").split("/"))
+    return "/{iis_path:(?i:" + "(?:/|%2f)".join(parts) + ")}"
+
+
+async def sms_aut(request: web.Request) -> web.StreamResponse:
+    """``GET /SMS_MP/.sms_aut?MPLIST`` and ``?MPCERT`` (and HEAD)."""
+    staged = request[STAGED]
+    assert staged.deployment is not None
+    query = request.query_string.upper()
+    if query == "MPLIST":
+        return web.Response(text=_mplist(staged), content_type="text/xml")
+    if query == "MPCERT" and staged.deployment.pki.mp is not None:
+        return web.Response(text=_mpcert(staged), content_type="text/xml")
+    return _refuse(request, web.Response(status=400, text="Bad Request"),
+                   f"unknown .sms_aut query {query!r}")
+
+
+async def ccm_request(request: web.Request) -> web.StreamResponse:
+    """``CCM_POST /ccm_system/request``: one lab-shaped message, at most :data:`MAX_BODY`."""
+    if (request.content_length or 0) > MAX_BODY:
+        return _refuse(request, web.Response(status=413, text="Request Entity Too Large"),
+                       "message too large (Content-Length)")
+    try:
+        body = await read_bounded(request.content, MAX_BODY + 1)
+    except (HttpProcessingError, web.RequestPayloadError, ValueError) as e:
+        return _refuse(request, web.Response(status=400, text="Bad Request"),
+                       f"the body could not be read: {e}")
+    if len(body) > MAX_BODY:
+        return _refuse(request, web.Response(status=413, text="Request Entity Too Large"),
+                       "message too large")
+    response = _ccm_reply(request[STAGED], request, body)
+    if response.status != 200:
+        return _refuse(request, response, response.text or "bad message")
+    return response
+
+
+async def not_ccm_post(request: web.Request) -> web.StreamResponse:
+    return _refuse(request, web.Response(status=405, text="Method Not Allowed"),
+                   f"{request.method} is not CCM_POST")
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    return _refuse(request, web.Response(status=404, text="Not Found"),
+                   "no such path on the MP", win32=2)
+
+
+SMS_AUT = iis_path("/SMS_MP/.sms_aut")
+CCM_REQUEST = iis_path("/ccm_system/request")
+ROUTES = [
+    web.get(SMS_AUT, sms_aut, **ROUTE_OPTIONS),  # and HEAD
+    web.route("*", SMS_AUT, not_found, **ROUTE_OPTIONS),
+    web.route("CCM_POST", CCM_REQUEST, ccm_request, **ROUTE_OPTIONS),
+    web.route("*", CCM_REQUEST, not_ccm_post, **ROUTE_OPTIONS),
+    web.route("*", "/{path:.*}", not_found, **ROUTE_OPTIONS),
+]
+
+
+def make_mp_app(staging: Staging, *, secure: bool) -> web.Application:
+    """The MP's HTTPS (``secure=True``) or HTTP site."""
+    site = client_certificate if secure else ssl_required
+    return application(staging, ROUTES, [_iis_log(secure=secure), mp_status_fault, site],
+                       fallback=not_found)

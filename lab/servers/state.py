@@ -1,33 +1,29 @@
-"""Mutable state the server applications share with the harness."""
+"""What the servers serve, as one immutable object swapped whole when a scenario is staged.
+
+:meth:`lab.servers.harness.RunningLab.stage` builds a new :class:`Staged` (the deployment,
+its host map, the MP's TLS contexts, the MP's CRL retriever, fresh journals) and makes it
+current with one assignment to :attr:`Staging.current`. Every server reads
+:attr:`Staging.current` once per request (or LDAP PDU) and answers from that object, so a
+request never sees half of one scenario and half of the next.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from lab.cryptoapi.retrieval import Retriever
+from lab.protocols.network import HostMap
 from lab.results.logline import LogLine
 from lab.results.records import DirectoryRecord, MpRecord
+from lab.scenario.model import Faults
 from lab.servers.deployment import Deployment
 
 
-@dataclass
-class CdpState:
-    deployment: Deployment | None = None
-
-
-@dataclass
-class DirectoryState:
-    """The DC's LDAP service: the staged deployment (its directory and faults) and the
-    operations answered since it was staged."""
-
-    deployment: Deployment | None = None
-    log: list[DirectoryRecord] = field(default_factory=list)
-    """Every LDAP operation answered (bind, search, unbind, ...) and every PDU refused."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class ClientCertVerdict:
     status: int
     substatus: int
@@ -37,21 +33,46 @@ class ClientCertVerdict:
     """Simulated time IIS spent retrieving the certificate's CRLs (its retrieval time-outs)."""
 
 
-@dataclass
-class MpState:
+@dataclass(frozen=True, eq=False)
+class Staged:
+    """One scenario as the running servers serve it (``deployment`` None: nothing staged).
+
+    No field is reassigned once it is current. The last five are the journals of this
+    staging: fresh containers that the servers append to while it is current."""
+
     deployment: Deployment | None = None
+    hosts: HostMap = field(default_factory=HostMap)
+    """Where each of the scenario's names answers: ``(host, port)`` -> loopback port."""
+    contexts: Mapping[str, ssl.SSLContext] = field(
+        default_factory=lambda: MappingProxyType({}))
+    """The MP's TLS context per server name (SNI)."""
     retriever: Retriever | None = None
     """How the MP (IIS) fetches the CRLs of client certificates."""
-    contexts: dict[str, ssl.SSLContext] = field(default_factory=dict)
-    """The MP's TLS context per server name (SNI) for the staged deployment."""
+    active_faults: tuple[str, ...] = ()
+    """The scenario's active fault knobs (``name=value``), logged once at staging."""
     records: list[MpRecord] = field(default_factory=list)
     """What the MP's IIS logged (one record per request), for the W3C log."""
     log: list[LogLine] = field(default_factory=list)
     """The MP's own log lines (MP_RegistrationManager.log)."""
+    directory_log: list[DirectoryRecord] = field(default_factory=list)
+    """Every LDAP operation the DC answered (bind, search, unbind, ...) and every PDU refused."""
     cert_cache: dict[bytes, ClientCertVerdict] = field(default_factory=dict)
     """IIS's verdict per client certificate (DER), like its CRL cache: one check per run."""
     cert_checks: dict[bytes, asyncio.Future[ClientCertVerdict]] = field(default_factory=dict)
     """Client-certificate checks in progress, shared by concurrent requests."""
 
+    @property
+    def faults(self) -> Faults | None:
+        return self.deployment.faults if self.deployment is not None else None
+
     def records_for(self, step: str) -> list[MpRecord]:
         return [r for r in self.records if r.step == step]
+
+
+class Staging:
+    """The one reference the servers share: :attr:`current` is what they serve now."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current = Staged()

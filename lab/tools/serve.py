@@ -6,11 +6,13 @@ command (with ``--resolve`` so the real FQDN is used for SNI and the name check)
 domain controller it prints an ``ldapsearch`` command (OpenLDAP's client) per object of the
 directory, and a pipeline that writes the CRL's bytes to a file and compares them with what
 the HTTP CDP serves.
+
+:func:`serve_scenario` is the typed entry (``ibcm-lab serve`` calls it from
+:mod:`lab.cli.serve`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -18,6 +20,7 @@ import shlex
 import signal
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -151,8 +154,19 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class ServeReport:
+    """What ``serve`` served: the scenario, the address it bound and the guide it printed."""
+
+    scenario: str
+    bind: str
+    guide: str
+
+
 async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds: float | None,
-                out: TextIO) -> None:
+                out: TextIO) -> ServeReport:
+    """Serve ``scenario`` until SIGINT or SIGTERM (or ``for_seconds``), printing the guide to
+    ``out`` once the servers are up."""
     bind = host or LOOPBACK
     if bind != LOOPBACK:
         print(f"ibcm-lab: warning: binding {bind}: the lab's servers are reachable from "
@@ -169,19 +183,23 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
     with tempfile.TemporaryDirectory(prefix="ibcm-lab-serve-") as scratch:
         async with start_lab(host=bind, scratch=scratch) as lab:
             await lab.stage(deployment)
-            out.write(connection_guide(scenario, pki, lab, Path(cache.root) / "serve" /
-                                       scenario.name, bind))
+            guide = connection_guide(scenario, pki, lab, Path(cache.root) / "serve" /
+                                     scenario.name, bind)
+            out.write(guide)
             out.flush()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), for_seconds)
     out.write("Stopped.\n")
     out.flush()
+    return ServeReport(scenario.name, bind, guide)
 
 
-def cli_main(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.scenario)
-    if args.for_seconds is not None and args.for_seconds <= 0:
-        raise UsageError(f"--for-seconds expects a positive number, got {args.for_seconds}")
-    asyncio.run(serve(scenario, certs=args.certs, host=args.host,
-                      for_seconds=args.for_seconds, out=sys.stdout))
-    return 0
+def serve_scenario(scenario_path: str | Path, *, certs: str, host: str | None = None,
+                   for_seconds: float | None = None, out: TextIO = sys.stdout) -> ServeReport:
+    """Load the scenario file and serve it (see :func:`serve`); UsageError for a
+    ``for_seconds`` that is not positive."""
+    scenario = load_scenario(scenario_path)
+    if for_seconds is not None and for_seconds <= 0:
+        raise UsageError(f"--for-seconds expects a positive number, got {for_seconds}")
+    return asyncio.run(serve(scenario, certs=certs, host=host, for_seconds=for_seconds,
+                             out=out))

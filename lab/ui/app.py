@@ -27,7 +27,6 @@ HTTP requests to the mock MP. Events: ``start`` (what will run), ``step-start``,
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -68,7 +67,7 @@ from lab.ui.switches import (
 from lab.ui.timeline import run_verdict, step_event, step_start
 from lab.ui.topology import topology
 
-__all__ = ["STATIC_FILES", "ConsoleState", "cli_main", "make_app", "serve_console"]
+__all__ = ["STATIC_FILES", "ConsoleState", "make_app", "run_console", "serve_console"]
 
 STATIC_FILES: Mapping[str, str] = {
     "index.html": "text/html",
@@ -366,11 +365,13 @@ async def serve_console(*, certs: str, scenario: Scenario | None, port: int,
     out.flush()
 
 
-def cli_main(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.scenario) if args.scenario is not None else None
-    if not 0 <= args.port <= 65535:
+def run_console(scenario_path: str | Path | None, *, certs: str, port: int = 0,
+                open_browser: bool = False, out: TextIO = sys.stdout) -> None:
+    """Load the scenario file (if any) and run the console until Ctrl-C (see
+    :func:`serve_console`); UsageError for a port outside 0-65535."""
+    scenario = load_scenario(scenario_path) if scenario_path is not None else None
+    if not 0 <= port <= 65535:
         raise UsageError(f"--port expects a port number from 0 to 65535 (0: any free port), "
-                         f"got {args.port}")
-    asyncio.run(serve_console(certs=args.certs, scenario=scenario, port=args.port,
-                              open_browser=args.open, out=sys.stdout))
-    return 0
+                         f"got {port}")
+    asyncio.run(serve_console(certs=certs, scenario=scenario, port=port,
+                              open_browser=open_browser, out=out))

@@ -25,7 +25,7 @@ from lab.tools.bench.loadgen import MPLIST, close_writer, exchange, get_request
 from lab.tools.bench.scenario import INTERNET, INTRA
 
 if TYPE_CHECKING:
-    from lab.matrix.sweep import Selection
+    from lab.results.matrix import Selection
 
 SINGLE_SCENARIO = "seed4-internet-client-ldap-cdp-crl-on.toml"
 FLOOR_NOTE = ("floor = the cell's MP connections x a bare mutual-TLS handshake + its CDP "

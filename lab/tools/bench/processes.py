@@ -124,7 +124,7 @@ async def serve_mp(spec: dict[str, Any]) -> int:
                 if not line or line == "quit":
                     break
                 if line in contexts:
-                    lab.mp_state.contexts.update(contexts[line])
+                    lab.bind_mp_contexts(contexts[line])
                     _say({"ok": True})
                 elif line == "stats":
                     statuses = Counter(f"{r.status}.{r.substatus}" if r.substatus
