@@ -6,9 +6,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from lab.pki.cache import PKICache
 from lab.servers.harness import RunningLab, start_lab
+
+# No example may fail for its speed: a busy machine is slow, not wrong (issue 17).
+settings.register_profile("ibcm-lab", deadline=None)
+settings.load_profile("ibcm-lab")
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,7 @@ def zone_session(lab: RunningLab, network: Network, where: Machine) -> aiohttp.C
     resolver = ZoneResolver(network, where, lab.hosts)
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
-        timeout=aiohttp.ClientTimeout(total=10))
+        timeout=aiohttp.ClientTimeout(total=120))
 
 
 async def stage_scenario(lab: RunningLab, cache: PKICache, text: str, *,

@@ -15,7 +15,6 @@ import datetime as dt
 import io
 import json
 import random
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -768,9 +767,9 @@ def test_huge_and_missing_files_are_refused_quickly(capsys: pytest.CaptureFixtur
     with huge.open("wb") as f:
         f.seek(5 * 1024 * 1024 - 1)
         f.write(b"\0")
-    started = time.perf_counter()
     code, _, err = cli(capsys, huge, "--no-replay")
-    assert code == 2 and time.perf_counter() - started < 1.0
+    # refused unread: the message gives the size the file system reports, not a count read
+    assert code == 2 and f"({5 * 1024 * 1024} bytes;" in err
     assert "too large" in one_error_line(err) and str(MAX_FILE_BYTES // 1024) in err
     code, _, err = cli(capsys, tmp_path / "nope.pem", "--no-replay")
     assert code == 2 and "no such file" in one_error_line(err)

@@ -127,7 +127,7 @@ class Conn:
         await self.writer.drain()
 
     async def response(self) -> Response:
-        pdu = await asyncio.wait_for(read_pdu(self.reader, 1 << 24), 5)
+        pdu = await asyncio.wait_for(read_pdu(self.reader, 1 << 24), 120)  # a hang guard
         strict, rest = decoder.decode(pdu, asn1Spec=LDAPMessage())  # the server's BER is valid
         assert rest == b"" and int(strict["messageID"]) == decode_response(pdu).message_id
         return decode_response(pdu)
@@ -139,9 +139,9 @@ class Conn:
         return got
 
     async def closed(self) -> bool:
-        """Whether the server closes the connection (EOF) within 5 s."""
+        """Whether the server closes the connection (EOF); 120 s only guard a hang."""
         try:
-            return await asyncio.wait_for(self.reader.read(1), 5) == b""
+            return await asyncio.wait_for(self.reader.read(1), 120) == b""
         except ConnectionError:
             return True
 
@@ -489,7 +489,7 @@ async def test_a_truncated_pdu_is_noted_and_the_next_connection_is_served(
     conn.writer.write_eof()
     assert await conn.closed()
     conn.close()
-    for _ in range(50):
+    for _ in range(12_000):  # up to 120 s, a hang guard
         if lab.directory_log:
             break
         await asyncio.sleep(0.01)

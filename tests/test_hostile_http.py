@@ -25,7 +25,6 @@ import gzip
 import logging
 import os
 import ssl
-import time
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import AsyncIterator, Iterable
@@ -50,6 +49,9 @@ CRL_PATH = "/CertEnroll/Contoso-CA.crl"
 MSG = b"<Msg><TargetEndpoint>MP_ClientRegistration</TargetEndpoint></Msg>"
 MIB = 1024 * 1024
 
+HANG = 120.0
+"""Seconds a read waits for an answer that should come: a guard against a hang, never a speed
+check (an answer returns at once; a test that expects silence passes its own, short, wait)."""
 SCALE = max(1, int(os.environ.get("IBCM_LAB_HOSTILE_SCALE", "1")))
 """``IBCM_LAB_HOSTILE_SCALE=20`` runs twenty times as many random examples (locally)."""
 HYPOTHESIS = settings(deadline=None, derandomize=True, database=None,
@@ -68,7 +70,9 @@ class Reply:
     """``None``: the server closed the connection (or said nothing) without a response."""
     headers: dict[str, str]
     body: bytes
-    seconds: float
+    timed_out: bool
+    """The read reached its deadline with the connection still open: the server neither
+    answered nor closed it."""
 
     def __post_init__(self) -> None:
         assert b"PRIVATE KEY" not in self.body
@@ -127,11 +131,17 @@ def request(method: str, target: str, host: str = INTRA, *, body: bytes = b"",
 async def _read_reply(reader: asyncio.StreamReader, deadline: float) -> Reply:
     """One response: the head, then Content-Length bytes (or to EOF), until ``deadline``."""
     loop = asyncio.get_running_loop()
-    started = time.perf_counter()
     data = b""
+    timed_out = False
 
     async def more() -> bytes:
-        return await asyncio.wait_for(reader.read(65536), max(deadline - loop.time(), 0.001))
+        nonlocal timed_out
+        try:
+            return await asyncio.wait_for(reader.read(65536),
+                                          max(deadline - loop.time(), 0.001))
+        except TimeoutError:
+            timed_out = True
+            raise
 
     with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
         while b"\r\n\r\n" not in data:
@@ -141,7 +151,7 @@ async def _read_reply(reader: asyncio.StreamReader, deadline: float) -> Reply:
             data += chunk
     top, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
-        return Reply(None, {}, data, time.perf_counter() - started)
+        return Reply(None, {}, data, timed_out)
     lines = top.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     headers = {k.strip().lower(): v.strip()
@@ -153,14 +163,14 @@ async def _read_reply(reader: asyncio.StreamReader, deadline: float) -> Reply:
             if not chunk:
                 break
             body += chunk
-    return Reply(status, headers, body, time.perf_counter() - started)
+    return Reply(status, headers, body, timed_out)
 
 
 @contextlib.asynccontextmanager
 async def connection(port: int, tls: ssl.SSLContext | None = None
                      ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(
-        LOOPBACK, port, ssl=tls, server_hostname=INTRA if tls else None), 5)
+        LOOPBACK, port, ssl=tls, server_hostname=INTRA if tls else None), HANG)
     try:
         yield reader, writer
     finally:
@@ -170,7 +180,7 @@ async def connection(port: int, tls: ssl.SSLContext | None = None
 
 
 async def exchange(port: int, data: bytes | Iterable[bytes], *,
-                   tls: ssl.SSLContext | None = None, timeout: float = 5.0) -> Reply:
+                   tls: ssl.SSLContext | None = None, timeout: float = HANG) -> Reply:
     """Send ``data`` (one piece, or pieces with a drain between them, in the background so a
     server that answers early cannot deadlock the sender) and read one response."""
     pieces = [data] if isinstance(data, bytes) else data
@@ -190,23 +200,21 @@ async def exchange(port: int, data: bytes | Iterable[bytes], *,
                 await sender
 
 
-async def mp(t: Target, data: bytes | Iterable[bytes], *, timeout: float = 5.0) -> Reply:
+async def mp(t: Target, data: bytes | Iterable[bytes], *, timeout: float = HANG) -> Reply:
     """Over mutual TLS, as PC01."""
     return await exchange(t.mp, data, tls=t.tls, timeout=timeout)
 
 
-async def cdp(t: Target, data: bytes, *, timeout: float = 5.0) -> Reply:
+async def cdp(t: Target, data: bytes, *, timeout: float = HANG) -> Reply:
     return await exchange(t.cdp, data, timeout=timeout)
 
 
-async def still_serving(t: Target, within: float = 2.0) -> None:
-    """A normal MP request over mutual TLS and a normal CRL download both succeed, quickly."""
-    started = time.perf_counter()
+async def still_serving(t: Target) -> None:
+    """A normal MP request over mutual TLS and a normal CRL download both succeed."""
     reply = await mp(t, request("GET", "/SMS_MP/.sms_aut?MPLIST"))
     assert reply.status == 200 and b"<MPList>" in reply.body, reply
     reply = await cdp(t, request("GET", CRL_PATH, CDP_HOST))
     assert (reply.status, reply.body) == (200, t.crl), reply.status
-    assert time.perf_counter() - started < within
 
 
 def ccm_post(body: bytes | None = None, *, headers: Iterable[str] = (),
@@ -309,19 +317,21 @@ async def test_malformed_ccm_post_is_400_quickly_in_bounded_memory(target: Targe
     with peak_memory() as peak:
         reply = await mp(target, ccm_post(body))
     assert reply.status == 400, reply.body[:200]
-    assert reply.seconds < 5.0  # ~0.2 s for the billion laughs, milliseconds for the others
     assert peak[0] < (128 if what == "billion laughs" else 64) * MIB, f"{peak[0] / MIB:.1f} MiB"
     await still_serving(target)
 
 
 def test_expat_refuses_entity_amplification() -> None:
     """What the MP's parser (xml.etree over expat) does with the two classic entity bombs:
-    expat 2.4+ refuses amplification beyond a factor of 100, quickly."""
-    for bomb in (BILLION_LAUGHS, QUADRATIC):
-        started = time.perf_counter()
-        with peak_memory() as peak, pytest.raises(ET.ParseError, match="amplification"):
+    expat 2.4+ refuses amplification beyond a factor of 100, after a bounded expansion."""
+    for bomb, ref in ((BILLION_LAUGHS, b"&l9;"), (QUADRATIC, b"&a;")):
+        with peak_memory() as peak, pytest.raises(ET.ParseError, match="amplification") as e:
             ET.fromstring(bomb)
-        assert time.perf_counter() - started < 2.0
+        # Refused at the references in <TargetEndpoint>, after a few of them (expat expands
+        # 8 MiB before it checks the factor): the position counts them, whatever the speed.
+        first = bomb.index(b"<TargetEndpoint>") + len(b"<TargetEndpoint>")
+        expanded = (e.value.position[1] - first) // len(ref)
+        assert 0 <= expanded < 1_000, e.value.position  # of 1 and 20,000 references
         assert peak[0] < 128 * MIB, f"{peak[0] / MIB:.1f} MiB"
 
 
@@ -368,9 +378,10 @@ async def test_a_20_mb_body_is_drained_in_bounded_memory(target: Target) -> None
 
 
 async def test_body_under_an_https_only_mp_s_http_site_is_not_read(target: Target) -> None:
-    """Port 80 answers 403.4 (SSL required) at once, without waiting for a 50 MB body."""
+    """Port 80 answers 403.4 (SSL required) at once, without waiting for a 50 MB body: none
+    of it is sent, so an answer at all means the server did not wait for it."""
     reply = await exchange(target.mp_http, ccm_post(b"", length=50 * MIB))
-    assert reply.status == 403 and reply.seconds < 2.0
+    assert reply.status == 403
     await still_serving(target)
 
 
@@ -398,7 +409,8 @@ async def test_ccm_post_under_the_limit_arriving_in_pieces_is_served(target: Tar
 
 
 async def test_a_declared_length_over_the_limit_is_413_at_once(target: Target) -> None:
-    reply = await mp(target, [ccm_post(b"", length=50 * MIB), padded(100 * 1024)], timeout=2.0)
+    """Only 100 KB of the 50 MB declared are sent: an answer means the server did not wait."""
+    reply = await mp(target, [ccm_post(b"", length=50 * MIB), padded(100 * 1024)])
     assert reply.status == 413, reply.status
     await still_serving(target)
 
@@ -491,8 +503,8 @@ async def test_garbage_requests_get_a_4xx_or_a_close(target: Target, server: str
 async def test_garbage_instead_of_a_tls_handshake_is_dropped(target: Target) -> None:
     for data in (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"\x16\x03\x01\x00\x05hello" * 10,
                  bytes(range(256))):
-        reply = await exchange(target.mp, data, timeout=3)
-        assert reply.status is None and reply.seconds < 2.0
+        reply = await exchange(target.mp, data)
+        assert reply.status is None and not reply.timed_out  # closed, not left hanging
     await still_serving(target)
 
 
@@ -675,7 +687,7 @@ async def test_slow_clients_do_not_block_others(target: Target) -> None:
     writers = [await _open_slow(target, kind) for kind in SLOW]
     try:
         await asyncio.sleep(0.2)
-        await still_serving(target, within=1.0)
+        await still_serving(target)
         # A registration while every slow one is still open.
         reply = await mp(target, ccm_post())
         assert reply.status == 200
@@ -689,10 +701,8 @@ async def test_100_half_open_connections_do_not_block_others(target: Target) -> 
     try:
         for i in range(100):
             writers.append(await _open_slow(target, SLOW[i % len(SLOW)]))
-        started = time.perf_counter()
         for _ in range(3):
-            await still_serving(target, within=2.0)
-        assert time.perf_counter() - started < 4.0
+            await still_serving(target)
     finally:
         await _close_all(writers)
     await still_serving(target)
