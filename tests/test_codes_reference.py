@@ -1,16 +1,14 @@
-"""Every code, flag and IIS status in ``lab.codes`` traces to the fidelity reference.
+"""Every code, flag and IIS status in ``lab.codes`` traces to the reference.
 
-The reference (``../shared/reference/ibcm-fidelity.md`` from the repository root) lives
-outside the repository; on a checkout without it the tests that read it are skipped. The
-values are also pinned in a small table here (as the reference states them), checked
-against ``lab.codes`` always, so CI still catches a changed value or an unreviewed new code.
+The reference is ``docs/reference.md`` in the repository. The values are also pinned in a
+small table here (as the reference states them), checked against ``lab.codes``, so a changed
+value or an unreviewed new code is caught even if the reference is edited along with it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 
 import pytest
 from labtest import ROOT
@@ -21,7 +19,7 @@ from lab.codes import ALL_CODES, IIS_STATUSES, Code, WinHttpFlag, https_state
 from lab.logs.cmtrace import entry_utc, format_bias, format_line, parse_line, windows_bias
 from lab.results.logline import LogLine
 
-REFERENCE = ROOT.parent / "shared" / "reference" / "ibcm-fidelity.md"
+REFERENCE = ROOT / "docs" / "reference.md"
 
 # ------------------------------------------------------------------------------------------
 # The in-repo table: name -> value as the reference states it (fidelity §5.3 CryptoAPI,
@@ -96,9 +94,6 @@ def _lab_codes() -> dict[str, Code]:
 
 
 def _reference_text() -> str:
-    if not REFERENCE.is_file():
-        pytest.skip(f"the fidelity reference is not here ({REFERENCE}): it lives outside the "
-                    "repository; the in-repo table above is still checked")
     return REFERENCE.read_text(encoding="utf-8")
 
 
@@ -319,10 +314,3 @@ def test_the_checks_reject_a_wrong_value_or_text(reference: str) -> None:
     assert lines_naming(reference, "CRYPT_E_REVOKE") == []  # whole tokens only
     assert "403.13 Client certificate has expired" not in reference
 
-
-def test_a_missing_reference_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
-    missing = tmp_path / "shared" / "reference" / "ibcm-fidelity.md"
-    monkeypatch.setitem(globals(), "REFERENCE", missing)
-    with pytest.raises(pytest.skip.Exception, match="the fidelity reference is not here"):
-        _reference_text()
