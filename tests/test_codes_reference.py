@@ -1,16 +1,14 @@
-"""Every code, flag and IIS status in ``lab.codes`` traces to the fidelity reference.
+"""Every code, flag and IIS status in ``lab.codes`` traces to the reference.
 
-The reference (``../shared/reference/ibcm-fidelity.md`` from the repository root) lives
-outside the repository; on a checkout without it the tests that read it are skipped. The
-values are also pinned in a small table here (as the reference states them), checked
-against ``lab.codes`` always, so CI still catches a changed value or an unreviewed new code.
+The reference is ``docs/reference.md`` in the repository. The values are also pinned in a
+small table here (as the reference states them), checked against ``lab.codes``, so a changed
+value or an unreviewed new code is caught even if the reference is edited along with it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 
 import pytest
 from labtest import ROOT
@@ -21,10 +19,10 @@ from lab.codes import ALL_CODES, IIS_STATUSES, Code, WinHttpFlag, https_state
 from lab.logs.cmtrace import entry_utc, format_bias, format_line, parse_line, windows_bias
 from lab.results.logline import LogLine
 
-REFERENCE = ROOT.parent / "shared" / "reference" / "ibcm-fidelity.md"
+REFERENCE = ROOT / "docs" / "reference.md"
 
 # ------------------------------------------------------------------------------------------
-# The in-repo table: name -> value as the reference states it (fidelity §5.3 CryptoAPI,
+# The in-repo table: name -> value as the reference states it (reference §5.3 CryptoAPI,
 # §5.4 WinHTTP "Dec" and "HRESULT" columns, §6.3 ConfigMgr, §5.4 callback flags, §8.3 IIS).
 # ------------------------------------------------------------------------------------------
 
@@ -73,17 +71,17 @@ NOT_IN_REFERENCE = {
 }
 # Known only by their symbol: value 0, never printed as a number.
 SYMBOL_ONLY = {
-    # fidelity §6.3: "symbolic text seen in logs with Code=0 ... Numeric CCM value not
-    # verified. [I]"
+    # reference §6.3: "known only as the symbol CCMHTTP logs with `Code=0` ... Its numeric
+    # ConfigMgr value is not verified. [I]"
     "CCM_E_NO_CLIENT_PKI_CERT": "configmgr",
 }
 
 # Messages that are not in the reference, with the reason. Everything else must be quoted
 # verbatim on a line of the reference that also names the code.
 MESSAGE_EXCEPTIONS = {
-    "ERROR_WINHTTP_TIMEOUT": "fidelity §5.4 lists WinHTTP names and numbers, no message texts",
-    "ERROR_WINHTTP_NAME_NOT_RESOLVED": "fidelity §5.4 lists WinHTTP names and numbers only",
-    "ERROR_WINHTTP_CANNOT_CONNECT": "fidelity §5.4 lists WinHTTP names and numbers only",
+    "ERROR_WINHTTP_TIMEOUT": "reference §5.4 lists WinHTTP names and numbers, no message texts",
+    "ERROR_WINHTTP_NAME_NOT_RESOLVED": "reference §5.4 lists WinHTTP names and numbers only",
+    "ERROR_WINHTTP_CANNOT_CONNECT": "reference §5.4 lists WinHTTP names and numbers only",
     "ERROR_DS_SERVER_DOWN": "not in the reference at all (see NOT_IN_REFERENCE)",
     "ERROR_TIMEOUT": "not in the reference at all (see NOT_IN_REFERENCE)",
     "CCM_E_NO_CLIENT_PKI_CERT": "the reference has the symbol only; the text is the lab's "
@@ -96,9 +94,6 @@ def _lab_codes() -> dict[str, Code]:
 
 
 def _reference_text() -> str:
-    if not REFERENCE.is_file():
-        pytest.skip(f"the fidelity reference is not here ({REFERENCE}): it lives outside the "
-                    "repository; the in-repo table above is still checked")
     return REFERENCE.read_text(encoding="utf-8")
 
 
@@ -144,8 +139,8 @@ def test_every_numeric_code_is_in_the_table_with_its_value() -> None:
 
 
 def test_signed_and_identifier_spellings_follow_the_value() -> None:
-    # fidelity §5.3: "CRYPT_E_REVOCATION_OFFLINE = -2146885613", "CERT_E_UNTRUSTEDROOT =
-    # -2146762487 / unsigned 2148204809"; §6.3: 0x87D00231 "-2016411087"
+    # reference §5.3: "CRYPT_E_REVOCATION_OFFLINE = -2146885613", "CERT_E_UNTRUSTEDROOT =
+    # -2146762487, unsigned 2148204809"; §6.3: 0x87D00231 "-2016411087"
     lab = _lab_codes()
     assert lab["CRYPT_E_REVOCATION_OFFLINE"].signed == -2146885613
     assert lab["CERT_E_UNTRUSTEDROOT"].signed == -2146762487
@@ -178,7 +173,7 @@ def test_codes_without_a_number_are_lab_labels_or_listed() -> None:
 def test_winhttp_flags_match_the_table() -> None:
     assert {f.name: f.value for f in WinHttpFlag} == FLAGS
     assert WinHttpFlag.CERT_REV_FAILED.long_name == "WINHTTP_CALLBACK_STATUS_FLAG_CERT_REV_FAILED"
-    # fidelity §5.4: several flags at once, 0x9 = CERT_REV_FAILED | INVALID_CA
+    # reference §5.4: several flags at once, 0x9 = CERT_REV_FAILED | INVALID_CA
     assert codes.flag_names(0x9) == ["CERT_REV_FAILED", "INVALID_CA"]
     assert codes.flag_names(0) == []
 
@@ -191,7 +186,7 @@ def test_iis_statuses_match_the_table() -> None:
 
 @pytest.mark.parametrize(("https_only", "check_crl", "state"), [
     (True, False, 31), (True, True, 63), (False, False, 192), (False, True, 224)])
-def test_https_state_as_in_fidelity_1_5(https_only: bool, check_crl: bool, state: int) -> None:
+def test_https_state_as_in_reference_1_5(https_only: bool, check_crl: bool, state: int) -> None:
     assert https_state(https_only, check_crl) == state
     assert bool(state & codes.CRL_BIT) is check_crl  # bit 0x20 = CRL checking
     assert codes.CRL_BIT == 0x20
@@ -207,7 +202,7 @@ WHEN = dt.datetime(2026, 1, 5, 23, 59, 59, 123000, tzinfo=dt.UTC)
 ])
 def test_cmtrace_bias_is_the_windows_bias(tz: dt.tzinfo, bias: int, text: str,
                                           local: str) -> None:
-    # fidelity §7.2: "JST (UTC+9) is written -540, UTC is +000" (UTC = local time + bias)
+    # reference §7.2: "JST (UTC+9) is written -540, UTC is +000" (UTC = local time + bias)
     assert windows_bias(WHEN.astimezone(tz)) == bias
     assert format_bias(bias) == text
     entry = parse_line(format_line(LogLine("ccmsetup.log", "ccmsetup", "x", 1, WHEN, 1), tz))
@@ -279,7 +274,7 @@ def test_the_in_repo_table_agrees_with_the_reference(reference: str) -> None:
 @pytest.mark.parametrize("flag", list(WinHttpFlag), ids=lambda f: f.name)
 def test_flag_name_and_value_stand_together_in_the_reference(reference: str,
                                                             flag: WinHttpFlag) -> None:
-    # fidelity §5.4: "CERT_REV_FAILED 0x1, INVALID_CERT 0x2, ... SECURITY_CHANNEL_ERROR
+    # reference §5.4: "CERT_REV_FAILED 0x1, INVALID_CERT 0x2, ... SECURITY_CHANNEL_ERROR
     # 0x80000000"
     assert re.search(rf"\b{flag.name} 0x{flag.value:X}\b", reference, re.IGNORECASE), flag.name
 
@@ -291,7 +286,7 @@ def test_iis_status_text_is_quoted_from_the_reference(reference: str, label: str
         # the reference gives 200 without a substatus: "status code 200, text: OK"
         assert f"status code {status.status}, text: {status.text}" in reference
     else:
-        # fidelity §8.3: "403.13 Client certificate revoked", "403.4 SSL required", ...
+        # reference §8.3: "403.13 Client certificate revoked", "403.4 SSL required", ...
         assert f"{label} {status.text}" in reference
 
 
@@ -304,7 +299,7 @@ def test_https_states_and_cmtrace_bias_are_the_reference_s(reference: str) -> No
     assert "HTTPS or HTTP + CRL" in rows[224]
     assert {https_state(o, c) for o in (True, False) for c in (True, False)} == {31, 63, 192,
                                                                              224}
-    # fidelity §7.2: "Therefore **JST (UTC+9) is written `-540`**, UTC is `+000`"
+    # reference §7.2: "Therefore JST (UTC+9) is written `-540`, UTC is `+000`" (bold or not)
     assert "JST (UTC+9) is written `-540`, UTC is `+000`" in reference.replace("**", "")
 
 
@@ -319,10 +314,3 @@ def test_the_checks_reject_a_wrong_value_or_text(reference: str) -> None:
     assert lines_naming(reference, "CRYPT_E_REVOKE") == []  # whole tokens only
     assert "403.13 Client certificate has expired" not in reference
 
-
-def test_a_missing_reference_skips_with_the_reason(monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
-    missing = tmp_path / "shared" / "reference" / "ibcm-fidelity.md"
-    monkeypatch.setitem(globals(), "REFERENCE", missing)
-    with pytest.raises(pytest.skip.Exception, match="the fidelity reference is not here"):
-        _reference_text()
