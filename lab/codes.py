@@ -1,6 +1,6 @@
 """Windows, WinHTTP, ConfigMgr and IIS codes: names, values and texts.
 
-Every entry traces to ``shared/reference/ibcm-fidelity.md`` (the section is given in the
+Every entry traces to ``docs/reference.md`` (the section is given in the
 comment above each table). ``verified`` is False for the few entries the reference marks
 as inferred [I] or contradictory [C]; reports show those as the lab's model, never as product
 output. Lab-own labels (``kind="lab"``) name outcomes that have no Windows code; their
@@ -68,7 +68,7 @@ def _c(name: str, value: int, kind: str, message: str, verified: bool = True) ->
     return Code(name, value, kind, message, verified)
 
 
-# --- CryptoAPI (fidelity §5.3, verified against winerror.h copies) -------------------------
+# --- CryptoAPI (reference §5.3, verified against winerror.h copies) ------------------------
 CRYPT_E_NOT_FOUND = _c("CRYPT_E_NOT_FOUND", 0x80092004, "cryptoapi",
                        "The object or property wasn't found")
 CRYPT_E_REVOKED = _c("CRYPT_E_REVOKED", 0x80092010, "cryptoapi",
@@ -96,7 +96,7 @@ CERT_E_WRONG_USAGE = _c("CERT_E_WRONG_USAGE", 0x800B0110, "cryptoapi",
 TRUST_E_CERT_SIGNATURE = _c("TRUST_E_CERT_SIGNATURE", 0x80096004, "cryptoapi",
                             "The signature of the certificate can not be verified.")
 
-# --- WinHTTP (fidelity §5.4) -------------------------------------------------------------
+# --- WinHTTP (reference §5.4) ------------------------------------------------------------
 ERROR_WINHTTP_TIMEOUT = _c("ERROR_WINHTTP_TIMEOUT", 12002, "winhttp",
                            "The operation timed out")
 ERROR_WINHTTP_NAME_NOT_RESOLVED = _c("ERROR_WINHTTP_NAME_NOT_RESOLVED", 12007, "winhttp",
@@ -119,7 +119,7 @@ ERROR_TIMEOUT = _c("ERROR_TIMEOUT", 1460, "win32",
                    "This operation returned because the timeout period expired.",
                    verified=False)
 
-# --- ConfigMgr (fidelity §6.3; symbolic names only where a log shows them) ----------------
+# --- ConfigMgr (reference §6.3; symbolic names only where a log shows them) ---------------
 CCM_E_BAD_HTTP_STATUS_CODE = _c("CCM_E_BAD_HTTP_STATUS_CODE", 0x87D0027E, "configmgr",
                                 "Bad HTTP status code")
 CCM_TRANSIENT_ERROR = _c("0x87D00231", 0x87D00231, "configmgr", "Transient error")
@@ -156,7 +156,7 @@ LAB_NO_INTERNET_MP = _c(
 
 
 class WinHttpFlag(enum.IntFlag):
-    """``WINHTTP_CALLBACK_STATUS_FLAG_*`` bits of a SECURE_FAILURE callback (fidelity §5.4)."""
+    """``WINHTTP_CALLBACK_STATUS_FLAG_*`` bits of a SECURE_FAILURE callback (reference §5.4)."""
 
     CERT_REV_FAILED = 0x1
     INVALID_CERT = 0x2
@@ -179,7 +179,7 @@ def flag_names(flags: int) -> list[str]:
 
 @dataclass(frozen=True)
 class IisStatus:
-    """An IIS status with its substatus (fidelity §8.3)."""
+    """An IIS status with its substatus (reference §8.3)."""
 
     status: int
     substatus: int
@@ -205,7 +205,7 @@ IIS_STATUSES = {
 }
 
 
-# --- site / client HTTPS state (fidelity §1.5 and §2.3: bit 0x20 = CRL checking) ---------
+# --- site / client HTTPS state (reference §1.5 and §2.3: bit 0x20 = CRL checking) --------
 CRL_BIT = 0x20
 
 

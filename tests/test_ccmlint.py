@@ -292,7 +292,7 @@ def test_mp_switch_scheme_rules() -> None:
 
 
 def test_doc_examples_lint_without_errors() -> None:
-    # memdocs deploy-clients-to-windows-computers.md (fidelity §1.4)
+    # memdocs deploy-clients-to-windows-computers.md (reference §1.4)
     intranet = ("CCMSetup.exe /MP:mpserver.contoso.com /UsePKICert SMSSITECODE=ABC "
                 "CCMHOSTNAME=server05.contoso.com CCMFIRSTCERT=1 FSP=server06.constoso.com")
     report = lint_ccmsetup(intranet)

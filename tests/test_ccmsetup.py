@@ -25,7 +25,7 @@ SEED = (
     "ccmsetup.exe /UsePKICert /NoCRLCheck SMSSITECODE=P01 "
     "SMSMP=https://IBCM-Intra.contoso.local CCMHOSTNAME=IBCM-Internet.public.com"
 )
-# memdocs deploy-clients-to-windows-computers.md, "Internet-based client management" (fidelity 1.4)
+# Learn deploy-clients-to-windows-computers, "Internet-based client management" (reference §1.4)
 DOC_INTRANET = (
     "CCMSetup.exe /MP:mpserver.contoso.com /UsePKICert SMSSITECODE=ABC "
     "CCMHOSTNAME=server05.contoso.com CCMFIRSTCERT=1 FSP=server06.constoso.com"

@@ -287,7 +287,7 @@ CDP_DELAY_MS = 5_000
 
 async def test_one_crl_retrieval_serves_every_client_certificate(
         lab: RunningLab, cache: PKICache) -> None:
-    """IIS's CryptoAPI keeps the CRL it retrieved until its nextUpdate (fidelity §5.2): three
+    """IIS's CryptoAPI keeps the CRL it retrieved until its nextUpdate (reference §5.2): three
     clients with three certificates from one CA, one 5 s retrieval in all."""
     dep = await stage_scenario(lab, cache, SHARED_CRL, name="test-load-shared-crl")
     tls = client_contexts(dep.pki)

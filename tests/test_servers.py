@@ -483,7 +483,7 @@ def foreign_client_cert(folder: Path) -> Path:
     "Known limitation (docs/scenario-format.md, 'The MP's side'): Python's ssl module can "
     "only request a client certificate by also verifying it, so the MP's context trusts "
     "every lab root and a certificate from a root outside the lab aborts the handshake, "
-    "where IIS answers 403.16 (sc-win32-status 2148204809, fidelity 8.3). Scenarios cannot "
+    "where IIS answers 403.16 (sc-win32-status 2148204809, reference §8.3). Scenarios cannot "
     "produce such a certificate; lab roots missing from [site] trusted_roots do get 403.16."))
 async def test_client_cert_from_a_foreign_root_is_403_16(lab: RunningLab, cache: PKICache,
                                                          tmp_path: Path) -> None:

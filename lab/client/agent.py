@@ -1,6 +1,6 @@
 """The simulated ConfigMgr client: ccmsetup, registration, site refresh, policy, inventory.
 
-The decisions follow ConfigMgr as the reference documents it (fidelity §1, §2.3, §9):
+The decisions follow ConfigMgr as the reference documents it (reference §1, §2.3, §9):
 
 * **Connection type.** ``CCMALWAYSINF=1``: always internet. Otherwise the client is on the
   intranet when it can reach a domain controller (domain-joined, inside) or an intranet MP
@@ -250,7 +250,7 @@ class SimulatedClient:
         return mp if self._pki_usable(obs, mp) else None
 
     def _pki_usable(self, obs: StepObservation, mp: MpChoice) -> bool:
-        """An HTTPS MP needs /UsePKICert and a client certificate (fidelity §1.2, §11.7)."""
+        """An HTTPS MP needs /UsePKICert and a client certificate (reference §1.2, §11.7)."""
         if not mp.https:
             return True
         if not self.cmd.use_pki_cert:
@@ -329,7 +329,7 @@ class SimulatedClient:
             self._installed(obs, f"from the MP {mp.host}")
 
     async def _browse(self, obs: StepObservation, machine: Machine, step_id: str) -> None:
-        """An admin checks the MP in a browser (fidelity §8.2): no computer certificate."""
+        """An admin checks the MP in a browser (reference §8.2): no computer certificate."""
         if obs.connection == "internet":
             host = self.state.internet_mp or self.cmd.ccmhostname
         else:
@@ -410,7 +410,7 @@ class SimulatedClient:
         internet = [m.get("FQDN", "") for m in mps if m.get("Internet") == "1"]
         if internet:
             if internet[0] != self.state.internet_mp:
-                # The shape of ClientLocation.log's verified sample (fidelity §6.2 H).
+                # The shape of ClientLocation.log's verified sample (reference §6.2 H).
                 self._log(obs, "ClientLocation.log", "ClientLocation",
                           f"Rotating internet management point, new management point [1] is: "
                           f"https://{internet[0]} (0) with capabilities: <Capabilities "

@@ -1,4 +1,4 @@
-"""How the ConfigMgr client picks its PKI client certificate (fidelity §3.4, §1.3).
+"""How the ConfigMgr client picks its PKI client certificate (reference §3.4, §1.3).
 
 In order: certificates in the computer's Personal store that are time-valid (by the
 computer's own clock) and have the Client Authentication capability; then ``CCMCERTSEL``

@@ -66,7 +66,7 @@ OPENSSL_CATEGORIES = {
     62: "name",
     7: "signature",
 }
-"""OpenSSL verify codes (openssl-and-certutil.md §5) mapped to the engine's vocabulary."""
+"""OpenSSL verify codes (docs/openssl-certutil.md §5) mapped to the engine's vocabulary."""
 
 
 @dataclass(frozen=True)

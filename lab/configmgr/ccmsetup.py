@@ -13,7 +13,7 @@ and properties in Configuration Manager" (GitHub MicrosoftDocs/memdocs,
 ``ms.date: 04/05/2022``). ``SMSDIRECTORYLOOKUP`` is listed in the older version of that page
 (``sccm/core/clients/deploy/about-client-installation-properties.md``) and is still in the
 current source, hidden in an HTML comment. ``CCMHTTPSSTATE`` is undocumented today; the console
-puts it in generated CMG command lines (see ``ibcm-fidelity.md`` section 1.5).
+puts it in generated CMG command lines (see ``docs/reference.md`` §1.5).
 
 The parser rejects only *syntax*: unknown names, missing or unexpected values, malformed
 numbers, site codes and management point addresses, parameters after properties. It accepts
@@ -250,7 +250,7 @@ class CcmsetupCommand:
     use_pki_cert: bool = field(init=False)
     """``/UsePKICert`` given."""
     no_crl_check: bool = field(init=False)
-    """``/NoCRLCheck`` given (affects ccmsetup bootstrap only, see fidelity section 1.4b)."""
+    """``/NoCRLCheck`` given (affects ccmsetup bootstrap only, see reference §1.4b)."""
     mp: tuple[MpAddress, ...] = field(init=False)
     """``/mp:`` entries (split on ``;``, empty entries dropped)."""
     notes: tuple[str, ...] = field(default=(), kw_only=True)

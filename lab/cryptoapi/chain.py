@@ -1,7 +1,7 @@
 """Chain building and the SSL policy checks CryptoAPI applies to a server certificate.
 
 The result lists every problem found, each as a CryptoAPI error with the WinHTTP
-``SECURE_FAILURE`` flag it raises (fidelity §11.5), so a report can show all of them the way
+``SECURE_FAILURE`` flag it raises (reference §11.5), so a report can show all of them the way
 WinHTTP's callback does (one ``... is set`` line per bit).
 """
 

@@ -6,7 +6,7 @@ unbind: :mod:`lab.cryptoapi.ldap`) from the lab's directory server, but only whe
 could reach it: a hostless ``ldap:///`` URL needs a domain controller of the machine's own
 domain (domain-joined, inside), and the serverless bind goes to that DC (``DC01.<domain>``);
 ``ldap://host/`` needs ``host`` to resolve from the machine's zone. A URL that cannot be
-reached costs the per-URL retrieval time-out (15 s by default, fidelity §5.1) in *simulated*
+reached costs the per-URL retrieval time-out (15 s by default, reference §5.1) in *simulated*
 time; so does a server slower than the time-out (the ``cdp_delay`` and ``ldap_delay``
 faults, whose delays the servers report and nothing sleeps).
 """
@@ -30,11 +30,11 @@ from lab.pki.urls import ParsedUrl, parse_url
 from lab.protocols.network import LOOPBACK, SIMULATED_DELAY_HEADER, Machine, Network, read_bounded
 
 RETRIEVAL_TIMEOUT_MS = 15_000
-"""CERT_CHAIN_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT (fidelity §5.1)."""
+"""CERT_CHAIN_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT (reference §5.1)."""
 ACCUMULATIVE_TIMEOUT_MS = 20_000
 """CERT_CHAIN_REV_ACCUMULATIVE_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT: with
 CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT each URL times out after half of what remains
-(10 s, 5 s, 2.5 s, ...), 20 s in all (fidelity §5.1)."""
+(10 s, 5 s, 2.5 s, ...), 20 s in all (reference §5.1)."""
 
 MAX_CRL_BYTES = 16 * 1024 * 1024
 MAX_LDAP_PDU = MAX_CRL_BYTES + 64 * 1024
@@ -77,7 +77,7 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList | None:
 
 class CrlCache:
     """CRLs a machine retrieved, kept until their nextUpdate, as CryptoAPI keeps them in its
-    memory and disk URL cache (fidelity §5.2, §5.2b): a later chain build that needs the
+    memory and disk URL cache (reference §5.2, §5.2b): a later chain build that needs the
     same URL before then is served from the cache, with no network retrieval and no time.
 
     Only bytes that parse as a CRL whose nextUpdate is still ahead are kept: a failed

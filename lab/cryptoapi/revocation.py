@@ -1,6 +1,6 @@
 """A CryptoAPI-like revocation check.
 
-Semantics (fidelity §5.1-5.2, openssl-and-certutil.md §6):
+Semantics (reference §5.1-5.2, docs/openssl-certutil.md §6):
 
 * every certificate of the chain is checked except the root (``CERT_CHAIN_REVOCATION_CHECK_
   CHAIN_EXCLUDE_ROOT``), from the one below the root down to the end entity;

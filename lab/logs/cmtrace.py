@@ -1,12 +1,12 @@
 """CMTrace (CCM) log format: what ConfigMgr clients and the MP write in ``%WinDir%\\CCM\\Logs``.
 
-One entry (fidelity §7.1)::
+One entry (reference §7.1)::
 
     <![LOG[message]LOG]!><time="HH:MM:SS.mmm+BBB" date="MM-DD-YYYY" component="CcmMessaging" \
 context="" type="3" thread="1402" file="">
 
 * ``time`` is the machine's local time with milliseconds, followed by the **Windows
-  time-zone bias** in minutes, where UTC = local time + bias (fidelity §7.2): UTC ``+000``,
+  time-zone bias** in minutes, where UTC = local time + bias (reference §7.2): UTC ``+000``,
   JST ``-540``, PST ``+480``, CEST ``-120``. It is the opposite sign of the usual UTC offset.
 * ``date`` is zero-padded ``MM-DD-YYYY``; ``type`` 1 informational, 2 warning, 3 error;
   ``thread`` decimal; ``file`` the source file and line (empty where no verified sample

@@ -10,7 +10,7 @@ with every time in UTC. Each file starts with the directives::
 cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken
 
 then one space-separated line per request, ``-`` for an empty field, spaces inside a value
-written as ``+`` (``SMS+CCM+5.0``, fidelity §6.2 J), the status and substatus apart
+written as ``+`` (``SMS+CCM+5.0``, reference §6.2 J), the status and substatus apart
 (``403 4`` = 403.4) and ``sc-win32-status`` as an unsigned decimal (``2148081683`` =
 0x80092013).
 

@@ -31,10 +31,10 @@ LEAF_VALIDITY = dt.timedelta(days=365)
 BACKDATE = dt.timedelta(days=1)
 RENEW_BEFORE = dt.timedelta(days=30)
 CRL_VALIDITY = CASpec.crl_next_update
-"""AD CS's default base CRL period is one week (fidelity §4.4, [I]): ``[[ca]]
+"""AD CS's default base CRL period is one week (reference §4.4, [I]): ``[[ca]]
 crl_next_update``'s default."""
 DELTA_CRL_VALIDITY = dt.timedelta(days=1)
-"""AD CS's default delta CRL period is one day (fidelity §4.4, [I])."""
+"""AD CS's default delta CRL period is one day (reference §4.4, [I])."""
 
 EKU_OIDS = {EKU.SERVER_AUTH: ExtendedKeyUsageOID.SERVER_AUTH,
             EKU.CLIENT_AUTH: ExtendedKeyUsageOID.CLIENT_AUTH}

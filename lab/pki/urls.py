@@ -1,6 +1,6 @@
 """CDP and AIA URLs as AD CS and public CAs write them into certificates.
 
-AD CS templates (fidelity §4.1-4.3)::
+AD CS templates (reference §4.1-4.3)::
 
     ldap:///CN=<CATruncatedName><CRLNameSuffix>,CN=<ServerShortName>,CN=CDP,
         CN=Public Key Services,CN=Services,<ConfigurationContainer><CDPObjectClass>

@@ -1,6 +1,6 @@
 """Revocation checks as ``certutil -verify -urlfetch`` would show them (``--trace``, ``--out``).
 
-The shape follows ``shared/reference/openssl-and-certutil.md`` §6: one ``CertContext[0][i]``
+The shape follows ``docs/openssl-certutil.md`` §6: one ``CertContext[0][i]``
 block per chain element (end entity first), its AIA, CDP, Base CRL CDP and OCSP sections with
 a status line and an ``[i.j] url`` line per URL, a summary of the CRLs retrieved, and
 certutil's tail. The content is

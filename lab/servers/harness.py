@@ -207,7 +207,7 @@ class RunningLab:
             connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
             timeout=aiohttp.ClientTimeout(total=30))
         # IIS's CryptoAPI keeps the CRLs it retrieves until their nextUpdate: one retrieval
-        # per CDP URL serves every client certificate the CA issued (fidelity §5.2).
+        # per CDP URL serves every client certificate the CA issued (reference §5.2).
         retriever = Retriever(deployment.network, deployment.mp_machine, hosts, session,
                               cache=CrlCache(deployment.clock.now))
         active = log_active(deployment.scenario.name, deployment.faults)

@@ -9,10 +9,10 @@ Two aiohttp applications, one route table, serve the staged scenario
 * the ``mp_status`` fault (:func:`lab.servers.faults.mp_refusal`);
 * the HTTPS site (mutual TLS): IIS checks the client certificate first and refuses it with
   the substatus a real MP gives (403.7 no certificate, 403.16 untrusted, 403.17 expired,
-  403.13 revoked *or its CRL could not be retrieved*; fidelity §8.3 and §10);
+  403.13 revoked *or its CRL could not be retrieved*; reference §8.3 and §10);
 * the HTTP site: on an HTTPS-only MP every request gets 403.4 "SSL required".
 
-Behind IIS it answers ``GET /SMS_MP/.sms_aut?MPLIST`` and ``?MPCERT`` (fidelity §8.2) and
+Behind IIS it answers ``GET /SMS_MP/.sms_aut?MPLIST`` and ``?MPCERT`` (reference §8.2) and
 ``CCM_POST /ccm_system/request``; IIS matches paths in any case. The message bodies are
 *lab-shaped* XML, not the real multipart/zlib wire format; their element names are
 documented in docs/scenario-format.md.
@@ -45,7 +45,7 @@ from lab.servers.routing import ROUTE_OPTIONS, STAGED, application
 from lab.servers.state import ClientCertVerdict, Staged, Staging
 
 MP_VERSION = "9128"
-"""Product build reported in MPLIST (9128 = ConfigMgr 2403, fidelity §8.2)."""
+"""Product build reported in MPLIST (9128 = ConfigMgr 2403, reference §8.2)."""
 
 MAX_BODY = 1024 * 1024
 STEP_HEADER = "X-Lab-Step"
@@ -162,7 +162,7 @@ def _client_id(request: web.Request) -> str:
 
 
 def _log_registration(staged: Staged, request: web.Request, root: ET.Element) -> None:
-    """MP_RegistrationManager.log lines, in the shapes of the verified samples (fidelity J)."""
+    """MP_RegistrationManager.log lines, shaped like the verified samples (reference §6.2 J)."""
     deployment = staged.deployment
     assert deployment is not None
 

@@ -3,7 +3,7 @@
 Every field comes from the engine's own results (:class:`lab.results.verdicts.StepResult`, the
 scenario's :class:`lab.protocols.network.Network`, the running lab's host map). The CMTrace rows are
 the HTML report's (:func:`lab.report.html.step_view`: ``type`` 3 is shown with a red
-background, 2 yellow, as CMTrace does). Codes the fidelity reference marks as inferred
+background, 2 yellow, as CMTrace does). Codes docs/reference.md marks as inferred
 ([I]/[C]) carry ``verified: false`` and lab-own outcomes ``kind: "lab"``: the page labels both
 as the lab's model, never as product output.
 """
@@ -30,7 +30,7 @@ __all__ = ["code_json", "run_verdict", "step_event", "step_start"]
 
 def code_json(code: Code | None, detail: str = "") -> dict[str, Any] | None:
     """A code as the page shows it (its message, what happened in this step), with what
-    the fidelity reference says of it (``verified``; ``kind`` ``lab``: no Windows code)."""
+    docs/reference.md says of it (``verified``; ``kind`` ``lab``: no Windows code)."""
     if code is None:
         return None
     return {"name": code.name, "code": code.hex if code.numeric else None,

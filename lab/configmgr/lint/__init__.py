@@ -31,8 +31,8 @@ data it returns), ``syntax`` (stage 1), ``rules`` and ``rules_mp`` (stage 2, one
 ``fixes`` (the corrected line), ``render`` (text and JSON), ``sources`` (what each rule cites),
 ``shared`` (helpers of both stages).
 
-Sources: ``../shared/reference/ibcm-fidelity.md`` (cited as "fidelity §") and the seed
-document (``../shared/seed/README.md``, cited as "seed §").
+Sources: ``docs/reference.md`` (cited as "reference §") and the seed
+document (``docs/seed.md``, cited as "seed §").
 """
 
 from lab.configmgr.lint.linter import lint_ccmsetup

@@ -47,7 +47,7 @@ class Finding:
     fix: str
     """What to change."""
     source: str
-    """Where the rule comes from (seed section, fidelity reference section)."""
+    """Where the rule comes from (seed section, reference section)."""
     corrected: str | None
     """The command line with this fix applied (and, for a syntax finding, every syntax
     repair), or ``None`` when the fix needs a value the linter was not given."""

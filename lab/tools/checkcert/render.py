@@ -147,7 +147,7 @@ def _render_replay(report: CheckCertReport) -> list[str]:
         lines += _wrap("CA", f"{ca.spec.name} on {ca.spec.host}: {ca.why}"
                        + (f", issued by {ca.spec.parent}" if ca.spec.parent else ""))
     lines += _wrap("ccmsetup", ccmsetup_line(profile))
-    lines += _wrap("", "/NoCRLCheck covers the bootstrap only (seed §3, fidelity §2.3): from "
+    lines += _wrap("", "/NoCRLCheck covers the bootstrap only (seed §3, reference §2.3): from "
                        "the first site refresh the site's CRL setting decides")
     lines += _wrap("steps", "install, register, site refresh, policy; the internet client "
                             "installs and registers inside, then runs policy on the internet")

@@ -1,8 +1,8 @@
 """The lint: the certificate against ConfigMgr's PKI requirements, one function per rule.
 
-The certificate is checked as a site system that runs IIS needs it (fidelity §3: Server
+The certificate is checked as a site system that runs IIS needs it (reference §3: Server
 Authentication EKU, the intranet and internet FQDNs in the SAN, SHA-2, key size, validity) and
-its CDP/AIA URLs are read per zone with the lab's own network rules (fidelity §4, seed §4: an
+its CDP/AIA URLs are read per zone with the lab's own network rules (reference §4, seed §4: an
 ``ldap:///`` CDP works only for domain-joined machines inside). Every finding has a severity, a
 code, a one-line reason, the fix and its source (:data:`~lab.tools.checkcert.catalogue.CATALOGUE`).
 

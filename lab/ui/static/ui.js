@@ -35,7 +35,7 @@ function modelTag(text) {
   return el("span", { class: "tag model", text });
 }
 
-// A code (error) with what the fidelity reference says of it.
+// A code (error) with what docs/reference.md says of it.
 function codeNodes(code) {
   if (!code) return [];
   const out = [el("code", { text: code.name })];
