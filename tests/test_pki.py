@@ -29,6 +29,7 @@ from labtest import (
     PUBLIC_AIA,
     PUBLIC_CDP,
     START,
+    client_table,
     contoso,
     fabrikam,
     scenario_toml,
@@ -403,6 +404,25 @@ def test_cache_second_build_generates_and_issues_nothing(private_cache_dir: Path
     assert second.cas["Contoso-CA"].cert_der == first.cas["Contoso-CA"].cert_der
     assert first.mp is not None and second.mp is not None
     assert second.mp.der == first.mp.der
+
+
+def test_cache_reissues_explicitly_dated_certs_whose_dates_have_drifted(
+        private_cache_dir: Path) -> None:
+    # "expired an hour ago", replayed two hours later on a warm cache: the certificate issued
+    # then expired three hours before the second build, so a client whose clock is two hours
+    # behind would not see it as valid (bundled client-cert-expired-clock-behind).
+    expired = client_table(cert='[client.cert]\nnot_before = "-366d"\nnot_after = "-1h"')
+    text = scenario_text(clients=expired)
+    first = build(text, PKICache(private_cache_dir), Clock(START))
+    later = START + dt.timedelta(hours=2)
+    second = build(text, PKICache(private_cache_dir), Clock(later))
+    assert dict(second.stats) == {"keys_generated": 0, "certs_issued": 1}
+    assert first.clients["PC01"].cert.not_valid_after_utc == START - dt.timedelta(hours=1)
+    assert second.clients["PC01"].cert.not_valid_after_utc == later - dt.timedelta(hours=1)
+    # Its twin: the same build a few seconds later reuses the certificate.
+    third = build(text, PKICache(private_cache_dir), Clock(later + dt.timedelta(seconds=5)))
+    assert dict(third.stats) == {"keys_generated": 0, "certs_issued": 0}
+    assert third.clients["PC01"].cert == second.clients["PC01"].cert
 
 
 def test_cache_changing_mp_san_reissues_only_the_mp_cert(private_cache_dir: Path) -> None:

@@ -30,6 +30,8 @@ CA_VALIDITY = dt.timedelta(days=5 * 365)
 LEAF_VALIDITY = dt.timedelta(days=365)
 BACKDATE = dt.timedelta(days=1)
 RENEW_BEFORE = dt.timedelta(days=30)
+# How far a cached certificate's explicit dates may drift from the dates asked for.
+EXPLICIT_DATES_TOLERANCE = dt.timedelta(minutes=1)
 CRL_VALIDITY = CASpec.crl_next_update
 """AD CS's default base CRL period is one week (reference §4.4, [I]): ``[[ca]]
 crl_next_update``'s default."""
@@ -248,13 +250,15 @@ class _Builder:
     def _reuse(self, digest: str, not_before: dt.datetime | None = None,
                not_after: dt.datetime | None = None) -> x509.Certificate | None:
         """A cached certificate that still fits: valid for 30 more days, or (explicit
-        dates) within a day of the dates asked for."""
+        dates) within a minute of the dates asked for. Explicit dates are relative to now and
+        a scenario may play them against an hour's clock skew, so a certificate issued an hour
+        ago for "expired an hour ago" no longer fits."""
         cert = self.cache.load_cert(digest)
         if cert is None:
             return None
         if not_before is None or not_after is None:
             return cert if _usable(cert, self.now) else None
-        close = dt.timedelta(days=1)
+        close = EXPLICIT_DATES_TOLERANCE
         if (abs(cert.not_valid_before_utc - not_before) < close
                 and abs(cert.not_valid_after_utc - not_after) < close):
             return cert
