@@ -36,8 +36,7 @@ import os
 import sys
 from pathlib import Path
 
-from lab.errors import UsageError
-from lab.tools.bench.figures import BenchError
+from lab.errors import BenchError, UsageError
 from lab.tools.bench.load import LoadOptions, render_table, run_load
 from lab.tools.bench.table import write_json
 

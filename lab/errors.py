@@ -14,7 +14,8 @@ Hierarchy (each class carries the process exit code the CLI maps it to)::
     ├── LdapProtocolError         exit 2  bytes that are not the LDAP PDU expected (the
     │                                     directory answers with a notice of disconnection;
     │                                     the client's retrieval fails); never leaves the lab
-    └── SimulatedClientError      exit 2  the simulated client hit an internal inconsistency
+    ├── SimulatedClientError      exit 2  the simulated client hit an internal inconsistency
+    └── BenchError                exit 2  ``ibcm-lab bench`` could not make a measurement
 
 A failing *verdict* (an expectation that is not met, a TLS handshake that is refused) is
 data in a step result, never an exception. Exceptions are for input the lab cannot use and
@@ -129,3 +130,7 @@ class LdapProtocolError(LabError):
 
 class SimulatedClientError(LabError):
     """The simulated client reached a state its model does not cover (a lab bug)."""
+
+
+class BenchError(LabError):
+    """A measurement could not be made (a subprocess failed, a server did not start)."""

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from lab.clock import zone_info
 from lab.codes import Code
 from lab.errors import UsageError
-from lab.pki.urls import cert_aia_urls
+from lab.pki.urls import cert_aia_urls, cert_ocsp_urls
 from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt, crl_number
 from lab.results.runs import RunResult
 from lab.results.verdicts import StepResult
@@ -243,13 +243,7 @@ def _delta_lines(el: _Element) -> list[str]:
 
 def _ocsp_lines(cert: x509.Certificate | None) -> list[str]:
     lines = ["  " + _section("Certificate OCSP")]
-    urls: list[str] = []
-    if cert is not None:
-        with contextlib.suppress(x509.ExtensionNotFound):
-            ext = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-            urls = [d.access_location.value for d in ext
-                    if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP
-                    and isinstance(d.access_location, x509.UniformResourceIdentifier)]
+    urls = cert_ocsp_urls(cert) if cert is not None else ()
     if not urls:
         return [*lines, "  " + NO_URLS]
     lines.append("  Lab: OCSP is not modelled (the URLs are listed from the certificate)")

@@ -40,9 +40,9 @@ import ssl
 import time
 from collections.abc import Callable
 
-from lab.errors import UsageError
+from lab.errors import BenchError, UsageError
 from lab.tools.bench import fleet, handshake, measure
-from lab.tools.bench.figures import FULL, GROUPS, QUICK, BenchError, BenchOptions, BenchReport
+from lab.tools.bench.figures import FULL, GROUPS, QUICK, BenchOptions, BenchReport
 from lab.tools.bench.machine import machine_info, parallel_speedup
 
 SHARED_CORES = 1.6

@@ -9,15 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.errors import LabError
-
 GROUPS = ("cold", "warm", "help", "demo", "matrix", "handshake", "fleet")
 """The measurements, in the order they run (``--only`` names)."""
 DEFAULT_REPEAT = 3
-
-
-class BenchError(LabError):
-    """A measurement could not be made (a subprocess failed, a server did not start)."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from lab.clock import Clock
+from lab.errors import BenchError
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK, Network
@@ -35,7 +36,6 @@ from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Scenario
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab, start_lab
-from lab.tools.bench.figures import BenchError
 from lab.tools.bench.loadgen import (
     CCM_REQUEST,
     client_contexts,

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.errors import BenchError
 from lab.protocols.network import LOOPBACK
-from lab.tools.bench.figures import BenchError, BenchReport, Goal, Sizes
+from lab.tools.bench.figures import BenchReport, Goal, Sizes
 from lab.tools.bench.loadgen import MPLIST, close_writer, exchange, get_request
 from lab.tools.bench.scenario import INTERNET, INTRA
 

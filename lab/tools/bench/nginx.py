@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from lab.errors import BenchError
 from lab.protocols.network import LOOPBACK
-from lab.tools.bench.figures import BenchError
 from lab.tools.bench.processes import wait_or_kill
 from lab.tools.bench.scenario import INTERNET, INTRA
 

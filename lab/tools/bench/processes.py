@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
+from lab.errors import BenchError
 from lab.protocols.network import LOOPBACK
-from lab.tools.bench.figures import BenchError
 from lab.tools.bench.machine import peak_rss_mib, run_loop
 from lab.tools.bench.scenario import INTERNET, bench_scenario_text
 
