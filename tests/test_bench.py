@@ -132,7 +132,7 @@ def test_bad_json_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_goals_judge_the_median_and_say_by_how_much() -> None:
-    res = BenchReport(quick=False, repeat=3, machine=machine_info())
+    res = BenchReport(quick=False, repeat=3, machine=machine_info(nginx=None))
     fast = res.add("warm", "a", "a", "s", [0.4, 2.0, 0.5], Goal("<", 1.0, "< 1 s"))
     slow = res.add("fleet", "b", "b", "s", [120, 130, 135], Goal("<", 90.0, "< 90 s"))
     ratio = res.add("handshake", "c", "c", "x", [0.5, 0.6, 0.7],

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 
 from lab.errors import BenchError, UsageError
-from lab.tools.bench import fleet, handshake, measure
+from lab.tools.bench import fleet, handshake, measure, nginx
 from lab.tools.bench.figures import FULL, GROUPS, QUICK, BenchOptions, BenchReport
 from lab.tools.bench.machine import machine_info, parallel_speedup
 
@@ -99,5 +99,5 @@ def run_bench(options: BenchOptions,
     if "fleet" in chosen:
         res.notes.append(fleet.NOTE)
     res.wall_s = time.perf_counter() - began
-    res.machine = machine_info()
+    res.machine = machine_info(nginx.nginx_version(nginx.find_nginx()))
     return res

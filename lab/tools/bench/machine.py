@@ -7,6 +7,7 @@ import asyncio
 import os
 import platform
 import ssl
+import subprocess
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -70,19 +71,18 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def machine_info() -> dict[str, Any]:
-    """Cores, memory, versions (Python, OpenSSL, aiohttp, cryptography, nginx), event loop."""
+def machine_info(nginx: str | None) -> dict[str, Any]:
+    """Cores, memory, versions (Python, OpenSSL, aiohttp, cryptography, ``nginx`` as found),
+    event loop."""
     import aiohttp
     import cryptography
-
-    from lab.tools.bench import nginx
 
     return {
         "cpus": os.cpu_count(), "cpu_model": _cpu_model(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(), "openssl": ssl.OPENSSL_VERSION,
         "platform": platform.platform(), "aiohttp": aiohttp.__version__,
-        "cryptography": cryptography.__version__, "nginx": nginx.nginx_version(nginx.find_nginx()),
+        "cryptography": cryptography.__version__, "nginx": nginx,
         "event_loop": event_loop(),
     }
 
@@ -123,3 +123,12 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_or_kill(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """Wait for ``proc`` to end; kill it after ``timeout`` seconds."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

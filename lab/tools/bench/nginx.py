@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab.errors import BenchError
 from lab.protocols.network import LOOPBACK
-from lab.tools.bench.processes import wait_or_kill
+from lab.tools.bench.machine import wait_or_kill
 from lab.tools.bench.scenario import INTERNET, INTRA
 
 

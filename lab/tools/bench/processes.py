@@ -24,21 +24,12 @@ from typing import IO, Any, cast
 
 from lab.errors import BenchError
 from lab.protocols.network import LOOPBACK
-from lab.tools.bench.machine import peak_rss_mib, run_loop
+from lab.tools.bench.machine import peak_rss_mib, run_loop, wait_or_kill
 from lab.tools.bench.scenario import INTERNET, bench_scenario_text
 
 MODULE = "lab.tools.bench.processes"
 SERVE = "_serve"
 """The child's command word (internal to ``ibcm-lab bench``)."""
-
-
-def wait_or_kill(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
-    """Wait for ``proc`` to end; kill it after ``timeout`` seconds."""
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _say(message: dict[str, Any]) -> None:
