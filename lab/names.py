@@ -1,4 +1,4 @@
-"""Names the lab accepts: DNS host names, ccmsetup host values, site codes, domain membership.
+"""Names the lab accepts: host names, ccmsetup host values, site codes, domains, URL text.
 
 One home for each rule. The scenario loader, the ccmsetup parser and its linter, check-cert and
 the simulated network all ask here, so a name one of them accepts is never refused by another.
@@ -10,6 +10,8 @@ the simulated network all ask here, so a name one of them accepts is never refus
 * :func:`is_site_code`: a ConfigMgr site code, three letters or digits.
 * :func:`in_domain`: ``host`` is ``domain`` or a name under it (case-insensitive, trailing dot
   ignored).
+* :func:`is_printable_url`: a URL as a certificate carries it: printable ASCII, no spaces
+  (anything else is percent-encoded).
 
 Imports nothing from the lab: every layer may use it.
 """
@@ -49,3 +51,8 @@ def in_domain(host: str, domain: str | None) -> bool:
     host = host.lower().rstrip(".")
     domain = domain.lower().rstrip(".")
     return host == domain or host.endswith("." + domain)
+
+
+def is_printable_url(url: str) -> bool:
+    """Whether ``url`` is printable ASCII without spaces, as a CDP or AIA URL must be."""
+    return url.isascii() and all(ord(c) > 0x20 for c in url)

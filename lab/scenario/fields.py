@@ -9,7 +9,7 @@ import re
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from lab.names import is_dns_name
+from lab.names import is_dns_name, is_printable_url
 from lab.scenario.model import CAKind
 from lab.scenario.toml_source import Context
 
@@ -216,7 +216,7 @@ def url_entries(
 
 def _url_problem(url: str) -> str | None:
     """Why ``url`` cannot go into a certificate's CDP or AIA (None when it can)."""
-    if not url.isascii() or any(ord(c) < 0x21 for c in url):
+    if not is_printable_url(url):
         return "only printable ASCII without spaces (percent-encode anything else)"
     if len(url) > 2048:
         return "longer than 2048 characters"

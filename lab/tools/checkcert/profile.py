@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.clock import system_now
 from lab.configmgr.ccmsetup import parse_ccmsetup
-from lab.names import in_domain, is_dns_name
+from lab.names import in_domain, is_dns_name, is_printable_url
 from lab.pki.urls import (
     cert_aia_urls,
     cert_cdp_urls,
@@ -215,7 +215,7 @@ def _derive_ca(issued: x509.Certificate, issuer_name: x509.Name, *, intranet: st
 
 def _replayable(url: str) -> bool:
     """Whether the lab can publish ``url`` (it parses, with a usable host and port)."""
-    if not url.isascii() or any(ord(c) < 0x21 for c in url):
+    if not is_printable_url(url):
         return False
     try:
         parse_url(url)
