@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from lab.servers.harness import RunningLab, start_lab
 # No example may fail for its speed: a busy machine is slow, not wrong (issue 17).
 settings.register_profile("ibcm-lab", deadline=None)
 settings.load_profile("ibcm-lab")
+
+# Tests send Ctrl-C (SIGINT) to the lab's processes, which must receive it as a terminal's
+# foreground job does. A pytest started as a background job of a non-interactive shell (CI
+# scripts, `pytest &`) inherits SIGINT ignored and would pass that on to every child: give the
+# children the default disposition back (a Python-level handler resets to it at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
