@@ -9,9 +9,11 @@ on fixed inputs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.util
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,16 +420,16 @@ def test_rewrite_replaces_own_files_and_leaves_others(written: Written, tmp_path
     first = write_logs(fresh(result), out)
     client = out / CRL_ON / "PC01"
     assert (client / MANIFEST).read_text() == (
-        "ccmsetup.log\nClientIDManagerStartup.log\nCcmMessaging.log\n")
+        "ccmsetup.log\nClientIDManagerStartup.log\nLocationServices.log\nCcmMessaging.log\n")
     mine = tmp_path / "new" / "notes.txt"
     mine.write_text("mine")
     theirs = client / "certutil-urlfetch.txt"
     theirs.write_text("another writer's file")
     user_log = client / "ccmsetup-from-the-real-pc.log"
     user_log.write_text("<![LOG[real]LOG]!>")
-    stale = client / "LocationServices.log"
+    stale = client / "ClientLocation.log"
     stale.write_text("from a previous run")
-    (client / MANIFEST).write_text((client / MANIFEST).read_text() + "LocationServices.log\n"
+    (client / MANIFEST).write_text((client / MANIFEST).read_text() + "ClientLocation.log\n"
                                    "../../notes.txt\n")
     (client / "CcmMessaging.log").write_text("half")
 
@@ -436,7 +438,8 @@ def test_rewrite_replaces_own_files_and_leaves_others(written: Written, tmp_path
     assert second == first
     assert not stale.exists()
     assert mine.read_text() == "mine" and theirs.exists() and user_log.exists()
-    assert (client / "CcmMessaging.log").read_bytes() == first[2].read_bytes()
+    assert first[3] == client / "CcmMessaging.log"
+    assert (client / "CcmMessaging.log").read_bytes() == first[3].read_bytes()
     assert messages(client / "CcmMessaging.log")[0].startswith("[CCMHTTP] ERROR:")
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
     assert again.scenarios[0].clients[0].steps[-1].log_refs == [f"{client}/CcmMessaging.log:1"]
@@ -503,3 +506,169 @@ def test_cli_unwritable_out_exits_2_with_one_line(capsys: pytest.CaptureFixture[
     assert code == 2
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert stderr.startswith("ibcm-lab: error: ") and str(blocker) in stderr
+
+
+# ------------------------------------------------------------------------------------------
+# LocationServices.log: a site refresh and its failures (reference §6.2 A, D, E)
+# ------------------------------------------------------------------------------------------
+
+INTRA_FQDN = "IBCM-Intra.contoso.local"
+INTERNET_FQDN = "IBCM-Internet.public.com"
+LOCATION_LOG = "LocationServices.log"
+REFERENCE = ROOT / "docs" / "reference.md"
+
+# Copies of bundled scenarios whose step under test is a site refresh (action "location"):
+# (copy's name, bundled scenario, the bundled step's text, the location step put in its place)
+LOCATION_SCENARIOS = {
+    "crl-on-location": (CRL_ON, 'action = "inventory"\nlocation = "internet"\n'
+                        'expect = "CRYPT_E_REVOCATION_OFFLINE"'),
+    "crl-off-location": (CRL_OFF, 'action = "inventory"\nlocation = "internet"\nexpect = "ok"'),
+    "http-smsmp-location": (NO_HTTPS, 'action = "register"\nlocation = "intranet"\n'
+                            'expect = "403.4"'),
+    "https-smsmp-location": ("seed3-smsmp-with-https", 'action = "register"\n'
+                             'location = "intranet"\nexpect = "ok"'),
+}
+
+
+@dataclass
+class LocationRun:
+    code: int
+    stdout: str
+    out: Path
+
+    def lines(self, scenario: str) -> list[dict[str, str]]:
+        return entries(self.out / scenario / "PC01" / LOCATION_LOG)
+
+
+@pytest.fixture(scope="module")
+def location_run(certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> LocationRun:
+    """``ibcm-lab run FOLDER --out DIR`` on the copies of LOCATION_SCENARIOS."""
+    src = tmp_path_factory.mktemp("location")
+    for name, (bundled, step) in LOCATION_SCENARIOS.items():
+        text = (SCENARIOS / f"{bundled}.toml").read_text(encoding="utf-8")
+        assert text.count(step) == 1, name
+        expect = step.rsplit("expect = ", 1)[1]
+        where = step.split("location = ", 1)[1].split("\n", 1)[0]
+        new = f'action = "location"\nlocation = {where}\nexpect = {expect}'
+        (src / f"{name}.toml").write_text(text.replace(step, new), encoding="utf-8")
+    out = tmp_path_factory.mktemp("location-out")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["run", str(src), "--certs", str(certs_dir), "--out", str(out)])
+    return LocationRun(code, stdout.getvalue(), out)
+
+
+def refresh_line(source: str, ssl_state: int) -> str:
+    check = "on" if ssl_state & 0x20 else "off"
+    return (f"Lab: refreshed the management point list and the site's security settings from "
+            f"{source}: intranet MPs {INTRA_FQDN}, internet MP {INTERNET_FQDN}, "
+            f"SSLState={ssl_state} (CRL checking {check})")
+
+
+CRL_OFFLINE_AT_LOCATION = [
+    f"[CCMHTTP] ERROR: URL=https://{INTERNET_FQDN}/SMS_MP/.sms_aut?MPLIST, Port=443, "
+    "Options=63, Code=12175, Text=ERROR_WINHTTP_SECURE_FAILURE",
+    "[CCMHTTP] AsyncCallback():",
+    "[CCMHTTP] AsyncCallback(): WINHTTP_CALLBACK_STATUS_SECURE_FAILURE Encountered",
+    "[CCMHTTP]            : dwStatusInformationLength is 4",
+    "[CCMHTTP]            : lpvStatusInformation is 0x1",
+    "[CCMHTTP]            : WINHTTP_CALLBACK_STATUS_FLAG_CERT_REV_FAILED is set",
+    f"Failed to send management point list Location Request Message to {INTERNET_FQDN}",
+    f"LSUpdateInternetManagementPoints: Failed to retrieve internet MPs from MP "
+    f"{INTERNET_FQDN} with error 0x87d00231, retaining previous list.",
+]
+FORBIDDEN_AT_LOCATION = [
+    f"[CCMHTTP] ERROR: URL=http://{INTRA_FQDN}/SMS_MP/.sms_aut?MPLIST, Port=80, "
+    "Options=192, Code=0, Text=CCM_E_BAD_HTTP_STATUS_CODE",
+    "[CCMHTTP] ERROR INFO: StatusCode=403 StatusText=Forbidden",
+    f"Failed to send management point list Location Request Message to {INTRA_FQDN}",
+]
+
+
+def test_location_runs_meet_their_expectations(location_run: LocationRun) -> None:
+    assert location_run.code == 0, location_run.stdout
+    assert "4/4 scenarios passed" in location_run.stdout
+
+
+def test_crl_offline_at_a_site_refresh_on_the_internet_and_its_twin(
+        location_run: LocationRun) -> None:
+    # The intranet refresh of step 3 succeeds in both; the internet refresh of step 5 fails
+    # with the CRL offline when the site checks the CRL, and succeeds when it does not.
+    failing = location_run.lines("crl-on-location")
+    assert [e["message"] for e in failing] == [refresh_line(INTRA_FQDN, 63),
+                                               *CRL_OFFLINE_AT_LOCATION]
+    assert [e["type"] for e in failing] == ["1"] + ["3"] * len(CRL_OFFLINE_AT_LOCATION)
+    passing = location_run.lines("crl-off-location")
+    assert [e["message"] for e in passing] == [refresh_line(INTRA_FQDN, 31),
+                                               refresh_line(INTERNET_FQDN, 31)]
+    assert [e["type"] for e in passing] == ["1", "1"]
+    for got in (failing, passing):
+        assert {e["component"] for e in got} == {"LocationServices"}
+    # CcmMessaging.log keeps only the lines of the other steps: none failed in either
+    for name in ("crl-on-location", "crl-off-location"):
+        assert not (location_run.out / name / "PC01" / "CcmMessaging.log").exists()
+
+
+def test_a_403_at_a_site_refresh_and_its_twin(location_run: LocationRun) -> None:
+    failing = location_run.lines("http-smsmp-location")
+    assert [e["message"] for e in failing] == FORBIDDEN_AT_LOCATION
+    assert {(e["component"], e["type"]) for e in failing} == {("LocationServices", "3")}
+    # on the intranet: no internet MP list line
+    assert not [e for e in failing if "LSUpdateInternetManagementPoints" in e["message"]]
+    passing = location_run.lines("https-smsmp-location")
+    assert [(e["message"], e["component"], e["type"]) for e in passing] == [
+        (refresh_line(INTRA_FQDN, 31), "LocationServices", "1")]
+
+
+def test_the_report_shows_and_points_at_the_location_errors(location_run: LocationRun) -> None:
+    stdout = location_run.stdout
+    for text in CRL_OFFLINE_AT_LOCATION + FORBIDDEN_AT_LOCATION:
+        assert f"        log      {LOCATION_LOG}: {text}\n" in stdout
+    assert "Lab: refreshed" not in stdout  # informational lines stay in the file
+    for name, number in (("crl-on-location", 2), ("http-smsmp-location", 1)):
+        path = location_run.out / name / "PC01" / LOCATION_LOG
+        assert f"        open     {path}:{number}\n" in stdout
+
+
+def shape(text: str) -> str:
+    """A log line with its variable parts (URLs, host names, numbers, names after ``Text=``
+    and flag names, status texts, padding) replaced, to compare with a reference sample."""
+    text = re.sub(r"StatusText=\s*.*$", "StatusText=<TEXT>", text)
+    text = re.sub(r"https?://[^\s,']+", "<URL>", text)
+    text = re.sub(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?:/[^\s,']*)?", "<HOST>", text)
+    text = re.sub(r"=\s*\d+", "=<N>", text)
+    text = re.sub(r"Text=[A-Z_]+", "Text=<NAME>", text)
+    text = re.sub(r"FLAG_[A-Z_]+ is set", "FLAG_<NAME> is set", text)
+    text = re.sub(r"Information is 0x[0-9a-f]+", "Information is <HEX>", text)
+    return re.sub(r"\s+", " ", text)
+
+
+def reference_samples(section: str) -> set[str]:
+    """The shapes of the sample lines (in code blocks) under the reference's ``section``."""
+    text = REFERENCE.read_text(encoding="utf-8")
+    start = text.index(f"\n### {section} ")
+    end = text.index("\n### ", start + 1)
+    blocks = re.findall(r"```\n(.*?)```", text[start:end], re.DOTALL)
+    return {shape(line) for block in blocks for line in block.splitlines()}
+
+
+def test_product_looking_location_lines_are_reference_samples(
+        location_run: LocationRun) -> None:
+    samples = reference_samples("6.2")
+    seen = 0
+    for name in LOCATION_SCENARIOS:
+        for e in location_run.lines(name):
+            if e["message"].startswith("Lab: "):
+                continue  # the lab's model, marked as such
+            assert shape(e["message"]) in samples, e["message"]
+            seen += 1
+    assert seen == len(CRL_OFFLINE_AT_LOCATION) + len(FORBIDDEN_AT_LOCATION)
+    # the sample E lines themselves, with the lab's MP where the sample names a CMG
+    cmg = "XXX.CLOUDAPP.NET/CCM_Proxy_MutualAuth/72057594037928290"
+    reference = REFERENCE.read_text(encoding="utf-8")
+    for text in CRL_OFFLINE_AT_LOCATION[-2:]:
+        assert text.replace(INTERNET_FQDN, cmg) in reference
+    # the failing twin of the check: an unquoted line has no sample shape
+    assert shape("Refreshing the Management Point List from IBCM-Intra.contoso.local") \
+        not in samples
+    assert shape(refresh_line(INTRA_FQDN, 63)) not in samples

@@ -39,6 +39,11 @@ from lab.scenario.model import Action, ClientSpec, StepSpec, Zone
 MPLIST_PATH = "/SMS_MP/.sms_aut?MPLIST"
 REQUEST_PATH = "/ccm_system/request"
 STEP_HEADER = "X-Lab-Step"
+LOCATION_LOG = "LocationServices.log"
+LOCATION_COMPONENT = "LocationServices"
+LAB_MARK = "Lab: "
+"""How a log line the lab writes without a verified sample begins (as in the certutil-style
+trace): it is the lab's model, not product output."""
 
 
 @dataclass
@@ -386,20 +391,29 @@ class SimulatedClient:
                   f"{client_id}. Approval status {approval}")
 
     async def _location(self, obs: StepObservation, mp: MpChoice, step_id: str) -> None:
-        kw = {"step_id": step_id, "user_agent": "SMS CCM 5.0", "log_file": "LocationServices.log",
-              "component": "LocationServices"}
+        """A site refresh: the MP list and the site's security settings (LocationServices).
+
+        Its requests' CCMHTTP lines go to LocationServices.log (reference §6.2 A, D); a failed
+        refresh adds the lines of reference §6.2 E, a good one a ``Lab:`` line (no verified
+        sample shows what LocationServices.log says then).
+        """
+        kw = {"step_id": step_id, "user_agent": "SMS CCM 5.0", "log_file": LOCATION_LOG,
+              "component": LOCATION_COMPONENT}
         out = await self._send(obs, mp, "GET", MPLIST_PATH, **kw)
         if not self._judge_request(obs, out):
+            self._location_failed(obs, mp)
             return
         out = await self._send(obs, mp, "CCM_POST", REQUEST_PATH,
                                body=self._message("MP_LocationManager"), **kw)
         if not self._judge_request(obs, out):
+            self._location_failed(obs, mp)
             return
         try:
             reply = ET.fromstring(out.body)
         except ET.ParseError:
             obs.fail(FailureKind.HTTP, codes.CCM_E_BAD_HTTP_STATUS_CODE,
                      "the MP's reply is not XML")
+            self._location_failed(obs, mp)
             return
         site = reply.find("Site")
         ssl_state = int(site.get("SSLState", "0")) if site is not None else 0
@@ -408,6 +422,13 @@ class SimulatedClient:
         self.state.site_ssl_state = ssl_state
         self.state.intranet_mps = tuple(m.get("FQDN", "") for m in mps if m.get("Internet") == "0")
         internet = [m.get("FQDN", "") for m in mps if m.get("Internet") == "1"]
+        check = bool(ssl_state & codes.CRL_BIT)
+        self._log(obs, LOCATION_LOG, LOCATION_COMPONENT,
+                  f"{LAB_MARK}refreshed the management point list and the site's security "
+                  f"settings from {mp.host}: intranet MPs "
+                  f"{', '.join(self.state.intranet_mps) or 'none'}, internet MP "
+                  f"{internet[0] if internet else 'none'}, SSLState={ssl_state} "
+                  f"(CRL checking {'on' if check else 'off'})")
         if internet:
             if internet[0] != self.state.internet_mp:
                 # The shape of ClientLocation.log's verified sample (reference §6.2 H).
@@ -420,6 +441,19 @@ class SimulatedClient:
             self.state.internet_mp_source = "the internet MP learned from the site"
             self.state.internet_mp_cleared = False
             obs.notes.append(f"Learned the internet MP {internet[0]} from the site")
-        check = bool(ssl_state & codes.CRL_BIT)
         obs.notes.append(f"Learned the site's security settings: SSLState={ssl_state}, "
                          f"CRL checking {'on' if check else 'off'} from now on")
+
+    def _location_failed(self, obs: StepObservation, mp: MpChoice) -> None:
+        """LocationServices.log after a failed site refresh, in the words of reference §6.2 E
+        (a CMG there, ``HOST/CCM_Proxy_MutualAuth/ID``; an MP here, its FQDN). The internet
+        MP list line only on the internet, where the sample was taken; the client keeps the
+        internet MP it knew."""
+        self._log(obs, LOCATION_LOG, LOCATION_COMPONENT,
+                  f"Failed to send management point list Location Request Message to {mp.host}",
+                  3)
+        if obs.connection == "internet":
+            self._log(obs, LOCATION_LOG, LOCATION_COMPONENT,
+                      f"LSUpdateInternetManagementPoints: Failed to retrieve internet MPs from "
+                      f"MP {mp.host} with error 0x{codes.CCM_TRANSIENT_ERROR.value:08x}, "
+                      "retaining previous list.", 3)

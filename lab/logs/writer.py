@@ -10,8 +10,9 @@
 
 ``<scenario>`` is the scenario's name (its file stem; a second scenario of the same name in
 one run gets ``-2``, ...), ``<MP machine>`` the first label of the MP's intranet FQDN. Only
-files a machine actually wrote exist (a successful request writes no client log line, so a
-clean install leaves no ``ccmsetup.log``).
+files a machine actually wrote exist (a successful request writes no CCMHTTP line; a good site
+refresh writes one ``Lab:`` line to ``LocationServices.log``, the lab's model, not product
+output).
 
 Every file is written to a temporary file in the same folder and renamed over the old one,
 so no reader ever sees half a file. A run replaces its previous output for the same
