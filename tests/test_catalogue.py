@@ -186,6 +186,7 @@ def assert_offline_with_twin(result: ScenarioResult, openssl_code: int, openssl_
 TESTED = {
     "server-ca-without-crlsign", "server-crl-expired", "server-crl-not-yet-valid",
     "server-crl-wrong-key", "server-delta-crl-unreachable", "server-mp-cert-expired",
+    "server-mp-cert-expired-clock-behind",
     "server-mp-cert-no-server-auth", "server-mp-cert-renewed", "server-mp-cert-revoked",
     "server-mp-cert-untrusted-root", "server-two-tier", "server-two-tier-issuing-ca-revoked",
     "client-cert-expired-clock-behind", "client-cert-revoked", "client-cert-selection",
@@ -324,6 +325,30 @@ def test_server_mp_cert_expired_and_renewed(catalogue: dict[str, ScenarioResult]
     twin = only(catalogue["server-mp-cert-renewed"], "PC01")
     assert_passes(twin)
     assert twin.chain[0].not_valid_after_utc > now + dt.timedelta(days=300)
+
+
+def test_server_mp_cert_expired_clock_behind(catalogue: dict[str, ScenarioResult]) -> None:
+    r = catalogue["server-mp-cert-expired-clock-behind"]
+    # PC01's clock is 2 h late: by its own time the MP's certificate (expired 1 h ago) is
+    # still valid, and both judges, the Windows engine and OpenSSL, judge at that time
+    skewed = only(r, "PC01")
+    assert_passes(skewed)
+    assert skewed.openssl is not None
+    assert (skewed.openssl.verify_code, skewed.openssl.verify_message,
+            skewed.openssl.agrees) == (0, "ok", True)
+    assert skewed.notes == [] and "12175" not in "\n".join(texts(skewed))
+    expired = skewed.chain[0].not_valid_after_utc
+    served = [rec for rec in r.mp_records if rec.status == 200]
+    assert served and all(expired < rec.time < expired + dt.timedelta(hours=1, minutes=5)
+                          for rec in served)
+    # PC02, on the right time, gets CERT_E_EXPIRED, and OpenSSL agrees (verify code 10)
+    right_time = only(r, "PC02")
+    assert_tls_failure(right_time, "CERT_E_EXPIRED", "0x800B0101", "CERT_DATE_INVALID", 0x20)
+    assert right_time.openssl is not None
+    assert (right_time.openssl.verify_code, right_time.openssl.verify_message,
+            right_time.openssl.agrees) == (10, "certificate has expired", True)
+    assert "The certificate is outside its validity period." in right_time.explanation
+    assert [n for n in right_time.notes if "JUDGES DISAGREE" in n] == []
 
 
 def test_server_mp_cert_no_server_auth(catalogue: dict[str, ScenarioResult]) -> None:

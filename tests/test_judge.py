@@ -319,7 +319,8 @@ def test_tls_judges_disagree_is_a_note(crl_on: Case) -> None:
     got = judge(crl_on, obs)
     assert got.judges_agree is False
     assert got.notes == ["JUDGES DISAGREE: OpenSSL says 0 (ok), the Windows engine says "
-                         "CRYPT_E_REVOCATION_OFFLINE"]
+                         "CRYPT_E_REVOCATION_OFFLINE; the step's outcome is the Windows "
+                         "engine's"]
 
 
 def _revoked(case: Case, subject: str) -> ChainVerdict:

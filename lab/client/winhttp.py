@@ -9,11 +9,16 @@ For an HTTPS request:
 3. the Windows-semantics engine builds the chain, applies the SSL policy (trust, dates,
    usage, name) and, when CRL checking is on, checks revocation with real CRL retrievals;
    any problem fails the request with ERROR_WINHTTP_SECURE_FAILURE and its flags;
-4. the second judge: OpenSSL verifies the same server over a second real handshake with an
-   ``SSLContext`` holding exactly the CRLs the client could retrieve (``VERIFY_CRL_CHECK_LEAF``
-   when CRL checking applies); if it disagrees with the engine the result says so;
+4. the second judge: OpenSSL verifies the same server over a second real handshake (the
+   client certificate presented again) with an ``SSLContext`` holding exactly the CRLs the
+   client could retrieve (``VERIFY_CRL_CHECK_LEAF`` when CRL checking applies), at the
+   client's own time, the instant the engine judged at (``clock_skew`` included; see
+   :mod:`lab.client.tlstime`); if it disagrees with the engine the result says so;
 5. only when the engine accepts the certificate is the HTTP request sent (over the OpenSSL
-   judge's connection) and the status read.
+   judge's connection) and the status read. The engine's verdict is the outcome: when OpenSSL
+   refuses a certificate the engine accepted, the refusal is recorded as a disagreement
+   (``agrees`` false) and the request is sent over a connection without OpenSSL's checks,
+   as WinHTTP would have sent it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab import codes
+from lab.client.tlstime import VERIFY_TIME, ClientTimeContext
 from lab.clock import Clock
 from lab.cryptoapi.chain import build_chain, policy_problems, revocation_problems
 from lab.cryptoapi.retrieval import Retriever
@@ -173,7 +179,10 @@ class WinHttp:
         cached = _SHARED.get(key)
         if cached is not None:
             return cached
-        ctx = ssl.create_default_context(cadata=self.trust_pem.decode())
+        # create_default_context's client context, as a ClientTimeContext: it verifies at the
+        # client's time (VERIFY_TIME) rather than the system's.
+        ctx = ClientTimeContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cadata=self.trust_pem.decode())
         if files is not None:
             ctx.load_cert_chain(files.cert_path, files.key_path)
         if crl_check:
@@ -227,28 +236,40 @@ class WinHttp:
                 out.present_cert)
         else:
             context = False
+        token = VERIFY_TIME.set(out.verified_at)
         try:
-            async with self.session.request(method, url, data=body, headers=headers,
-                                            ssl=context, allow_redirects=False) as resp:
-                out.status = resp.status
-                out.reason = resp.reason
-                out.body = await resp.read()
+            await self._send(out, method, url, body, headers, context)
         except aiohttp.ClientConnectorCertificateError as e:
-            # The engine accepted the certificate but OpenSSL did not: record, and fail the
-            # request the way the engine would not have (this is a disagreement).
+            # The engine accepted the certificate but OpenSSL did not: a disagreement between
+            # the lab's two judges, not something WinHTTP would report. Record it, and send
+            # the request as WinHTTP would have (the engine's verdict is the outcome).
             err = e.certificate_error
             code = getattr(err, "verify_code", -1)
             out.openssl = OpenSslJudgement(code, str(getattr(err, "verify_message", err)),
                                            OPENSSL_CATEGORIES.get(code, "other"), False)
-            out.connect_error = codes.ERROR_WINHTTP_SECURE_FAILURE
-            out.connect_detail = "OpenSSL refused a certificate the Windows engine accepted"
+            try:
+                await self._send(out, method, url, body, headers,
+                                 self._schannel_context(present_cert))
+            except (TimeoutError, aiohttp.ClientError) as e2:
+                out.connect_error = codes.ERROR_WINHTTP_CANNOT_CONNECT
+                out.connect_detail = f"the connection failed: {e2}"
         except (TimeoutError, aiohttp.ClientError) as e:
             out.connect_error = codes.ERROR_WINHTTP_CANNOT_CONNECT
             out.connect_detail = f"the connection failed: {e}"
         else:
             if secure and out.openssl is None:
                 out.openssl = OpenSslJudgement(0, "ok", "ok", True)
+        finally:
+            VERIFY_TIME.reset(token)
         return out
+
+    async def _send(self, out: HttpOutcome, method: str, url: str, body: bytes | None,
+                    headers: dict[str, str] | None, context: ssl.SSLContext | bool) -> None:
+        async with self.session.request(method, url, data=body, headers=headers,
+                                        ssl=context, allow_redirects=False) as resp:
+            out.status = resp.status
+            out.reason = resp.reason
+            out.body = await resp.read()
 
     async def _peer_certificate(self, loopback_port: int, host: str,
                                 present_cert: bool = True) -> x509.Certificate:
@@ -292,6 +313,7 @@ class WinHttp:
             out.connect_detail = f"the TLS handshake failed: {e}"
             return False
         now = self.machine_now()
+        out.verified_at = now
         retriever = self.retriever()
         pool = list(self.intermediates)
         if not any(a.subject == leaf.issuer for a in (*self.anchors, *pool)):
@@ -316,6 +338,7 @@ class WinHttp:
         assert out.verdict is not None
         ctx = self._openssl_context(out.verdict.revocation.crls, out.crl_check,
                                     len(out.verdict.chain), out.present_cert)
+        token = VERIFY_TIME.set(out.verified_at)
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                 _reader, writer = await asyncio.open_connection(
@@ -326,6 +349,8 @@ class WinHttp:
                                     category in out.verdict.categories)
         except (TimeoutError, OSError, ssl.SSLError) as e:
             return OpenSslJudgement(-1, f"handshake failed: {e}", "other", False)
+        finally:
+            VERIFY_TIME.reset(token)
         writer.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             await writer.wait_closed()

@@ -71,11 +71,15 @@ def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int
     elif req is not None and req.status is not None:
         http_status = str(req.status)
     notes = [n for n in obs.notes if n not in explanation] if obs.outcome == "fail" else []
-    openssl = req.openssl if req is not None else None
+    # A disagreement on any request of the step is the step's (an install makes several).
+    openssl = next((r.openssl for r in obs.requests
+                    if r.openssl is not None and not r.openssl.agrees),
+                   req.openssl if req is not None else None)
     if openssl is not None and not openssl.agrees:
         notes.append(f"JUDGES DISAGREE: OpenSSL says {openssl.verify_code} "
                      f"({openssl.verify_message}), the Windows engine says "
-                     f"{obs.error.name if obs.error else 'ok'}")
+                     f"{obs.error.name if obs.error else 'ok'}; the step's outcome is the "
+                     "Windows engine's")
     error = refusal_code if refusal_code is not None else obs.error
     message = obs.detail if refusal_code is None else (pki.mp_refusal.message
                                                        if pki.mp_refusal else obs.detail)

@@ -69,7 +69,7 @@ def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
             err = f" {u.error.hex} {u.error.name}" if u.error else ""
             style = {"verified": "green", "not_tried": "dim"}.get(u.result, "red")
             items.append(("crl", f"{u.result:<13} {u.url}{took}{err}", style))
-    if step.openssl is not None and step.outcome == "fail":
+    if step.openssl is not None and (step.outcome == "fail" or not step.openssl.agrees):
         agree = "agrees" if step.openssl.agrees else "DISAGREES"
         items.append(("openssl", f"verify code {step.openssl.verify_code} "
                                  f"({step.openssl.verify_message}); {agree} with the Windows "
@@ -93,7 +93,7 @@ def render_step(step: StepResult, verbose: bool) -> list[str]:
     head = (f"    {mark}  {step.index + 1}. {step.action} @ {step.location:<9} "
             f"{step_summary(step)}  {expected}")
     lines = [head]
-    if step.outcome == "fail" or not step.met or verbose:
+    if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         lines += _wrap("why", step.explanation)
         lines += _wrap("fix", step.fix)
         lines += evidence_lines(step)
@@ -224,7 +224,7 @@ def _rich_step(step: StepResult, verbose: bool, width: int) -> list[RenderableTy
     head = Text.assemble("  ", mark, f" {step.index + 1}. ", (step.action, "bold"),
                          f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"))
     parts: list[RenderableType] = [head]
-    if step.outcome == "fail" or not step.met or verbose:
+    if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         rows = [(label, text, "") for label, text in (("why", step.explanation),
                                                       ("fix", step.fix)) if text]
         rows += evidence_items(step)

@@ -7,6 +7,7 @@ The client (:mod:`lab.client`) and CryptoAPI (:mod:`lab.cryptoapi`) fill these i
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
@@ -179,6 +180,9 @@ class HttpOutcome:
     simulated_ms: int = 0
     notes: list[str] = field(default_factory=list)
     present_cert: bool = True
+    verified_at: dt.datetime | None = None
+    """The client's own time (lab clock plus its ``clock_skew``) at which both judges, the
+    Windows engine and OpenSSL, verified the server's certificate."""
 
     @property
     def winhttp_error(self) -> Code | None:
