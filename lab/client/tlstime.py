@@ -11,9 +11,9 @@ A connection copies its context's parameters when it is created (``SSL_new``), s
 :class:`ClientTimeContext` sets the time from :data:`VERIFY_TIME` just before that, under a
 lock: contexts are shared by clients with different clocks.
 
-Where the library cannot be reached (another Python build or platform), :func:`available`
-is False and OpenSSL judges at the system time, as before; a disagreement that causes is
-reported as one (``agrees`` false), never silently.
+Where the library cannot be reached (another Python implementation, build or platform),
+:func:`available` is False and OpenSSL judges at the system time, as before; a disagreement
+that causes is reported as one (``agrees`` false), never silently.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import ctypes
 import datetime as dt
 import functools
 import ssl
+import sys
 import threading
 from typing import Any
 
@@ -92,6 +93,8 @@ def _set(lib: _Lib, ctx: ssl.SSLContext, when: dt.datetime) -> bool:
 def available() -> bool:
     """Whether OpenSSL's verification time can be set in this Python (checked once, on a
     context of its own)."""
+    if sys.implementation.name != "cpython":  # the context's layout is CPython's
+        return False
     lib = _library()
     if lib is None:
         return False
