@@ -158,26 +158,25 @@ def cert_cdp_urls(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(urls)
 
 
-def cert_aia_urls(cert: x509.Certificate) -> tuple[str, ...]:
-    """The caIssuers URLs of ``cert``."""
+def _access_urls(cert: x509.Certificate, method: x509.ObjectIdentifier) -> tuple[str, ...]:
+    """The URI locations of ``cert``'s AIA extension with access ``method``, in order."""
     try:
         ext = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     except x509.ExtensionNotFound:
         return ()
     return tuple(d.access_location.value for d in ext
-                 if d.access_method == x509.oid.AuthorityInformationAccessOID.CA_ISSUERS
+                 if d.access_method == method
                  and isinstance(d.access_location, x509.UniformResourceIdentifier))
+
+
+def cert_aia_urls(cert: x509.Certificate) -> tuple[str, ...]:
+    """The caIssuers URLs of ``cert``."""
+    return _access_urls(cert, x509.oid.AuthorityInformationAccessOID.CA_ISSUERS)
 
 
 def cert_ocsp_urls(cert: x509.Certificate) -> tuple[str, ...]:
     """The OCSP responder URLs of ``cert`` (its AIA extension's ``ocsp`` entries)."""
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except x509.ExtensionNotFound:
-        return ()
-    return tuple(d.access_location.value for d in ext
-                 if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP
-                 and isinstance(d.access_location, x509.UniformResourceIdentifier))
+    return _access_urls(cert, x509.oid.AuthorityInformationAccessOID.OCSP)
 
 
 def url_scheme(url: str) -> str:
