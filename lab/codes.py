@@ -9,6 +9,7 @@ names start with ``LAB_`` so nobody mistakes them for product identifiers.
 
 from __future__ import annotations
 
+import difflib
 import enum
 from dataclasses import dataclass
 
@@ -227,3 +228,50 @@ def lookup(identifier: str) -> Code | None:
         if key in code.identifiers():
             return code
     return None
+
+
+# --- what a scenario step may expect -------------------------------------------------------
+# A step's result carries identifiers from this module only (lab.judge.verdict gathers them):
+# every spelling of a code (name, hex, signed and unsigned decimal, the WinHTTP/Win32 number),
+# the WinHTTP callback flags (short and long names), the MP's IIS status labels (403.13) and
+# any HTTP error status (a fault may make the MP answer 400 to 599). ``ok`` and ``fail``
+# compare the outcome. Anything else can never be met, so the scenario loader refuses it.
+HTTP_ERROR_STATUSES = range(400, 600)
+
+
+def expect_spellings() -> list[str]:
+    """The spellings a did-you-mean offers, as the catalogue writes them (``0x87D00281``)."""
+    out = ["ok", "fail"]
+    for code in ALL_CODES:
+        out.append(code.name)
+        if code.numeric and code.hex != code.name:
+            out.append(code.hex)
+    for flag in WinHttpFlag:
+        out += [str(flag.name), flag.long_name]
+    out += [label for label, s in IIS_STATUSES.items() if s.status != 200]
+    return out
+
+
+def _expectable() -> frozenset[str]:
+    ids = {s.upper() for s in expect_spellings()}
+    for code in ALL_CODES:
+        ids |= code.identifiers()
+    ids |= {str(n) for n in HTTP_ERROR_STATUSES}
+    return frozenset(ids)
+
+
+EXPECTABLE: frozenset[str] = _expectable()
+"""Every identifier a step's ``expect`` may name, upper-case (compare with ``.upper()``)."""
+
+
+def is_expectable(identifier: str) -> bool:
+    """True when a step's result can ever carry ``identifier`` (case-insensitive)."""
+    return identifier.strip().upper() in EXPECTABLE
+
+
+def close_expectations(identifier: str, n: int = 3) -> list[str]:
+    """The known spellings nearest to ``identifier``, for a did-you-mean."""
+    by_upper = {s.upper(): s for s in expect_spellings()}
+    near = difflib.get_close_matches(identifier.strip().upper(), list(by_upper), n=n,
+                                     cutoff=0.6)
+    return [by_upper[u] for u in near]

@@ -577,6 +577,26 @@ CASES: list[Case] = [
     Case("blank-expect", 'expect = "ok"', 'expect = "  "', 'expect = "FAIL"',
          lambda s: s.clients[0].steps[0].expect == "fail", "client[0].step[0].expect",
          'expect = "  "', ("expected 'ok', 'fail' or a failure identifier",)),
+    # An expectation no step can ever give is refused, not left to show up as a miss
+    Case("typo-expect", 'expect = "CRYPT_E_REVOCATION_OFFLINE"',
+         'expect = "CRYPT_E_REVOCATION_OFLINE"', 'expect = "crypt_e_revocation_offline"',
+         lambda s: s.clients[0].steps[1].expect == "crypt_e_revocation_offline",
+         "client[0].step[1].expect", "CRYPT_E_REVOCATION_OFLINE",
+         ("unknown identifier 'CRYPT_E_REVOCATION_OFLINE', no step can give it; "
+          "did you mean 'CRYPT_E_REVOCATION_OFFLINE'",)),
+    Case("typo-expect-hex", 'expect = "CRYPT_E_REVOCATION_OFFLINE"', 'expect = "0x87D0281"',
+         'expect = "0x87d00281"', lambda s: s.clients[0].steps[1].expect == "0x87d00281",
+         "client[0].step[1].expect", "0x87D0281",
+         ("unknown identifier '0x87D0281'", "did you mean '0x87D00281'")),
+    Case("unknown-expect-no-hint", 'expect = "CRYPT_E_REVOCATION_OFFLINE"', 'expect = "zzzz"',
+         'expect = "cert_rev_failed"',
+         lambda s: s.clients[0].steps[1].expect == "cert_rev_failed",
+         "client[0].step[1].expect", "zzzz",
+         ("unknown identifier 'zzzz', no step can give it: expected 'ok', 'fail', a code name "
+          "or value",)),
+    Case("expect-http-200", 'expect = "CRYPT_E_REVOCATION_OFFLINE"', 'expect = "200"',
+         'expect = "503"', lambda s: s.clients[0].steps[1].expect == "503",
+         "client[0].step[1].expect", 'expect = "200"', ("unknown identifier '200'",)),
     # DNS names, site code, CA and computer names
     Case("bad-dns-mp-intranet-fqdn", 'intranet_fqdn = "IBCM-Intra.contoso.local"',
          'intranet_fqdn = "IBCM_Intra.contoso.local"',

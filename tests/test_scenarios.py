@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from labtest import SCENARIOS
 
+from lab import codes
 from lab.results.runs import RunResult, ScenarioResult
 from lab.results.verdicts import StepResult
 from lab.run import run_loaded
@@ -38,6 +39,17 @@ def test_every_bundled_expectation_is_met(bundled: dict[str, ScenarioResult]) ->
         for s in steps(r):
             if s.outcome == "fail":
                 assert s.expected not in (None, "fail", "ok"), (r.scenario.name, s.name)
+
+
+def test_every_identifier_a_step_gave_may_be_expected(
+        bundled: dict[str, ScenarioResult]) -> None:
+    # The loader refuses an ``expect`` outside lab.codes.EXPECTABLE; this is the other half:
+    # nothing a step actually carries falls outside it.
+    given = {i for r in bundled.values() for c in r.clients for s in c.steps
+             for i in s.identifiers}
+    assert {"CRYPT_E_REVOCATION_OFFLINE", "CERT_REV_FAILED", "403.13", "0X87D00281",
+            "LAB_NO_INTERNET_MP", "500"} <= given
+    assert sorted(given - codes.EXPECTABLE) == []
 
 
 def test_openssl_agrees_with_the_windows_engine_everywhere(
