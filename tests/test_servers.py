@@ -550,6 +550,32 @@ async def test_http_site_requires_ssl_on_an_https_only_mp(lab: RunningLab, cache
     assert dep.scenario.site.https_only is https_only
 
 
+async def test_every_mp_answer_says_microsoft_iis(lab: RunningLab, cache: PKICache) -> None:
+    # IIS names itself in every answer, its refusals included; aiohttp would say
+    # "Python/3.x aiohttp/3.x".
+    dep = await stage(lab, cache, scenario_text())
+    good = dep.pki.clients["PC01"]
+    answers = {
+        "200": await mp_https(lab, dep.pki, INTRA, "GET", "/SMS_MP/.sms_aut?MPLIST", cert=good),
+        "403.7": await mp_https(lab, dep.pki, INTRA, "GET", "/SMS_MP/.sms_aut?MPLIST",
+                                cert=None),
+        "403.13": await mp_https(lab, dep.pki, INTRA, "GET", "/SMS_MP/.sms_aut?MPLIST",
+                                 cert=dep.pki.clients["PC02"]),
+        "404": await mp_https(lab, dep.pki, INTRA, "GET", "/nothing/here", cert=good),
+        "405": await mp_https(lab, dep.pki, INTRA, "GET", "/ccm_system/request", cert=good),
+        "403.4": await exchange(lab.ports.mp_http,
+                                http_request("GET", "/SMS_MP/.sms_aut?MPLIST", INTRA)),
+    }
+    await stage(lab, cache, scenario_text() + "\n[faults]\nmp_status = 500\n")
+    answers["500"] = await mp_https(lab, dep.pki, INTRA, "GET", "/SMS_MP/.sms_aut?MPLIST",
+                                    cert=good)
+    assert {k: r.status for k, r in answers.items()} == {
+        "200": 200, "403.7": 403, "403.13": 403, "404": 404, "405": 405, "403.4": 403,
+        "500": 500}
+    assert {k: r.headers.get("server") for k, r in answers.items()} == {
+        k: "Microsoft-IIS/10.0" for k in answers}
+
+
 async def test_mp_refused_by_its_ca_has_no_https_binding(lab: RunningLab,
                                                          cache: PKICache) -> None:
     dep = await stage(lab, cache, scenario_text(

@@ -10,7 +10,8 @@ Two aiohttp applications, one route table, serve the staged scenario
 * the HTTPS site (mutual TLS): IIS checks the client certificate first and refuses it with
   the substatus a real MP gives (403.7 no certificate, 403.16 untrusted, 403.17 expired,
   403.13 revoked *or its CRL could not be retrieved*; reference §8.3 and §10);
-* the HTTP site: on an HTTPS-only MP every request gets 403.4 "SSL required".
+* the HTTP site: on an HTTPS-only MP every request gets 403.4 "SSL required";
+* every answer says ``Server: Microsoft-IIS/10.0``, as IIS does, not aiohttp's name.
 
 Behind IIS it answers ``GET /SMS_MP/.sms_aut?MPLIST`` and ``?MPCERT`` (reference §8.2) and
 ``CCM_POST /ccm_system/request``; IIS matches paths in any case. The message bodies are
@@ -370,8 +371,21 @@ ROUTES = [
 ]
 
 
+SERVER_HEADER = "Microsoft-IIS/10.0"
+"""The ``Server`` header of every MP answer: IIS 10 (Windows Server 2016 and later) as the
+lab models it (docs/scenario-format.md, "The MP's side"), not aiohttp's own."""
+
+
+async def _iis_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
 def make_mp_app(staging: Staging, *, secure: bool) -> web.Application:
     """The MP's HTTPS (``secure=True``) or HTTP site."""
     site = client_certificate if secure else ssl_required
-    return application(staging, ROUTES, [_iis_log(secure=secure), mp_status_fault, site],
-                       fallback=not_found)
+    app = application(staging, ROUTES, [_iis_log(secure=secure), mp_status_fault, site],
+                      fallback=not_found)
+    # A signal, not a middleware: it also reaches the answers aiohttp makes itself (an
+    # exception in a handler) once a request has been routed.
+    app.on_response_prepare.append(_iis_server_header)
+    return app
