@@ -269,6 +269,17 @@ def is_expectable(identifier: str) -> bool:
     return identifier.strip().upper() in EXPECTABLE
 
 
+def expect_problem(expect: str) -> str | None:
+    """Why no step can give ``expect`` (with a did-you-mean), or None when one can."""
+    if expect.strip().lower() in ("ok", "fail") or is_expectable(expect):
+        return None
+    near = close_expectations(expect)
+    hint = (f"; did you mean {' or '.join(map(repr, near))}?" if near else
+            ": expected 'ok', 'fail', a code name or value (CRYPT_E_REVOCATION_OFFLINE, "
+            "0x80092013), a WinHTTP flag, an IIS status (403.13) or a LAB_ label")
+    return f"unknown identifier {expect!r}, no step can give it{hint}"
+
+
 def close_expectations(identifier: str, n: int = 3) -> list[str]:
     """The known spellings nearest to ``identifier``, for a did-you-mean."""
     by_upper = {s.upper(): s for s in expect_spellings()}

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from lab.clock import Clock
+from lab.codes import expect_problem
 from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
 from lab.protocols.network import HostMap, Network
@@ -267,6 +268,11 @@ class LabClient:
         return [line for r in self.results for line in r.log]
 
     def _spec(self, action: str, location: str, expect: str | None) -> StepSpec:
+        if expect is not None:  # as the loader reads it: ok/fail in any case, known names
+            if (problem := expect_problem(expect)) is not None:
+                raise ValueError(f"expect: {problem}")
+            if expect.strip().lower() in ("ok", "fail"):
+                expect = expect.strip().lower()
         return StepSpec(_choice(Action, action, "action"), _choice(Zone, location, "location"),
                         expect)
 

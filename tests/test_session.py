@@ -92,6 +92,10 @@ def test_staged_lab_exposes_its_pki_hosts_and_ports(certs_dir: Path) -> None:
         assert staged.deployment.network is staged.network
         with pytest.raises(ValueError, match="action: expected one of"):
             staged.client().step("reboot", "intranet")
+        # An expect no step can give is refused before the step runs, as the loader does.
+        with pytest.raises(ValueError, match="did you mean 'CRYPT_E_REVOCATION_OFFLINE'"):
+            staged.client().step("install", "intranet", expect="CRYPT_E_REVOCATION_OFLINE")
+        assert staged.client().step("install", "intranet", expect="OK").met
         staged.close()
         with pytest.raises(RuntimeError, match="this lab is closed"):
             staged.client()

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from lab.clock import zone_info
-from lab.codes import close_expectations, is_expectable
+from lab.codes import expect_problem
 from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import ScenarioError
 from lab.names import is_site_code
@@ -128,13 +128,8 @@ def _step(ctx: Context, t: Table) -> StepSpec:
                             "(CRYPT_E_REVOCATION_OFFLINE, 0x80092013, 403.13, ...)")
         if expect.lower() in ("ok", "fail"):
             expect = expect.lower()
-        elif not is_expectable(expect):
-            near = close_expectations(expect)
-            hint = (f"; did you mean {' or '.join(map(repr, near))}?" if near else
-                    ": expected 'ok', 'fail', a code name or value (CRYPT_E_REVOCATION_OFFLINE, "
-                    "0x80092013), a WinHTTP flag, an IIS status (403.13) or a LAB_ label")
-            raise ctx.error(t.key("expect"), f"unknown identifier {expect!r}, no step can "
-                            f"give it{hint}")
+        elif (problem := expect_problem(expect)) is not None:
+            raise ctx.error(t.key("expect"), problem)
     t.done()
     return StepSpec(action=action, location=location, expect=expect)
 
