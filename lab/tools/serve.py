@@ -1,11 +1,16 @@
 """``ibcm-lab serve SCENARIO``: the scenario's servers, up until Ctrl-C, for hands-on poking.
 
-For each host the lab plays it prints the loopback port, a hosts-file line, a ready ``curl``
+For each host the lab plays it prints the loopback port, a hosts-file entry, a ready ``curl``
 command (with ``--resolve`` so the real FQDN is used for SNI and the name check) and an
-``openssl s_client`` command, plus the paths of the CA and client certificate files. For the
-domain controller it prints an ``ldapsearch`` command (OpenLDAP's client) per object of the
-directory, and a pipeline that writes the CRL's bytes to a file and compares them with what
-the HTTP CDP serves.
+``openssl s_client`` command (``-verify_hostname``: the name is checked, not only the chain)
+for every client certificate of the scenario, plus the paths of the CA and client certificate
+files. For the domain controller it prints an ``ldapsearch`` command (OpenLDAP's client) per
+object of the directory, and a pipeline that writes the CRL's bytes to a file and compares
+them with what the HTTP CDP serves.
+
+The guide is a bash script: every label and note is a ``#`` line, every other line is a
+command that works when pasted whole, and the hosts-file entry (``IP name # comment``) is the
+one line meant for the hosts file instead.
 
 :func:`serve_scenario` is the typed entry (``ibcm-lab serve`` calls it from
 :mod:`lab.cli.serve`).
@@ -57,7 +62,7 @@ def _ldap_lines(directory: Directory, pki: BuiltPKI, lab: RunningLab, addr: str,
                 continue
             search = (f"ldapsearch -x -H ldap://{addr}:{loopback} -b {q(obj.dn)} -s base -LLL "
                       f"-o ldif-wrap=no {q(_LDAP_OBJECT_FILTER[key])} {name}")
-            lines.append(f"  {search}")
+            lines.append(search)
             out = q(cn.replace(" ", "") + _LDAP_SUFFIX[key])
             to_file = f"{search} | sed -n {q(f's/^{name}:: //p')} | base64 -d > {out}"
             same = next((p for p in pki.publications if p.url.lower().startswith("http://")
@@ -71,12 +76,12 @@ def _ldap_lines(directory: Directory, pki: BuiltPKI, lab: RunningLab, addr: str,
                     http = (f"curl -s --resolve {q(f'{name_only}:{port}:{addr}')} "
                             f"{q(f'http://{name_only}:{port}/{path}')}")
             if http is not None:
-                lines.append(f"  the same bytes as over HTTP: {to_file} && {http} | "
-                             f"cmp - {out} && echo identical")
+                lines += ["# the same bytes as over HTTP:",
+                          f"{to_file} && {http} | cmp - {out} && echo identical"]
             else:
-                lines.append(f"  the value's bytes to a file: {to_file}")
+                lines += ["# the value's bytes to a file:", to_file]
     if lines:
-        lines.append("  (ldapsearch -t writes each value to a file under /tmp instead)")
+        lines.append("# (ldapsearch -t writes each value to a file under /tmp instead)")
     return lines
 
 
@@ -92,17 +97,22 @@ def _write_public(folder: Path, name: str, data: bytes) -> Path:
 
 def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder: Path,
                      bind: str) -> str:
-    """The text ``serve`` prints: hosts, ports and ready commands."""
+    """The text ``serve`` prints: hosts, ports and ready commands, as a bash script (labels
+    and notes on ``#`` lines; the hosts-file entries are the only lines that are not
+    commands)."""
     folder.mkdir(parents=True, exist_ok=True)
     every_ca = b"".join(ca.cert.public_bytes(serialization.Encoding.PEM)
                         for ca in pki.cas.values())
     ca_file = _write_public(folder, "lab-cas.pem", every_ca)
-    lines = [f"ibcm-lab serve: {scenario.name} ({scenario.info.title})",
-             f"Listening on {bind}. CA certificates: {ca_file}", ""]
-    client = next(iter(pki.clients.values()), None)
-    if client is not None:
-        lines += [f"Client certificate ({client.label}): {client.chain_path}",
-                  f"Client key (mode 0600, never served): {client.key_path}", ""]
+    lines = [f"# ibcm-lab serve: {scenario.name} ({scenario.info.title})",
+             f"# Listening on {bind}. CA certificates: {ca_file}", ""]
+    # Every certificate of every client, the good and the failing ones.
+    certs = [(name, cert) for name, store in pki.stores.items() for cert in store]
+    for _name, cert in certs:
+        lines += [f"# Client certificate ({cert.label}): {cert.chain_path}",
+                  f"# Client key (mode 0600, never served): {cert.key_path}"]
+    if certs:
+        lines.append("")
     addr = LOOPBACK if bind in ("0.0.0.0", "::", "") else bind
     q = shlex.quote
     # The host map keeps names in lower case; show them as the scenario spells them.
@@ -118,39 +128,42 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
     for (lower, port), loopback in sorted(lab.hosts.items().items()):
         host = spelled.get(lower, lower)
         if loopback == lab.ports.ldap:
-            lines.append(f"{host}:{port} -> {addr}:{loopback}   (LDAP: the domain controller's "
-                         "directory, for ldap:/// and ldap://host/ URLs)")
+            lines.append(f"# {host}:{port} -> {addr}:{loopback}   (LDAP: the domain "
+                         "controller's directory, for ldap:/// and ldap://host/ URLs)")
             if lab.deployment is not None:
                 lines += _ldap_lines(lab.deployment.directory, pki, lab, addr, loopback)
             lines.append("")
             continue
-        lines.append(f"{host}:{port} -> {addr}:{loopback}")
-        lines.append(f"  hosts file: {addr} {host}   (the port still has to be {loopback})")
+        lines += [f"# {host}:{port} -> {addr}:{loopback}",
+                  "# hosts file entry:",
+                  f"{addr} {host}  # ibcm-lab serve: the port still has to be {loopback}"]
         resolve = f"--resolve {q(f'{host}:{loopback}:{addr}')}"
         if port == 443:
             url = f"https://{host}:{loopback}/SMS_MP/.sms_aut?MPLIST"
-            cert = (f" --cert {q(str(client.chain_path))} --key {q(str(client.key_path))}"
-                    if client else "")
-            lines.append(f"  curl {resolve} --cacert {q(str(ca_file))}{cert} {q(url)}")
-            lines.append(f"  without a client certificate (IIS answers 403.7): "
-                         f"curl -i {resolve} --cacert {q(str(ca_file))} {q(url)}")
-            lines.append(f"  openssl s_client -connect {addr}:{loopback} -servername {host} "
-                         f"-CAfile {q(str(ca_file))}"
-                         + (f" -cert {q(str(client.chain_path))} -key {q(str(client.key_path))}"
-                            if client else "") + " -verify_return_error")
+            for name, cert in certs:
+                chain, key = q(str(cert.chain_path)), q(str(cert.key_path))
+                lines += [f"# client {name} (certificate {cert.label}):",
+                          f"curl -i {resolve} --cacert {q(str(ca_file))} --cert {chain} "
+                          f"--key {key} {q(url)}",
+                          f"openssl s_client -connect {addr}:{loopback} -servername {host} "
+                          f"-verify_hostname {host} -CAfile {q(str(ca_file))} -cert {chain} "
+                          f"-key {key} -verify_return_error"]
+            lines += ["# without a client certificate (IIS answers 403.7):",
+                      f"curl -i {resolve} --cacert {q(str(ca_file))} {q(url)}"]
         elif port == 80 and host.lower() in {n.lower() for n in
                                              (scenario.mp.intranet_fqdn,
                                               scenario.mp.internet_fqdn or "")}:
             url = f"http://{host}:{loopback}/SMS_MP/.sms_aut?MPLIST"
-            lines.append(f"  curl -i {resolve} {q(url)}   (HTTP: 403.4 on an HTTPS-only site)")
+            lines += ["# HTTP: 403.4 on an HTTPS-only site:",
+                      f"curl -i {resolve} {q(url)}"]
         else:
             for pub in pki.publications:
                 if pub.url.lower().startswith(f"http://{host.lower()}/"):
                     path = pub.url.split("/", 3)[3]
-                    lines.append(f"  curl -o {q(path.rsplit('/', 1)[-1])} {resolve} "
+                    lines.append(f"curl -o {q(path.rsplit('/', 1)[-1])} {resolve} "
                                  f"{q(f'http://{host}:{loopback}/{path}')}")
         lines.append("")
-    lines.append("Press Ctrl-C to stop.")
+    lines.append("# Press Ctrl-C to stop.")
     return "\n".join(lines) + "\n"
 
 

@@ -192,7 +192,8 @@ async def server_process(scenario_file: Path, certs: str) -> AsyncIterator[Serve
     try:
         assert proc.stdout is not None
         port = None
-        pattern = re.compile(rf"^{re.escape(INTERNET)}:443 -> {re.escape(LOOPBACK)}:(\d+)$")
+        pattern = re.compile(rf"^(?:# )?{re.escape(INTERNET)}:443 -> "
+                             rf"{re.escape(LOOPBACK)}:(\d+)$")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             line = await asyncio.to_thread(proc.stdout.readline)
@@ -201,7 +202,7 @@ async def server_process(scenario_file: Path, certs: str) -> AsyncIterator[Serve
             match = pattern.match(line.strip())
             if match:
                 port = int(match.group(1))
-            if line.startswith("Press Ctrl-C"):
+            if line.removeprefix("# ").startswith("Press Ctrl-C"):
                 break
         if port is None:
             err = proc.stderr.read() if proc.stderr else ""
