@@ -788,7 +788,6 @@ def test_chain_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 2 and "missing.pem" in one_error_line(err)
 
 
-
 # ------------------------------------------------------------------------------------------
 # The Python face and the PKCS#12 peek
 # ------------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ FIELDS = ("date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s
           "sc-win32-status", "time-taken")
 
 
-
 def file_name(day: dt.date) -> str:
     """``u_exYYMMDD.log``: IIS's daily W3C file with UTC rollover."""
     return f"u_ex{day:%y%m%d}.log"

@@ -156,7 +156,6 @@ class BuiltPKI:
         return tuple(ca.cert for ca in self.cas.values() if not ca.is_root)
 
 
-
 @dataclass(frozen=True)
 class _CAMaterial:
     spec: CASpec

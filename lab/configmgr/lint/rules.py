@@ -112,8 +112,6 @@ def literal_quote_in_value(args: list[Arg], cmd: CcmsetupCommand,
 # --------------------------------------------------------------------------------------------
 
 
-
-
 def missing_usepkicert(args: list[Arg], cmd: CcmsetupCommand,
                        site: SiteContext) -> Pending | None:
     if cmd.use_pki_cert:

@@ -81,7 +81,6 @@ QUICK = Sizes(
     fleet=(50, 100), fleet_concurrency=20)
 
 
-
 @dataclass(frozen=True)
 class BenchOptions:
     """What to measure: ``certs`` the certificate cache folder, ``quick`` tiny sizes,
