@@ -9,11 +9,12 @@ keys come from the ``certs/`` cache; nothing sleeps: Windows time-outs are simul
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -29,12 +30,15 @@ from lab.results.runs import ClientResult, RunResult, ScenarioResult
 from lab.results.verdicts import StepResult
 from lab.scenario.loader import load_all
 from lab.scenario.model import ClientSpec, Scenario, StepSpec, Zone
+from lab.scenario.timeline import schedule
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab, start_lab
 
 DEFAULT_CERTS = Path("certs")
 STEP_GAP_MS = 1000
-"""Simulated time between two steps of a client (their log lines are a second apart)."""
+"""A step starts at least this long after the previous one ended (lab time): steps without
+``at``/``after`` are a second apart, and a step due earlier than the previous one's end (its
+time-outs took longer) waits for it."""
 
 
 _step_ids = itertools.count(1)
@@ -80,16 +84,34 @@ class ClientDriver:
                                      ad_mp=_ad_mp(scenario, deployment.network),
                                      store=pki.stores.get(spec.name, ()))
         self.results: list[StepResult] = []
+        self.last_due: dt.datetime | None = None
+        """When this client's previous step was due (``after`` counts from it)."""
 
-    async def step(self, step: StepSpec) -> StepResult:
-        """Run one step and judge it (a second later than the previous one, lab time)."""
+    def due(self, step: StepSpec) -> dt.datetime | None:
+        """When ``step`` is due by its ``at``/``after`` (None: neither, a second later)."""
+        clock = self.deployment.clock
+        if step.at is not None:
+            return clock.start + step.at
+        if step.after is not None:
+            return (self.last_due or clock.start) + step.after
+        return None
+
+    async def step(self, step: StepSpec, due: dt.datetime | None = None) -> StepResult:
+        """Run one step and judge it at its time: ``due`` (default: from the step's
+        ``at``/``after``), and never sooner than a second after the previous step ended."""
         step_id = f"s{next(_step_ids)}"
-        self.deployment.clock.advance(STEP_GAP_MS)
+        clock = self.deployment.clock
+        due = self.due(step) if due is None else due
+        earliest = clock.now() + dt.timedelta(milliseconds=STEP_GAP_MS)
+        clock.advance_to(earliest if due is None else max(due, earliest))
+        self.last_due = due if due is not None else clock.now()
+        started = clock.now()
         self.resolver.machine = self.machine.moved(step.location)
         obs = await self.agent.run_step(step, step_id)
         result = judge_step(self.deployment.scenario, self.deployment.pki, self.spec,
                             len(self.results), step, obs,
                             mp_answer(self.lab.mp_records(step_id)))
+        result.at, result.since_start = started, started - clock.start
         self.results.append(result)
         return result
 
@@ -125,12 +147,15 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                        scratch: Path) -> ScenarioResult:
     started = time.perf_counter()
     deployment = await stage_scenario(lab, scenario, cache)
-    results: list[ClientResult] = []
-    for spec in scenario.clients:
-        async with ClientDriver(lab, deployment, spec, scratch) as driver:
-            for step in spec.steps:
-                await driver.step(step)
-        results.append(ClientResult(spec.name, driver.results))
+    start = deployment.clock.start
+    async with AsyncExitStack() as stack:
+        drivers = [await stack.enter_async_context(ClientDriver(lab, deployment, spec, scratch))
+                   for spec in scenario.clients]
+        # Every step at its time, in time order (the file's order on ties): one clock.
+        for planned in schedule(scenario.clients):
+            driver = drivers[planned.client]
+            await driver.step(driver.spec.steps[planned.index], start + planned.offset)
+    results = [ClientResult(d.spec.name, d.results) for d in drivers]
     return ScenarioResult(scenario, deployment.pki, results,
                           (time.perf_counter() - started) * 1000,
                           mp_records=list(lab.mp_state.records), mp_log=list(lab.mp_state.log),

@@ -314,8 +314,8 @@ def test_crl_times_come_from_the_clock(cache: PKICache) -> None:
     crl = ca.crl
     assert pki.built_at == START
     assert crl.last_update_utc == START - dt.timedelta(minutes=10)
-    # AD CS's default base CRL period: one week.
-    assert crl.next_update_utc == START + dt.timedelta(days=7)
+    # AD CS's default base CRL period (one week) and overlap (10 %, at most 12 hours).
+    assert crl.next_update_utc == START + dt.timedelta(days=7, hours=12)
     assert crl.issuer == ca.cert.subject
     public_key = ca.cert.public_key()
     assert isinstance(public_key, rsa.RSAPublicKey)
@@ -327,7 +327,7 @@ def test_crl_times_come_from_the_clock(cache: PKICache) -> None:
     later = build(scenario_text(), cache, clock)
     assert later.cas["Contoso-CA"].crl.last_update_utc == START + dt.timedelta(minutes=80)
     later_next = later.cas["Contoso-CA"].crl.next_update_utc
-    assert later_next == START + dt.timedelta(minutes=90) + CRL_VALIDITY
+    assert later_next == START + dt.timedelta(minutes=90, hours=12) + CRL_VALIDITY
     assert later.mp is not None and pki.mp is not None
     assert later.mp.der == pki.mp.der
 

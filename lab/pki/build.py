@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.clock import Clock
 from lab.pki.cache import PKICache, PrivateKey
+from lab.pki.schedule import CrlIssue, CrlSchedule
 from lab.pki.urls import cert_cdp_urls, expand, expand_delta
 from lab.scenario.model import EKU, CAKind, CASpec, CertSpec, Scenario
 
@@ -32,11 +33,11 @@ BACKDATE = dt.timedelta(days=1)
 RENEW_BEFORE = dt.timedelta(days=30)
 # How far a cached certificate's explicit dates may drift from the dates asked for.
 EXPLICIT_DATES_TOLERANCE = dt.timedelta(minutes=1)
-CRL_VALIDITY = CASpec.crl_next_update
-"""AD CS's default base CRL period is one week (reference §4.4, [I]): ``[[ca]]
-crl_next_update``'s default."""
-DELTA_CRL_VALIDITY = dt.timedelta(days=1)
-"""AD CS's default delta CRL period is one day (reference §4.4, [I])."""
+CRL_VALIDITY = CASpec.crl_period
+"""AD CS's default base CRL period is one week (reference §4.4a): ``[[ca]] crl_period``'s
+default."""
+DELTA_CRL_VALIDITY = CASpec.delta_period
+"""AD CS's default delta CRL period is one day (reference §4.4a): ``delta_period``'s default."""
 
 EKU_OIDS = {EKU.SERVER_AUTH: ExtendedKeyUsageOID.SERVER_AUTH,
             EKU.CLIENT_AUTH: ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -139,8 +140,22 @@ class BuiltPKI:
     stores: Mapping[str, tuple[IssuedCert, ...]]
     """Every certificate in each client's Personal store, by client name."""
     publications: tuple[Publication, ...]
+    """What the CAs have published at :attr:`built_at` (the scenario's start)."""
     built_at: dt.datetime
     stats: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    publisher: CrlPublisher | None = None
+    """The CAs' CRL publication schedules (None: the publications never change)."""
+
+    def publications_at(self, now: dt.datetime) -> tuple[Publication, ...]:
+        """What the CAs have published at ``now``: each CA's latest base (and delta) CRL by
+        its schedule, and the CA certificates."""
+        if self.publisher is None:
+            return self.publications
+        return self.publisher.publications(now)
+
+    def publication_key(self, now: dt.datetime) -> tuple[int, ...]:
+        """Equal for two instants at which every CA's published CRLs are the same."""
+        return () if self.publisher is None else self.publisher.key(now)
 
     def trust_pem(self, names: tuple[str, ...] | None = None) -> bytes:
         """The root CA certificates (all, or those named), concatenated: a trust store."""
@@ -360,25 +375,20 @@ class _Builder:
                           key_path=self.cache.key_path(key_label), chain_path=chain_path,
                           cert_path=cert_path, issuer=spec.issuer, revoked=spec.revoked)
 
-    def crl_number(self, m: _CAMaterial) -> int:
-        return max(1, int((self.now - m.cert.not_valid_before_utc) / dt.timedelta(days=1)))
-
-    def crl(self, m: _CAMaterial, *, delta_urls: tuple[str, ...] = (),
+    def crl(self, m: _CAMaterial, *, number: int, this_update: dt.datetime,
+            next_update: dt.datetime, next_publish: dt.datetime | None = None,
+            delta_urls: tuple[str, ...] = (),
             delta_of: int | None = None) -> x509.CertificateRevocationList:
-        """The base CRL (``delta_of`` None) or a delta CRL of base number ``delta_of``."""
+        """The base CRL (``delta_of`` None) or a delta CRL of base number ``delta_of``, with
+        the number and dates its publication gives it (:mod:`lab.pki.schedule`).
+        ``next_publish`` is the Next CRL Publish time (not written yet)."""
         spec = m.spec
         signer = self.cas[spec.crl_signer].key if spec.crl_signer else m.key
-        number = self.crl_number(m)
-        if delta_of is None:
-            this_update, next_update = spec.crl_this_update, spec.crl_next_update
-        else:
-            number += 1
-            this_update, next_update = dt.timedelta(minutes=-10), DELTA_CRL_VALIDITY
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(m.cert.subject)
-            .last_update(self.now + this_update)
-            .next_update(self.now + next_update)
+            .last_update(this_update)
+            .next_update(next_update)
             .add_extension(x509.CRLNumber(number), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 m.key.public_key()), critical=False)
@@ -397,6 +407,85 @@ class _Builder:
                 .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
                 .build())
         return builder.sign(signer, hashes.SHA256())
+
+    def issue_crl(self, m: _CAMaterial, issue: CrlIssue,
+                  delta_urls: tuple[str, ...]) -> x509.CertificateRevocationList:
+        """The CRL of one publication of the CA's schedule."""
+        return self.crl(m, number=issue.number, this_update=issue.this_update,
+                        next_update=issue.next_update, next_publish=issue.next_publish,
+                        delta_urls=() if issue.is_delta else delta_urls,
+                        delta_of=issue.delta_of)
+
+
+MAX_SIGNED_CRLS = 512
+"""CRLs a publisher keeps signed (a bound: a long scenario asks for a few per step at most)."""
+
+
+class CrlPublisher:
+    """Every CA's CRLs over the scenario: which are published at an instant, signed the first
+    time a server is asked for them (so a 30-day scenario signs only the CRLs it serves)."""
+
+    def __init__(self, builder: _Builder, cas: Mapping[str, BuiltCA],
+                 layout: tuple[tuple[str, str, str, str], ...],
+                 schedules: Mapping[str, CrlSchedule]) -> None:
+        self._builder = builder
+        self._cas = cas
+        self._layout = layout
+        """(url, kind, ca, role): role ``base``, ``delta`` or ``cacert``."""
+        self.schedules = schedules
+        self._signed: dict[tuple[str, bool, int], x509.CertificateRevocationList] = {}
+        self._views: dict[tuple[int, ...], tuple[Publication, ...]] = {}
+        self.signed_count = 0
+        """How many CRLs were signed after the build (the bench and tests count them)."""
+
+    def crl(self, ca: str, issue: CrlIssue) -> x509.CertificateRevocationList:
+        """The CRL of publication ``issue`` of CA ``ca`` (signed once)."""
+        key = (ca, issue.is_delta, issue.index)
+        got = self._signed.get(key)
+        if got is None:
+            built = self._cas[ca]
+            got = self._builder.issue_crl(self._builder.cas[ca], issue, built.delta_urls)
+            if len(self._signed) >= MAX_SIGNED_CRLS:
+                self._signed.clear()
+            self._signed[key] = got
+            self.signed_count += 1
+        return got
+
+    def keep(self, ca: str, issue: CrlIssue, crl: x509.CertificateRevocationList) -> None:
+        """Remember ``crl`` as publication ``issue`` of ``ca`` (signed by the build)."""
+        self._signed[(ca, issue.is_delta, issue.index)] = crl
+
+    def key(self, now: dt.datetime) -> tuple[int, ...]:
+        out: list[int] = []
+        for schedule in self.schedules.values():
+            base, delta = schedule.current(now)
+            out += [base.number, delta.number if delta is not None else 0]
+        return tuple(out)
+
+    def current(self, ca: str, now: dt.datetime) -> tuple[x509.CertificateRevocationList,
+                                                          x509.CertificateRevocationList | None]:
+        """CA ``ca``'s base and delta CRL on its distribution points at ``now``."""
+        base, delta = self.schedules[ca].current(now)
+        return self.crl(ca, base), (self.crl(ca, delta) if delta is not None else None)
+
+    def publications(self, now: dt.datetime) -> tuple[Publication, ...]:
+        key = self.key(now)
+        got = self._views.get(key)
+        if got is not None:
+            return got
+        data: dict[tuple[str, str], bytes] = {}
+        for name, ca in self._cas.items():
+            base, delta = self.current(name, now)
+            data[(name, "base")] = base.public_bytes(serialization.Encoding.DER)
+            data[(name, "delta")] = (delta.public_bytes(serialization.Encoding.DER)
+                                     if delta is not None else b"")
+            data[(name, "cacert")] = ca.cert_der
+        got = tuple(Publication(url=url, kind=kind, ca=ca_name, data=data[(ca_name, role)])
+                    for url, kind, ca_name, role in self._layout)
+        if len(self._views) >= MAX_SIGNED_CRLS:
+            self._views.clear()
+        self._views[key] = got
+        return got
 
 
 def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
@@ -431,41 +520,54 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
             for i, spec in enumerate(client.certs))
     clients = {name: store[0] for name, store in stores.items() if store}
     # A sub CA that a scenario revokes would appear here; leaves are known now.
-    publications: list[Publication] = []
+    layout: list[tuple[str, str, str, str]] = []
     cas: dict[str, BuiltCA] = {}
+    schedules: dict[str, CrlSchedule] = {}
+    faults = scenario.faults
+    # A CRL fault replaces the bytes of the MP issuer's CRL at staging: that CA's CRL is then
+    # what it last published (it does not republish during the scenario).
+    faulty = (faults.crl_stale or faults.crl_foreign_signature or bool(faults.crl_huge)
+              or bool(faults.crl_body))
     for spec in scenario.cas:
         m = b.cas[spec.name]
-        delta_urls = expand_delta(spec)
-        crl = b.crl(m, delta_urls=delta_urls)
+        delta_urls = expand_delta(spec) if spec.delta_period else ()
+        schedule = CrlSchedule(spec, b.now, deltas=bool(delta_urls),
+                               frozen=faulty and spec.name == scenario.mp.cert.issuer)
+        schedules[spec.name] = schedule
+        first_base, first_delta = schedule.current(b.now)
+        crl = b.issue_crl(m, first_base, delta_urls)
         crl_der = crl.public_bytes(serialization.Encoding.DER)
-        delta = b.crl(m, delta_of=b.crl_number(m)) if delta_urls else None
-        delta_der = (delta.public_bytes(serialization.Encoding.DER) if delta is not None
-                     else b"")
+        delta = b.issue_crl(m, first_delta, delta_urls) if first_delta is not None else None
         ca = BuiltCA(spec=spec, cert=m.cert, cert_pem=m.cert.public_bytes(
                          serialization.Encoding.PEM), key=m.key, cdp_urls=m.cdp_urls,
                      aia_urls=m.aia_urls, crl=crl, crl_der=crl_der, chain=m.chain,
-                     delta_crl=delta, delta_urls=delta_urls)
+                     delta_crl=delta if schedule.has_deltas else None,
+                     delta_urls=delta_urls if schedule.has_deltas else ())
         cas[spec.name] = ca
-        publications += [Publication(url=u, kind="crl", ca=spec.name, data=crl_der)
-                         for u in ca.cdp_urls]
-        publications += [Publication(url=u, kind="crl", ca=spec.name, data=delta_der)
-                         for u in delta_urls]
-        publications += [Publication(url=u, kind="cacert", ca=spec.name, data=ca.cert_der)
-                         for u in ca.aia_urls]
+        layout += [(u, "crl", spec.name, "base") for u in ca.cdp_urls]
+        layout += [(u, "crl", spec.name, "delta") for u in ca.delta_urls]
+        layout += [(u, "cacert", spec.name, "cacert") for u in ca.aia_urls]
     # Certificates with their own CDP list: the issuing CA publishes there too.
-    known = {p.url for p in publications}
+    known = {url for url, *_ in layout}
     for leaf in [mp, *(c for store in stores.values() for c in store)]:
         if leaf is None:
             continue
         for url in cert_cdp_urls(leaf.cert):
             if url not in known:
-                ca = cas[leaf.issuer]
-                publications.append(Publication(url=url, kind="crl", ca=ca.name, data=ca.crl_der))
+                layout.append((url, "crl", leaf.issuer, "base"))
                 known.add(url)
+    frozen_cas = MappingProxyType(cas)
+    publisher = CrlPublisher(b, frozen_cas, tuple(layout), MappingProxyType(schedules))
+    for name, ca in cas.items():  # publication 0: signed above, not again
+        base_issue, delta_issue = schedules[name].current(b.now)
+        publisher.keep(name, base_issue, ca.crl)
+        if ca.delta_crl is not None and delta_issue is not None:
+            publisher.keep(name, delta_issue, ca.delta_crl)
+    publications = list(publisher.publications(b.now))
 
     stats = {"keys_generated": cache.keys_generated - keys_before,
              "certs_issued": cache.certs_issued - certs_before}
-    return BuiltPKI(cas=MappingProxyType(cas), mp=mp, mp_refusal=refusal,
+    return BuiltPKI(cas=frozen_cas, mp=mp, mp_refusal=refusal,
                     clients=MappingProxyType(clients), stores=MappingProxyType(stores),
                     publications=tuple(publications),
-                    built_at=b.now, stats=MappingProxyType(stats))
+                    built_at=b.now, stats=MappingProxyType(stats), publisher=publisher)

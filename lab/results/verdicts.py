@@ -3,6 +3,7 @@ from what the step saw, with its explanation and fix."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -44,6 +45,17 @@ class StepResult:
     """The server's chain as CryptoAPI built it (end entity first), when a handshake happened."""
     log_refs: list[str] = field(default_factory=list)
     """``path:line`` of the log lines to look at, filled in when logs are written."""
+    at: dt.datetime | None = None
+    """The lab time the step started (UTC)."""
+    since_start: dt.timedelta | None = None
+    """How long after the scenario's start the step started (``at`` minus the start)."""
+
+    @property
+    def when(self) -> str:
+        """The step's time as reports show it: ``+8d 00:00:01 (2026-12-15 10:00:01Z)``."""
+        if self.at is None or self.since_start is None:
+            return ""
+        return f"{format_offset(self.since_start)} ({self.at:%Y-%m-%d %H:%M:%S}Z)"
 
     @property
     def judges_agree(self) -> bool | None:
@@ -54,4 +66,15 @@ class StepResult:
         return f"{self.index + 1}-{self.action}@{self.location}"
 
 
-__all__ = ["StepResult"]
+def format_offset(delta: dt.timedelta) -> str:
+    """A time after the scenario's start: ``+8d 00:00:01``, ``+00:00:05`` (whole seconds)."""
+    total = int(delta.total_seconds())
+    sign = "-" if total < 0 else "+"
+    days, rest = divmod(abs(total), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{sign}{days}d {clock}" if days else f"{sign}{clock}"
+
+
+__all__ = ["StepResult", "format_offset"]

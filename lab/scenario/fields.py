@@ -17,6 +17,7 @@ __all__ = [
     "MAX_OFFSET_DAYS",
     "Table",
     "dns_name",
+    "duration",
     "enum_value",
     "offset",
     "type_name",
@@ -157,6 +158,24 @@ def offset(ctx: Context, t: Table, name: str) -> dt.timedelta | None:
         raise ctx.error(t.key(name), f"expected a time within {MAX_OFFSET_DAYS // 365} years "
                         f"of the run, got {value!r}")
     return sign * dt.timedelta(**{_UNITS[match.group(3)]: amount})
+
+
+def duration(ctx: Context, t: Table, name: str, *, zero: bool = False,
+             what: str = "a duration") -> dt.timedelta | None:
+    """``"36h"``, ``"7d"``, ``"+8d"``: a length of time that is not negative (zero only when
+    ``zero``); the message names ``what`` the key means."""
+    value = t.text(name)
+    if value is None:
+        return None
+    match = _OFFSET.fullmatch(value.strip())
+    if match is None or match.group(1) == "-":
+        raise ctx.error(t.key(name), f"expected {what} like \"36h\", \"7d\", \"90m\" or "
+                        f"\"30s\" (units s, m, h, d; not negative), got {value!r}")
+    result = offset(ctx, t, name)
+    assert result is not None
+    if result == dt.timedelta(0) and not zero:
+        raise ctx.error(t.key(name), f"expected {what} longer than zero, got {value!r}")
+    return result
 
 
 def enum_value(ctx: Context, key: str, value: str, cls: type[E]) -> E:

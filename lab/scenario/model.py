@@ -121,6 +121,26 @@ class CASpec:
     None = no delta CRLs."""
     revoked: bool = False
     """An issuing CA revoked by its parent (it appears on the parent's CRL)."""
+    crl_period: dt.timedelta = dt.timedelta(days=7)
+    """How often the CA publishes a base CRL (AD CS CRLPeriod: 1 week)."""
+    crl_overlap: dt.timedelta | None = None
+    """How far a base CRL's nextUpdate lies past the next publication (AD CS
+    CRLOverlapPeriod); None = AD CS's default: 10 % of ``crl_period``, at most 12 hours."""
+    delta_period: dt.timedelta = dt.timedelta(days=1)
+    """How often the CA publishes a delta CRL (AD CS CRLDeltaPeriod: 1 day); 0 = none."""
+    delta_overlap: dt.timedelta | None = None
+    """The delta CRL's overlap (AD CS CRLDeltaOverlapPeriod); None = 10 % of
+    ``delta_period``, at most 12 hours."""
+    offline_from: dt.timedelta | None = None
+    """The CA is switched off from this time after the scenario's start (``"+1d"``): it
+    publishes nothing at or after it. None = it publishes on schedule throughout."""
+
+    @property
+    def crl_dates_fixed(self) -> bool:
+        """Whether ``crl_this_update``/``crl_next_update`` were set away from their defaults:
+        that CRL is the CA's last one (it does not republish during the scenario)."""
+        return (self.crl_this_update != dt.timedelta(minutes=-10)
+                or self.crl_next_update != dt.timedelta(days=7))
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,11 @@ class StepSpec:
     expect: str | None = None
     """``"ok"``, ``"fail"``, an identifier that must be among the step's failure identifiers,
     or None (no expectation: the step is only observed)."""
+    at: dt.timedelta | None = None
+    """When the step happens, from the scenario's start (``at = "+8d"``); None = see
+    ``after``, else one second after the previous step of the file."""
+    after: dt.timedelta | None = None
+    """When the step happens, after the same client's previous step (``after = "36h"``)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,15 @@ from lab.codes import expect_problem
 from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import ScenarioError
 from lab.names import is_site_code
-from lab.scenario.fields import Table, dns_name, enum_value, offset, type_name, url_entries
+from lab.scenario.fields import (
+    Table,
+    dns_name,
+    duration,
+    enum_value,
+    offset,
+    type_name,
+    url_entries,
+)
 from lab.scenario.model import (
     EKU,
     Action,
@@ -30,6 +38,7 @@ from lab.scenario.model import (
     StepSpec,
     Zone,
 )
+from lab.scenario.timeline import due_time
 from lab.scenario.toml_source import Context
 
 __all__ = ["URL_RETRIEVAL", "read_scenario"]
@@ -107,12 +116,33 @@ def _ca(ctx: Context, t: Table) -> CASpec:
     next_update = defaults.crl_next_update if next_update is None else next_update
     if next_update <= this_update:
         raise ctx.error(t.key("crl_next_update"), "must be later than crl_this_update")
+    crl_period = duration(ctx, t, "crl_period", what="a base CRL period")
+    crl_period = defaults.crl_period if crl_period is None else crl_period
+    delta_period = duration(ctx, t, "delta_period", zero=True, what="a delta CRL period")
+    delta_period = defaults.delta_period if delta_period is None else delta_period
+    crl_overlap = duration(ctx, t, "crl_overlap", zero=True, what="an overlap period")
+    delta_overlap = duration(ctx, t, "delta_overlap", zero=True, what="an overlap period")
+    # AD CS: a manually set overlap period cannot exceed the publishing period (reference §4.4a).
+    for key, overlap, period in (("crl_overlap", crl_overlap, crl_period),
+                                 ("delta_overlap", delta_overlap, delta_period)):
+        if overlap is not None and overlap > period:
+            raise ctx.error(t.key(key), f"must not be longer than its publishing period "
+                            f"({period}): AD CS refuses a longer overlap")
+    if delta_overlap is not None and not delta_period:
+        raise ctx.error(t.key("delta_overlap"), "delta_period = \"0d\" publishes no delta "
+                        "CRLs: remove delta_overlap or give delta_period a length")
+    offline_from = offset(ctx, t, "offline_from")
+    if offline_from is not None and offline_from < dt.timedelta(0):
+        raise ctx.error(t.key("offline_from"), "expected a time at or after the scenario's "
+                        "start, like \"+1d\" (the CRL current at the start is always published)")
     spec = CASpec(
         name=name, kind=kind, host=host, domain=domain, cdp=cdp, aia=aia, max_names=max_names,
         parent=t.text("parent"), crl_this_update=this_update, crl_next_update=next_update,
         crl_signer=t.text("crl_signer"), crl_sign=t.flag("crl_sign", True),
         revoked=t.flag("revoked", False),
-        delta_cdp=url_entries(ctx, t.key("delta_cdp"), t.str_list("delta_cdp"), kind))
+        delta_cdp=url_entries(ctx, t.key("delta_cdp"), t.str_list("delta_cdp"), kind),
+        crl_period=crl_period, crl_overlap=crl_overlap, delta_period=delta_period,
+        delta_overlap=delta_overlap, offline_from=offline_from)
     t.done()
     return spec
 
@@ -130,8 +160,18 @@ def _step(ctx: Context, t: Table) -> StepSpec:
             expect = expect.lower()
         elif (problem := expect_problem(expect)) is not None:
             raise ctx.error(t.key("expect"), problem)
+    raw_at = t.data.get("at")
+    at = offset(ctx, t, "at") if isinstance(raw_at, str) else None
+    if "at" in t.data and (at is None or at < dt.timedelta(0)):
+        shown = repr(raw_at) if isinstance(raw_at, str) else type_name(raw_at)
+        raise ctx.error(t.key("at"), "expected a time after the scenario's start, like "
+                        f"\"+8d\", \"+36h\" or \"+90m\", got {shown}")
+    after = duration(ctx, t, "after", zero=True, what="a time after the client's previous step")
+    if at is not None and after is not None:
+        raise ctx.error(t.key("after"), "a step has 'at' (from the scenario's start) or "
+                        "'after' (from the client's previous step), not both")
     t.done()
-    return StepSpec(action=action, location=location, expect=expect)
+    return StepSpec(action=action, location=location, expect=expect, at=at, after=after)
 
 
 def _client(ctx: Context, t: Table, cas: dict[str, CASpec], default_issuer: str | None,
@@ -191,6 +231,22 @@ def _client(ctx: Context, t: Table, cas: dict[str, CASpec], default_issuer: str 
     return ClientSpec(name=name, domain_joined=domain_joined, ccmsetup=command, fqdn=fqdn,
                       certs=certs, steps=tuple(steps), trusted_roots=trusted, clock_skew=skew,
                       url_retrieval=retrieval)
+
+
+def _check_times(ctx: Context, clients: list[ClientSpec]) -> None:
+    """A client's steps happen in its file order: refuse a step due before the previous one
+    of the same client (``at`` earlier than it)."""
+    previous_in_file = dt.timedelta(0)
+    for ci, client in enumerate(clients):
+        previous: dt.timedelta | None = None
+        for si, step in enumerate(client.steps):
+            due = due_time(step, previous_in_file, previous)
+            if previous is not None and due < previous:
+                key = f"client[{ci}].step[{si}].{'at' if step.at is not None else 'after'}"
+                raise ctx.error(key, f"this step would happen before step {si} of client "
+                                f"{client.name!r} (at +{due}, that one at +{previous}): a "
+                                "client's steps happen in their file order")
+            previous_in_file = previous = due
 
 
 def _faults(ctx: Context, t: Table | None) -> Faults:
@@ -351,6 +407,7 @@ def read_scenario(ctx: Context, data: dict[str, Any], name: str) -> Scenario:
         clients.append(client)
     if not clients:
         raise ctx.error("client", "at least one [[client]] is required")
+    _check_times(ctx, clients)
     top.done()
     return Scenario(name=name, file=ctx.file, info=info, site=site, cas=tuple(cas.values()),
                     mp=mp, network=network, clients=tuple(clients), faults=faults)

@@ -3,6 +3,7 @@ the records the servers keep."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -94,30 +95,91 @@ class Directory:
         return self._count
 
 
+@dataclass(frozen=True)
+class PublishedView:
+    """What the servers serve at one instant: the publications, the directory built from
+    them, and the HTTP publications by ``(host:port, path)``."""
+
+    publications: tuple[Publication, ...]
+    directory: Directory
+    http_publications: Mapping[tuple[str, str], Publication]
+
+    @classmethod
+    def of(cls, publications: tuple[Publication, ...]) -> PublishedView:
+        http: dict[tuple[str, str], Publication] = {}
+        for pub in publications:
+            parsed = parse_url(pub.url)
+            if parsed.scheme == "http":
+                http[(f"{parsed.host}:{parsed.port}", parsed.path)] = pub
+        return cls(publications, Directory(publications), MappingProxyType(http))
+
+
+MAX_VIEWS = 64
+"""Published views a deployment keeps (one per distinct set of current CRLs)."""
+
+
 @dataclass
 class Deployment:
-    """One scenario staged on the running servers."""
+    """One scenario staged on the running servers.
+
+    What the servers serve follows the lab clock: :meth:`view` is what the CAs have published
+    at the clock's current time (their CRL schedules, :mod:`lab.pki.schedule`), with the CRL
+    faults applied; :attr:`publications`, :attr:`directory` and :attr:`http_publications`
+    are that view's."""
 
     scenario: Scenario
     pki: BuiltPKI
     network: Network
     clock: Clock
-    directory: Directory = field(init=False)
-    publications: tuple[Publication, ...] = field(init=False)
-    """What the servers serve: the PKI's publications with the CRL faults applied."""
-    http_publications: Mapping[tuple[str, str], Publication] = field(init=False)
+    _faulty: Mapping[str, Publication] = field(init=False, repr=False)
+    _views: dict[tuple[int, ...], PublishedView] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         faults = self.scenario.faults
-        self.publications = published(self.pki, faults, self.clock.now(),
-                                      self.scenario.mp.cert.issuer)
-        self.directory = Directory(self.publications)
-        http: dict[tuple[str, str], Publication] = {}
-        for pub in self.publications:
-            parsed = parse_url(pub.url)
-            if parsed.scheme == "http":
-                http[(f"{parsed.host}:{parsed.port}", parsed.path)] = pub
-        self.http_publications = http
+        staged = published(self.pki, faults, self.clock.now(), self.scenario.mp.cert.issuer)
+        # The CRL faults replace bytes once, at staging (a frozen CA's CRL never changes).
+        self._faulty = MappingProxyType({
+            new.url: new for new, old in zip(staged, self.pki.publications, strict=True)
+            if new is not old})
+        self._views = {}
+
+    def view(self, now: dt.datetime | None = None) -> PublishedView:
+        """What the servers serve at ``now`` (default: the lab clock's current time)."""
+        when = self.clock.now() if now is None else now
+        key = self.pki.publication_key(when)
+        got = self._views.get(key)
+        if got is None:
+            pubs = self.pki.publications_at(when)
+            if self._faulty:
+                pubs = tuple(self._faulty.get(p.url, p) if p.kind == "crl" else p for p in pubs)
+            got = PublishedView.of(pubs)
+            if len(self._views) >= MAX_VIEWS:
+                self._views.clear()
+            self._views[key] = got
+        return got
+
+    def next_change(self, now: dt.datetime) -> dt.datetime | None:
+        """The next instant after ``now`` at which a CA publishes, or a CRL it published
+        becomes valid or expires (None: nothing changes any more)."""
+        publisher = self.pki.publisher
+        if publisher is None:
+            return None
+        later = [t for s in publisher.schedules.values()
+                 if (t := s.changes_after(now)) is not None]
+        return min(later) if later else None
+
+    @property
+    def publications(self) -> tuple[Publication, ...]:
+        """What the servers serve now: the CAs' current publications, CRL faults applied."""
+        return self.view().publications
+
+    @property
+    def directory(self) -> Directory:
+        return self.view().directory
+
+    @property
+    def http_publications(self) -> Mapping[tuple[str, str], Publication]:
+        return self.view().http_publications
 
     @property
     def faults(self) -> Faults:

@@ -145,7 +145,7 @@ class DirectoryServer:
         self._decoded: dict[bytes, Request] = {}
         self._answers: dict[bytes, Answer] = {}
         self._answers_for: object = None
-        """The deployment the cached answers were computed for."""
+        """The directory (a deployment's view at one time) the cached answers came from."""
 
     # -- answering --------------------------------------------------------------------------
 
@@ -222,9 +222,11 @@ class DirectoryServer:
 
     def _cached(self, pdu: bytes, request: Request, deployment: Deployment | None) -> Answer:
         cache = self._answers
-        if self._answers_for is not deployment:
+        # Answers hold for one deployment's published view (its CRLs change with the clock).
+        current = deployment.directory if deployment is not None else None
+        if self._answers_for is not current:
             cache.clear()
-            self._answers_for = deployment
+            self._answers_for = current
         got = cache.get(pdu)
         if got is None:
             got = self.answer(request, deployment)

@@ -25,7 +25,7 @@ import asyncio
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
@@ -78,6 +78,11 @@ async def _check_client_cert(staged: Staged, request: web.Request) -> ClientCert
     if not der:
         return ClientCertVerdict(403, 7, 0, "the request carried no client certificate")
     cached = staged.cert_cache.get(der)
+    if (cached is not None and cached.until is not None and staged.deployment is not None
+            and staged.deployment.clock.now() >= cached.until):
+        # A CRL was published or expired since (or the certificate expired): judge again.
+        del staged.cert_cache[der]
+        cached = None
     if cached is None and der in staged.cert_checks:
         # Another request is checking this certificate right now: share its result (IIS
         # retrieves a CRL once, the others wait for it and pay no retrieval time).
@@ -96,6 +101,13 @@ async def _check_client_cert(staged: Staged, request: web.Request) -> ClientCert
         raise
     finally:
         staged.cert_checks.pop(der, None)
+    deployment = staged.deployment
+    if deployment is not None:
+        now = deployment.clock.now()
+        ends = [t for t in (deployment.next_change(now),
+                            x509.load_der_x509_certificate(der).not_valid_after_utc)
+                if t is not None and t > now]
+        verdict = replace(verdict, until=min(ends) if ends else None)
     staged.cert_cache[der] = verdict
     pending.set_result(verdict)
     return verdict

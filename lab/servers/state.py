@@ -10,6 +10,7 @@ request never sees half of one scenario and half of the next.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ class ClientCertVerdict:
     detail: str
     simulated_ms: int = 0
     """Simulated time IIS spent retrieving the certificate's CRLs (its retrieval time-outs)."""
+    until: dt.datetime | None = None
+    """The verdict holds until this lab time (a CRL is published or expires, the certificate
+    expires); None = for the whole run."""
 
 
 @dataclass(frozen=True, eq=False)
