@@ -170,6 +170,14 @@ class Explainer:
             return ("The CRL reached the client but cannot be used: " + "; ".join(advice)
                     + f". Until then, clearing {SITE_BOX} (and /NoCRLCheck at install) lets "
                     "clients connect without the check.")
+        if any(u.result == "expired" for u in rev.urls):
+            # Some URLs were unreachable, the others served a CRL the CA never replaced.
+            return ("The CRL that reached the client has expired: start the CA if it is "
+                    "switched off, republish the CRL (certutil -crl) and fix whatever stopped "
+                    "the scheduled publication (a CA that publishes nothing leaves its last "
+                    "CRL on the CDPs until its nextUpdate, then every client fails). Until "
+                    f"then, clearing {SITE_BOX} (and /NoCRLCheck at install) lets clients "
+                    "connect without the check.")
         if self.obs.crl_source.startswith("the site"):
             return (f"Clear {SITE_BOX} so clients stop checking the CRL of site systems, or "
                     "publish the CRL over HTTP at a URL clients reach from "

@@ -45,7 +45,7 @@ from lab.errors import UsageError
 from lab.pki.urls import cert_aia_urls, cert_ocsp_urls
 from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt, crl_number
 from lab.results.runs import RunResult
-from lab.results.verdicts import StepResult
+from lab.results.verdicts import StepResult, format_offset
 
 TRACE_FILE = "certutil-urlfetch.txt"
 CHAIN_FLAGS = "ChainFlags = CERT_CHAIN_REVOCATION_CHECK_CHAIN_EXCLUDE_ROOT (0x40000000)"
@@ -331,6 +331,10 @@ def _header(step: StepResult, tz_name: str) -> list[str]:
         f"Time: is simulated seconds (a retrieval time-out, 15 s per URL by default, is "
         f"simulated, never slept); "
         f"times in {tz_name}",
+        *([] if step.at is None or step.since_start is None else [
+            f"Lab: step time {step.at.astimezone(zone_info(tz_name)):%Y-%m-%d %H:%M:%S} "
+            f"{tz_name} "
+            f"({format_offset(step.since_start)} after the scenario's start, lab clock)"]),
     ]
 
 

@@ -8,12 +8,13 @@ none renamed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from lab.codes import Code, flag_names
 from lab.results.runs import RunResult, ScenarioResult
-from lab.results.verdicts import StepResult
+from lab.results.verdicts import StepResult, format_offset
 
 
 def _code(code: Code | None, message: str | None = None) -> dict[str, Any] | None:
@@ -50,6 +51,10 @@ def step_dict(step: StepResult) -> dict[str, Any]:
     return {
         "action": step.action,
         "location": step.location,
+        "at": (None if step.at is None
+               else step.at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"),
+        "since_start": (None if step.since_start is None
+                        else format_offset(step.since_start)),
         "target": step.target,
         "outcome": step.outcome,
         "expected": step.expected,

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from lab.codes import flag_names
 from lab.results.runs import RunResult, ScenarioResult
-from lab.results.verdicts import StepResult
+from lab.results.verdicts import StepResult, format_offset
 
 WIDTH = 100
 EVIDENCE_LABEL = 9
@@ -37,6 +37,13 @@ def _wrap(label: str, text: str, indent: int = 8) -> list[str]:
     return textwrap.wrap(text, WIDTH, initial_indent=prefix,
                          subsequent_indent=" " * (indent + 5), break_on_hyphens=False,
                          break_long_words=False)
+
+
+def step_time(step: StepResult) -> str:
+    """``  [+8d 00:00:01]``: when the step started, after the scenario's start (lab time)."""
+    if step.since_start is None:
+        return ""
+    return f"  [{format_offset(step.since_start)}]"
 
 
 def step_summary(step: StepResult) -> str:
@@ -91,7 +98,7 @@ def render_step(step: StepResult, verbose: bool) -> list[str]:
     mark = "PASS" if step.met else "MISS"
     expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
     head = (f"    {mark}  {step.index + 1}. {step.action} @ {step.location:<9} "
-            f"{step_summary(step)}  {expected}")
+            f"{step_summary(step)}  {expected}{step_time(step)}")
     lines = [head]
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         lines += _wrap("why", step.explanation)
@@ -222,7 +229,8 @@ def _rich_step(step: StepResult, verbose: bool, width: int) -> list[RenderableTy
             else Text(" MISS ", style="bold white on red"))
     expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
     head = Text.assemble("  ", mark, f" {step.index + 1}. ", (step.action, "bold"),
-                         f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"))
+                         f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"),
+                         (step_time(step), "cyan"))
     parts: list[RenderableType] = [head]
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         rows = [(label, text, "") for label, text in (("why", step.explanation),

@@ -11,6 +11,7 @@ from cryptography import x509
 from lab.codes import Code
 from lab.results.logline import LogLine
 from lab.results.observations import OpenSslJudgement, RevocationResult
+from lab.scenario.timeline import format_offset
 
 
 @dataclass
@@ -64,17 +65,6 @@ class StepResult:
     @property
     def name(self) -> str:
         return f"{self.index + 1}-{self.action}@{self.location}"
-
-
-def format_offset(delta: dt.timedelta) -> str:
-    """A time after the scenario's start: ``+8d 00:00:01``, ``+00:00:05`` (whole seconds)."""
-    total = int(delta.total_seconds())
-    sign = "-" if total < 0 else "+"
-    days, rest = divmod(abs(total), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-    return f"{sign}{days}d {clock}" if days else f"{sign}{clock}"
 
 
 __all__ = ["StepResult", "format_offset"]

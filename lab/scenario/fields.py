@@ -27,7 +27,8 @@ __all__ = [
 E = TypeVar("E")
 
 _URL_SCHEMES = ("ldap://", "http://", "file://")
-_OFFSET = re.compile(r"([+-]?)(\d+(?:\.\d+)?)([smhd])")
+_OFFSET = re.compile(r"([+-]?)((?:\d+(?:\.\d+)?[smhd] ?)*\d+(?:\.\d+)?[smhd])")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0}
 MAX_OFFSET_DAYS = 100 * 365
@@ -144,7 +145,7 @@ class Table:
 
 
 def offset(ctx: Context, t: Table, name: str) -> dt.timedelta | None:
-    """``"-1d"``, ``"+7d"``, ``"90m"``: a time relative to the run's time."""
+    """``"-1d"``, ``"+7d"``, ``"90m"``, ``"+7d 12h"``: a time relative to the run's time."""
     value = t.text(name)
     if value is None:
         return None
@@ -153,11 +154,12 @@ def offset(ctx: Context, t: Table, name: str) -> dt.timedelta | None:
         raise ctx.error(t.key(name), "expected a time relative to the run, like \"-1d\", "
                         f"\"+7d\", \"-2h\" or \"30m\" (units s, m, h, d), got {value!r}")
     sign = -1 if match.group(1) == "-" else 1
-    amount = float(match.group(2))
-    if amount * _UNIT_DAYS[match.group(3)] > MAX_OFFSET_DAYS:
+    parts = _PART.findall(match.group(2))
+    if sum(float(amount) * _UNIT_DAYS[unit] for amount, unit in parts) > MAX_OFFSET_DAYS:
         raise ctx.error(t.key(name), f"expected a time within {MAX_OFFSET_DAYS // 365} years "
                         f"of the run, got {value!r}")
-    return sign * dt.timedelta(**{_UNITS[match.group(3)]: amount})
+    return sign * sum((dt.timedelta(**{_UNITS[unit]: float(amount)}) for amount, unit in parts),
+                      dt.timedelta(0))
 
 
 def duration(ctx: Context, t: Table, name: str, *, zero: bool = False,

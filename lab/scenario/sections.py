@@ -38,7 +38,7 @@ from lab.scenario.model import (
     StepSpec,
     Zone,
 )
-from lab.scenario.timeline import due_time
+from lab.scenario.timeline import due_time, format_offset
 from lab.scenario.toml_source import Context
 
 __all__ = ["URL_RETRIEVAL", "read_scenario"]
@@ -244,8 +244,11 @@ def _check_times(ctx: Context, clients: list[ClientSpec]) -> None:
             if previous is not None and due < previous:
                 key = f"client[{ci}].step[{si}].{'at' if step.at is not None else 'after'}"
                 raise ctx.error(key, f"this step would happen before step {si} of client "
-                                f"{client.name!r} (at +{due}, that one at +{previous}): a "
-                                "client's steps happen in their file order")
+                                f"{client.name!r} ({format_offset(due)}, that one at "
+                                f"{format_offset(previous)}): a client's steps happen in their "
+                                "file order (a step without at/after comes a second after the "
+                                "step above it in the file, whatever its client: give the "
+                                "earlier steps an 'at' too)")
             previous_in_file = previous = due
 
 

@@ -51,4 +51,15 @@ def due_time(step: StepSpec, previous_in_file: dt.timedelta,
     return previous_in_file + STEP_GAP
 
 
-__all__ = ["STEP_GAP", "ScheduledStep", "due_time", "schedule"]
+def format_offset(delta: dt.timedelta) -> str:
+    """A time after the scenario's start: ``+8d 00:00:01``, ``+00:00:05`` (whole seconds)."""
+    total = int(delta.total_seconds())
+    sign = "-" if total < 0 else "+"
+    days, rest = divmod(abs(total), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{sign}{days}d {clock}" if days else f"{sign}{clock}"
+
+
+__all__ = ["STEP_GAP", "ScheduledStep", "due_time", "format_offset", "schedule"]
