@@ -28,6 +28,7 @@ GOALS = {
     "help_s": "< 0.3 s",
     "cell_vs_floor": "<= 2x",
     "matrix_growth": "< 1.2 (linear)",
+    "timeline_ratio": "< 1.5x (nothing sleeps)",
     "fleet_100_wall_s": "< 90 s",
     "fleet_100_errors": "none",
     "fleet_50_errors": "none",

@@ -7,6 +7,9 @@ next to its goal (issue 7) and whether the median meets it. Measurements (``--on
     Wall time of a new interpreter (``python -m lab ...``, interpreter start included):
     ``run`` of one bundled scenario with an empty certificate folder (keys generated), the
     same with a warm one, ``--help``, and ``demo`` with a warm folder.
+``timeline``
+    One scenario whose last steps span 30 days against the same spanning one minute, in this
+    process, interleaved: their wall times and ratio (simulated time is free: nothing sleeps).
 ``matrix``
     :func:`lab.matrix.run_matrix` in this process with the default selection (960 cells, one
     worker per core) and with a half and a quarter of it (matrix time against cell count),
@@ -41,7 +44,7 @@ import time
 from collections.abc import Callable
 
 from lab.errors import BenchError, UsageError
-from lab.tools.bench import fleet, handshake, measure, nginx
+from lab.tools.bench import fleet, handshake, measure, nginx, timeline
 from lab.tools.bench.figures import FULL, GROUPS, QUICK, BenchOptions, BenchReport
 from lab.tools.bench.machine import machine_info, parallel_speedup
 
@@ -71,6 +74,7 @@ def run_bench(options: BenchOptions,
         "warm": lambda: measure.bench_warm(res, certs),
         "help": lambda: measure.bench_help(res, certs),
         "demo": lambda: measure.bench_demo(res, certs),
+        "timeline": lambda: timeline.bench_timeline(res, certs),
         "matrix": lambda: measure.bench_matrix(res, certs, sizes),
         "handshake": lambda: handshake.bench_handshake(res, certs, sizes),
         "fleet": lambda: fleet.bench_fleet(res, certs, sizes),

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-GROUPS = ("cold", "warm", "help", "demo", "matrix", "handshake", "fleet")
+GROUPS = ("cold", "warm", "help", "demo", "timeline", "matrix", "handshake", "fleet")
 """The measurements, in the order they run (``--only`` names)."""
 DEFAULT_REPEAT = 3
 
