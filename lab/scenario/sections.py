@@ -122,15 +122,16 @@ def _ca(ctx: Context, t: Table) -> CASpec:
     delta_period = defaults.delta_period if delta_period is None else delta_period
     crl_overlap = duration(ctx, t, "crl_overlap", zero=True, what="an overlap period")
     delta_overlap = duration(ctx, t, "delta_overlap", zero=True, what="an overlap period")
+    if delta_overlap is not None and not delta_period:
+        raise ctx.error(t.key("delta_overlap"), "delta_period = \"0d\" publishes no delta "
+                        "CRLs: remove delta_overlap or give delta_period a length")
     # AD CS: a manually set overlap period cannot exceed the publishing period (reference §4.4a).
     for key, overlap, period in (("crl_overlap", crl_overlap, crl_period),
                                  ("delta_overlap", delta_overlap, delta_period)):
         if overlap is not None and overlap > period:
             raise ctx.error(t.key(key), f"must not be longer than its publishing period "
-                            f"({period}): AD CS refuses a longer overlap")
-    if delta_overlap is not None and not delta_period:
-        raise ctx.error(t.key("delta_overlap"), "delta_period = \"0d\" publishes no delta "
-                        "CRLs: remove delta_overlap or give delta_period a length")
+                            f"({format_offset(period).lstrip('+')}): AD CS refuses a longer "
+                            "overlap")
     offline_from = offset(ctx, t, "offline_from")
     if offline_from is not None and offline_from < dt.timedelta(0):
         raise ctx.error(t.key("offline_from"), "expected a time at or after the scenario's "
@@ -161,7 +162,11 @@ def _step(ctx: Context, t: Table) -> StepSpec:
         elif (problem := expect_problem(expect)) is not None:
             raise ctx.error(t.key("expect"), problem)
     raw_at = t.data.get("at")
-    at = offset(ctx, t, "at") if isinstance(raw_at, str) else None
+    t.used.add("at")
+    try:
+        at = offset(ctx, t, "at") if isinstance(raw_at, str) else None
+    except ScenarioError:
+        at = None
     if "at" in t.data and (at is None or at < dt.timedelta(0)):
         shown = repr(raw_at) if isinstance(raw_at, str) else type_name(raw_at)
         raise ctx.error(t.key("at"), "expected a time after the scenario's start, like "

@@ -67,11 +67,15 @@ expect = "ok"
 SPANS = {"30 days": ("+10d", "+20d", "+30d"), "one minute": ("+20s", "+40s", "+60s")}
 
 
+def text(span: str) -> str:
+    """The bench's scenario (TOML) with its last three steps spread over ``span`` (a SPANS
+    key)."""
+    return SCENARIO.format(span=span, later="".join(LATER.format(at=at) for at in SPANS[span]))
+
+
 def scenario(span: str) -> Scenario:
-    """The bench's scenario with its last three steps spread over ``span`` (a SPANS key)."""
-    later = "".join(LATER.format(at=at) for at in SPANS[span])
-    return load_scenario_text(SCENARIO.format(span=span, later=later),
-                              name=f"bench-timeline-{span.replace(' ', '-')}")
+    """:func:`text`, loaded."""
+    return load_scenario_text(text(span), name=f"bench-timeline-{span.replace(' ', '-')}")
 
 
 def _run(s: Scenario, cache: PKICache) -> tuple[float, int]:
@@ -104,4 +108,4 @@ def bench_timeline(res: BenchReport, certs: str) -> None:
             ratios, Goal("<", 1.5, "< 1.5x (nothing sleeps)"))
 
 
-__all__ = ["SPANS", "bench_timeline", "scenario"]
+__all__ = ["SPANS", "bench_timeline", "scenario", "text"]
