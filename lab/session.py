@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 import shutil
 import tempfile
@@ -267,14 +268,22 @@ class LabClient:
         """Every log line the client wrote so far."""
         return [line for r in self.results for line in r.log]
 
-    def _spec(self, action: str, location: str, expect: str | None) -> StepSpec:
+    def _spec(self, action: str, location: str, expect: str | None,
+              at: dt.timedelta | None = None, after: dt.timedelta | None = None) -> StepSpec:
+        if at is not None and after is not None:
+            raise ValueError("at (from the scenario's start) or after (from the client's "
+                             "previous step), not both")
+        for name, value in (("at", at), ("after", after)):
+            if value is not None and (not isinstance(value, dt.timedelta)
+                                      or value < dt.timedelta(0)):
+                raise ValueError(f"{name}: expected a datetime.timedelta >= 0, got {value!r}")
         if expect is not None:  # as the loader reads it: ok/fail in any case, known names
             if (problem := expect_problem(expect)) is not None:
                 raise ValueError(f"expect: {problem}")
             if expect.strip().lower() in ("ok", "fail"):
                 expect = expect.strip().lower()
         return StepSpec(_choice(Action, action, "action"), _choice(Zone, location, "location"),
-                        expect)
+                        expect, at=at, after=after)
 
     async def _run(self, step: StepSpec) -> StepResult:
         return await self.driver.step(step)
@@ -285,16 +294,22 @@ class LabClient:
             raise StepMissed([result])
         return result
 
-    def step(self, action: str, location: str, expect: str | None = None) -> StepResult:
-        """Run one step (``client.step("install", "intranet")``) and return its result."""
+    def step(self, action: str, location: str, expect: str | None = None, *,
+             at: dt.timedelta | None = None, after: dt.timedelta | None = None) -> StepResult:
+        """Run one step (``client.step("install", "intranet")``) and return its result.
+        ``at`` (after the scenario's start) or ``after`` (after this client's previous step)
+        moves the lab clock to the step's time first; without them the step comes a second
+        after the previous one."""
         __tracebackhide__ = True
-        spec = self._spec(action, location, expect)
+        spec = self._spec(action, location, expect, at, after)
         return self._done(self.staged.portal.call(self._run(spec)))
 
-    async def astep(self, action: str, location: str, expect: str | None = None) -> StepResult:
+    async def astep(self, action: str, location: str, expect: str | None = None, *,
+                    at: dt.timedelta | None = None,
+                    after: dt.timedelta | None = None) -> StepResult:
         """The same as :meth:`step`, awaitable from async code on another event loop."""
         __tracebackhide__ = True
-        spec = self._spec(action, location, expect)
+        spec = self._spec(action, location, expect, at, after)
         return self._done(await self.staged.portal.acall(self._run(spec)))
 
 

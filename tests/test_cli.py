@@ -103,7 +103,7 @@ def test_unmet_expectation_exits_1_and_shows_miss(capsys: pytest.CaptureFixture[
     assert "-> FAILED" in out.splitlines()[0]
     assert "    PASS  1. install @ intranet  ok  (expected ok)" in out
     miss = ("    MISS  2. register @ intranet  FAIL CCM_E_BAD_HTTP_STATUS_CODE 0x87D0027E "
-            "HTTP 403.4  (expected ok)")
+            "HTTP 403.4  (expected ok)  [+00:00:02]")
     assert miss in out.splitlines()
     after = out[out.index(miss):]
     assert "        why  " in after and "        fix  Write SMSMP=https://" in after
@@ -126,7 +126,7 @@ def test_unchanged_copy_twin_exits_0(capsys: pytest.CaptureFixture[str], certs_d
     assert (code, err) == (0, "")
     assert "-> PASSED" in out.splitlines()[0]
     assert ("    PASS  2. register @ intranet  FAIL CCM_E_BAD_HTTP_STATUS_CODE 0x87D0027E "
-            "HTTP 403.4  (expected 403.4)") in out.splitlines()
+            "HTTP 403.4  (expected 403.4)  [+00:00:02]") in out.splitlines()
     assert summary(out) == (1, 1, 2, 2)
 
 

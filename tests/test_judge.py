@@ -286,10 +286,17 @@ def test_tls_offline_because_the_crl_cannot_be_used(crl_on: Case) -> None:
         "certificate whose key usage includes cRLSign (reissue the CA certificate if it lacks "
         f"it). Until then, clearing {SITE_BOX} (and /NoCRLCheck at install) lets clients "
         "connect without the check.")
-    # one URL unreachable besides: where the CRL is published is the problem again
+    # one URL unreachable besides, the other serving an expired CRL: the CA stopped
+    # publishing (reaching the other URL would bring the same expired CRL)
     unreachable = tls_failure(observe(mp=MpChoice(INTERNET, True, LEARNED)),
                               offline(crl_on, urls[1], failed(PUBLISHED, "refused")))
-    assert judge(crl_on, unreachable).fix.startswith(f"Clear {SITE_BOX} so clients stop")
+    assert judge(crl_on, unreachable).fix.startswith(
+        "The CRL that reached the client has expired: start the CA if it is switched off")
+    # unreachable besides a CRL with a bad signature: where the CRL is published is the
+    # problem again
+    bad_signature = tls_failure(observe(mp=MpChoice(INTERNET, True, LEARNED)),
+                                offline(crl_on, urls[0], failed(PUBLISHED, "refused")))
+    assert judge(crl_on, bad_signature).fix.startswith(f"Clear {SITE_BOX} so clients stop")
 
 
 def test_tls_offline_for_a_missing_delta_crl_is_no_disagreement(crl_on: Case) -> None:

@@ -328,3 +328,20 @@ def test_the_bench_has_a_timeline_group_with_a_ratio(certs_dir: Path) -> None:
     assert ratio.samples[0] > 0
     # The 30-day run signed only the CRLs it served: base and delta at three instants.
     assert figures["timeline_30d_s"].note == "6 CRLs signed after the build (only those served)"
+
+
+def test_a_session_client_steps_at_a_later_time(certs_dir: Path) -> None:
+    from lab.session import LabSession
+
+    with LabSession(certs_dir) as labs:
+        site = labs.stage(SCENARIOS / "ca-switched-off.toml")
+        client = site.client("PC02")
+        for action in ("install", "register", "location"):
+            client.step(action, "intranet", expect="ok")
+        ok = client.step("inventory", "internet", expect="ok", at=2 * DAY)
+        assert ok.since_start is not None and ok.since_start >= 2 * DAY
+        failed = client.step("inventory", "internet", after=6 * DAY)
+        assert failed.error is not None and failed.error.name == "CRYPT_E_REVOCATION_OFFLINE"
+        assert failed.since_start is not None and failed.since_start >= 8 * DAY
+        with pytest.raises(ValueError, match="not both"):
+            client.step("policy", "internet", at=DAY, after=DAY)
