@@ -53,6 +53,7 @@ from lab.results.verdicts import StepResult
 from lab.run import ClientDriver, stage_scenario
 from lab.scenario.loader import load_scenario
 from lab.scenario.model import Scenario
+from lab.scenario.timeline import schedule
 from lab.servers.harness import RunningLab, start_lab
 from lab.ui.switches import (
     GROUPS,
@@ -281,15 +282,20 @@ async def run_streaming(state: ConsoleState, choice: Choice, send: Send) -> None
                  for c in scenario.clients for i, st in enumerate(c.steps)],
     })
     results: list[StepResult] = []
-    for spec in scenario.clients:
-        async with ClientDriver(lab, deployment, spec, scratch) as driver:
-            for i, step in enumerate(spec.steps):
-                await send("step-start", step_start(spec.name, i, step.action.value,
-                                                    step.location.value))
-                result = await driver.step(step)
-                results.append(result)
-                await send("step", step_event(result, scenario=scenario,
-                                              network=deployment.network, hosts=lab.hosts))
+    async with contextlib.AsyncExitStack() as stack:
+        drivers = [await stack.enter_async_context(ClientDriver(lab, deployment, spec, scratch))
+                   for spec in scenario.clients]
+        # Every step at its time (at/after), in time order, as ibcm-lab run runs them.
+        for planned in schedule(scenario.clients):
+            driver = drivers[planned.client]
+            spec, i = driver.spec, planned.index
+            step = spec.steps[i]
+            await send("step-start", step_start(spec.name, i, step.action.value,
+                                                step.location.value))
+            result = await driver.step(step, deployment.clock.start + planned.offset)
+            results.append(result)
+            await send("step", step_event(result, scenario=scenario,
+                                          network=deployment.network, hosts=lab.hosts))
     fix = None
     failed = next((r for r in results if r.outcome == "fail"), None)
     if choice.switches is not None and failed is not None:
