@@ -18,23 +18,27 @@ from pathlib import Path
 
 import aiohttp
 
-from lab.client.agent import SimulatedClient
+from lab.client.agent import CCMEXEC_STARTUP, RegistrationFailure, SimulatedClient
 from lab.client.winhttp import WinHttp
 from lab.clock import Clock
 from lab.judge.verdict import judge_step, mp_answer
 from lab.pki.build import build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import Machine, Network, ZoneResolver
+from lab.report.text import step_summary
 from lab.results.runs import ClientResult, RunResult, ScenarioResult
 from lab.results.verdicts import StepResult
 from lab.scenario.loader import load_all
-from lab.scenario.model import ClientSpec, Scenario, StepSpec, Zone
+from lab.scenario.model import Action, ClientSpec, Scenario, StepSpec, Zone
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab, start_lab
 
 DEFAULT_CERTS = Path("certs")
 STEP_GAP_MS = 1000
 """Simulated time between two steps of a client (their log lines are a second apart)."""
+CCMEXEC_START_MS = 5000
+"""Simulated time from the end of a successful install to ccmexec's first automatic step, its
+registration (the lab's choice; the automatic steps that follow are STEP_GAP_MS apart)."""
 
 
 _step_ids = itertools.count(1)
@@ -80,17 +84,37 @@ class ClientDriver:
                                      ad_mp=_ad_mp(scenario, deployment.network),
                                      store=pki.stores.get(spec.name, ()))
         self.results: list[StepResult] = []
+        """Every step run, the automatic ones included (``StepResult.automatic``)."""
+        self.steps_run = 0
+        """How many steps of the scenario (not automatic ones) have run."""
 
     async def step(self, step: StepSpec) -> StepResult:
-        """Run one step and judge it (a second later than the previous one, lab time)."""
-        step_id = f"s{next(_step_ids)}"
+        """Run one step and judge it (a second later than the previous one, lab time). After
+        a successful install, ccmexec's start-up work follows as automatic steps (in
+        ``results`` and the install's ``followups``)."""
         self.deployment.clock.advance(STEP_GAP_MS)
+        result = await self._judged(step, self.steps_run)
+        self.steps_run += 1
+        if step.action is Action.INSTALL and result.outcome == "ok":
+            where = step.ccmexec_location or step.location
+            for n, action in enumerate(CCMEXEC_STARTUP):
+                self.deployment.clock.advance(CCMEXEC_START_MS if n == 0 else STEP_GAP_MS)
+                result.followups.append(await self._judged(
+                    StepSpec(action, where), result.index, sub="abcdefghij"[n]))
+        return result
+
+    async def _judged(self, step: StepSpec, index: int, *, sub: str = "") -> StepResult:
+        step_id = f"s{next(_step_ids)}"
         self.resolver.machine = self.machine.moved(step.location)
-        obs = await self.agent.run_step(step, step_id)
+        obs = await self.agent.run_step(step, step_id, automatic=bool(sub))
         result = judge_step(self.deployment.scenario, self.deployment.pki, self.spec,
-                            len(self.results), step, obs,
-                            mp_answer(self.lab.mp_records(step_id)))
+                            index, step, obs, mp_answer(self.lab.mp_records(step_id)))
+        result.automatic, result.sub = bool(sub), sub
         self.results.append(result)
+        if step.action is Action.REGISTER:
+            self.agent.registration_judged(None if result.outcome == "ok" else RegistrationFailure(
+                result.number, result.automatic, step_summary(result).removeprefix("FAIL "),
+                frozenset(result.identifiers), result.fix))
         return result
 
     async def aclose(self) -> None:

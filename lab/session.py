@@ -118,7 +118,7 @@ def short_miss(step: StepResult, *, who: bool = True) -> str:
     """One line: ``PC01 step 5: expected X, got fail Y 0x...`` (the short test summary);
     without ``who``: ``expected X, got ...``."""
     got = _actual(step)
-    head = f"{step.client} step {step.index + 1}: " if who else ""
+    head = f"{step.client} step {step.number}: " if who else ""
     return f"{head}expected {step.expected}, got {got}"
 
 
@@ -139,7 +139,7 @@ def _readable(identifier: str) -> tuple[int, str]:
 def describe_step(step: StepResult, where: str | None = None) -> str:
     """A step the way a failing item shows it: what was expected and what came, why, the
     fix, the evidence and the log lines to open. ``where`` is ``file:line`` of the step."""
-    head = f"{step.client} step {step.index + 1}: {step.action} @ {step.location}"
+    head = f"{step.client} step {step.number}: {step.title} @ {step.location}"
     lines = [f"{head}  ({where})" if where else head]
     lines.append(f"expected: {step.expected if step.expected is not None else '(nothing)'}")
     lines.append(f"actual:   {_actual(step)}")

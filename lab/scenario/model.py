@@ -162,6 +162,11 @@ class StepSpec:
     expect: str | None = None
     """``"ok"``, ``"fail"``, an identifier that must be among the step's failure identifiers,
     or None (no expectation: the step is only observed)."""
+    ccmexec_location: Zone | None = None
+    """Install steps only: where the machine is when ccmexec starts after the install and
+    registers and refreshes its site information on its own (None: where it was installed).
+    Another zone models a machine that leaves as setup ends (a laptop shut and started at
+    home)."""
 
 
 @dataclass(frozen=True)
