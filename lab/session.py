@@ -244,7 +244,10 @@ class LabClient:
     ``step()`` runs one step and returns its :class:`~lab.judge.verdict.StepResult` (``outcome``,
     ``identifiers``, ``explanation``, ``fix``, ``log`` ...). With ``expect`` it also checks the
     result and raises :class:`StepMissed` (an AssertionError) when it is not met. The client
-    keeps its state between steps (installed, registered, the site settings it learned).
+    keeps its state between steps (installed, registered, the site settings it learned). A
+    successful ``install`` is followed, before ``step()`` returns, by ccmexec's automatic
+    registration and site refresh: they are in the install result's ``followups`` and in
+    :attr:`results` (``automatic`` True), and ``expect`` never applies to them.
     """
 
     def __init__(self, staged: StagedLab, driver: ClientDriver) -> None:
@@ -255,7 +258,7 @@ class LabClient:
 
     @property
     def results(self) -> list[StepResult]:
-        """Every step this client ran, in order."""
+        """Every step this client ran, in order, ccmexec's automatic ones included."""
         return self.driver.results
 
     @property
