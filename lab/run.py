@@ -19,17 +19,18 @@ from pathlib import Path
 
 import aiohttp
 
-from lab.client.agent import SimulatedClient
+from lab.client.agent import CCMEXEC_STARTUP, RegistrationFailure, SimulatedClient
 from lab.client.winhttp import WinHttp
 from lab.clock import Clock
 from lab.judge.verdict import judge_step, mp_answer
 from lab.pki.build import build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import Machine, Network, ZoneResolver
+from lab.report.text import step_summary
 from lab.results.runs import ClientResult, RunResult, ScenarioResult
 from lab.results.verdicts import StepResult
 from lab.scenario.loader import load_all
-from lab.scenario.model import ClientSpec, Scenario, StepSpec, Zone
+from lab.scenario.model import Action, ClientSpec, Scenario, StepSpec, Zone
 from lab.scenario.timeline import schedule
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab, start_lab
@@ -39,6 +40,9 @@ STEP_GAP_MS = 1000
 """A step starts at least this long after the previous one ended (lab time): steps without
 ``at``/``after`` are a second apart, and a step due earlier than the previous one's end (its
 time-outs took longer) waits for it."""
+CCMEXEC_START_MS = 5000
+"""Simulated time from the end of a successful install to ccmexec's first automatic step, its
+registration (the lab's choice; the automatic steps that follow are STEP_GAP_MS apart)."""
 
 
 _step_ids = itertools.count(1)
@@ -84,6 +88,9 @@ class ClientDriver:
                                      ad_mp=_ad_mp(scenario, deployment.network),
                                      store=pki.stores.get(spec.name, ()))
         self.results: list[StepResult] = []
+        """Every step run, the automatic ones included (``StepResult.automatic``)."""
+        self.steps_run = 0
+        """How many steps of the scenario (not automatic ones) have run."""
         self.last_due: dt.datetime | None = None
         """When this client's previous step was due (``after`` counts from it)."""
 
@@ -98,21 +105,39 @@ class ClientDriver:
 
     async def step(self, step: StepSpec, due: dt.datetime | None = None) -> StepResult:
         """Run one step and judge it at its time: ``due`` (default: from the step's
-        ``at``/``after``), and never sooner than a second after the previous step ended."""
-        step_id = f"s{next(_step_ids)}"
+        ``at``/``after``), and never sooner than a second after the previous step ended. After
+        a successful install, ccmexec's start-up work follows as automatic steps (in
+        ``results`` and the install's ``followups``)."""
         clock = self.deployment.clock
         due = self.due(step) if due is None else due
         earliest = clock.now() + dt.timedelta(milliseconds=STEP_GAP_MS)
         clock.advance_to(earliest if due is None else max(due, earliest))
         self.last_due = due if due is not None else clock.now()
+        result = await self._judged(step, self.steps_run)
+        self.steps_run += 1
+        if step.action is Action.INSTALL and result.outcome == "ok":
+            where = step.ccmexec_location or step.location
+            for n, action in enumerate(CCMEXEC_STARTUP):
+                clock.advance(CCMEXEC_START_MS if n == 0 else STEP_GAP_MS)
+                result.followups.append(await self._judged(
+                    StepSpec(action, where), result.index, sub="abcdefghij"[n]))
+        return result
+
+    async def _judged(self, step: StepSpec, index: int, *, sub: str = "") -> StepResult:
+        step_id = f"s{next(_step_ids)}"
+        clock = self.deployment.clock
         started = clock.now()
         self.resolver.machine = self.machine.moved(step.location)
-        obs = await self.agent.run_step(step, step_id)
+        obs = await self.agent.run_step(step, step_id, automatic=bool(sub))
         result = judge_step(self.deployment.scenario, self.deployment.pki, self.spec,
-                            len(self.results), step, obs,
-                            mp_answer(self.lab.mp_records(step_id)))
+                            index, step, obs, mp_answer(self.lab.mp_records(step_id)))
+        result.automatic, result.sub = bool(sub), sub
         result.at, result.since_start = started, started - clock.start
         self.results.append(result)
+        if step.action is Action.REGISTER:
+            self.agent.registration_judged(None if result.outcome == "ok" else RegistrationFailure(
+                result.number, result.automatic, step_summary(result).removeprefix("FAIL "),
+                frozenset(result.identifiers), result.fix))
         return result
 
     async def aclose(self) -> None:

@@ -119,7 +119,7 @@ def short_miss(step: StepResult, *, who: bool = True) -> str:
     """One line: ``PC01 step 5: expected X, got fail Y 0x...`` (the short test summary);
     without ``who``: ``expected X, got ...``."""
     got = _actual(step)
-    head = f"{step.client} step {step.index + 1}: " if who else ""
+    head = f"{step.client} step {step.number}: " if who else ""
     return f"{head}expected {step.expected}, got {got}"
 
 
@@ -140,7 +140,7 @@ def _readable(identifier: str) -> tuple[int, str]:
 def describe_step(step: StepResult, where: str | None = None) -> str:
     """A step the way a failing item shows it: what was expected and what came, why, the
     fix, the evidence and the log lines to open. ``where`` is ``file:line`` of the step."""
-    head = f"{step.client} step {step.index + 1}: {step.action} @ {step.location}"
+    head = f"{step.client} step {step.number}: {step.title} @ {step.location}"
     lines = [f"{head}  ({where})" if where else head]
     lines.append(f"expected: {step.expected if step.expected is not None else '(nothing)'}")
     lines.append(f"actual:   {_actual(step)}")
@@ -245,7 +245,10 @@ class LabClient:
     ``step()`` runs one step and returns its :class:`~lab.judge.verdict.StepResult` (``outcome``,
     ``identifiers``, ``explanation``, ``fix``, ``log`` ...). With ``expect`` it also checks the
     result and raises :class:`StepMissed` (an AssertionError) when it is not met. The client
-    keeps its state between steps (installed, registered, the site settings it learned).
+    keeps its state between steps (installed, registered, the site settings it learned). A
+    successful ``install`` is followed, before ``step()`` returns, by ccmexec's automatic
+    registration and site refresh: they are in the install result's ``followups`` and in
+    :attr:`results` (``automatic`` True), and ``expect`` never applies to them.
     """
 
     def __init__(self, staged: StagedLab, driver: ClientDriver) -> None:
@@ -256,7 +259,7 @@ class LabClient:
 
     @property
     def results(self) -> list[StepResult]:
-        """Every step this client ran, in order."""
+        """Every step this client ran, in order, ccmexec's automatic ones included."""
         return self.driver.results
 
     @property

@@ -91,7 +91,8 @@ def results(run: RunResult) -> dict[str, ScenarioResult]:
 
 
 def step(results: dict[str, ScenarioResult], scenario: str, number: int) -> StepResult:
-    return results[scenario].steps[number - 1]
+    """The scenario's step ``number`` (ccmexec's automatic steps left out)."""
+    return [s for s in results[scenario].steps if not s.automatic][number - 1]
 
 
 def in_order(text: str, *parts: str) -> bool:
@@ -298,7 +299,9 @@ def test_render_trace_shows_every_step(run: RunResult) -> None:
     headings = [line for line in text.splitlines() if line.startswith("== ")]
     assert len(headings) == sum(len(r.steps) for r in run.scenarios)
     assert headings[0] == f"== {LDAP_CDP} / PC01 / step 1 install @ intranet"
-    assert headings[4] == f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet"
+    assert headings[1] == (f"== {LDAP_CDP} / PC01 / step 1a register (automatic, ccmexec "
+                           "start-up) @ intranet")
+    assert headings[6] == f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet"
     first = text.split("\n== ")[0]
     assert "CRL checking was off" in first and "/NoCRLCheck" in first
     assert in_order(text, f"== {LDAP_CDP} / PC01 / step 4 inventory @ intranet",

@@ -103,7 +103,7 @@ def test_unmet_expectation_exits_1_and_shows_miss(capsys: pytest.CaptureFixture[
     assert "-> FAILED" in out.splitlines()[0]
     assert "    PASS  1. install @ intranet  ok  (expected ok)" in out
     miss = ("    MISS  2. register @ intranet  FAIL CCM_E_BAD_HTTP_STATUS_CODE 0x87D0027E "
-            "HTTP 403.4  (expected ok)  [+00:00:02]")
+            "HTTP 403.4  (expected ok)  [+00:00:08]")
     assert miss in out.splitlines()
     after = out[out.index(miss):]
     assert "        why  " in after and "        fix  Write SMSMP=https://" in after
@@ -114,7 +114,7 @@ def test_unmet_expectation_exits_1_and_shows_miss(capsys: pytest.CaptureFixture[
     assert (code, err) == (1, "")
     doc = json.loads(out)
     assert doc["passed"] is False
-    step = doc["clients"][0]["steps"][1]
+    (step,) = [s for s in doc["clients"][0]["steps"] if s["number"] == "2"]
     assert (step["expected"], step["outcome"], step["met"], step["http_status"]) == (
         "ok", "fail", False, "403.4")
 
@@ -126,7 +126,7 @@ def test_unchanged_copy_twin_exits_0(capsys: pytest.CaptureFixture[str], certs_d
     assert (code, err) == (0, "")
     assert "-> PASSED" in out.splitlines()[0]
     assert ("    PASS  2. register @ intranet  FAIL CCM_E_BAD_HTTP_STATUS_CODE 0x87D0027E "
-            "HTTP 403.4  (expected 403.4)  [+00:00:02]") in out.splitlines()
+            "HTTP 403.4  (expected 403.4)  [+00:00:08]") in out.splitlines()
     assert summary(out) == (1, 1, 2, 2)
 
 
@@ -307,10 +307,15 @@ def test_json_single_scenario_is_one_object(crl_on_json: dict[str, Any]) -> None
     assert crl_on_json["passed"] is True
     assert [c["name"] for c in crl_on_json["clients"]] == ["PC01"]
     steps = crl_on_json["clients"][0]["steps"]
-    assert [(s["action"], s["location"], s["outcome"], s["met"]) for s in steps] == [
-        ("install", "intranet", "ok", True), ("register", "intranet", "ok", True),
-        ("location", "intranet", "ok", True), ("inventory", "intranet", "ok", True),
-        ("inventory", "internet", "fail", True)]
+    assert [(s["number"], s["automatic"], s["action"], s["location"], s["outcome"], s["met"])
+            for s in steps] == [
+        ("1", False, "install", "intranet", "ok", True),
+        ("1a", True, "register", "intranet", "ok", True),
+        ("1b", True, "location", "intranet", "ok", True),
+        ("2", False, "register", "intranet", "ok", True),
+        ("3", False, "location", "intranet", "ok", True),
+        ("4", False, "inventory", "intranet", "ok", True),
+        ("5", False, "inventory", "internet", "fail", True)]
     assert all(s["error"] is None for s in steps[:-1])
 
 
@@ -378,7 +383,7 @@ def test_json_crl_check_off_twin_passes_without_checking(folder_json: list[Any])
 
 def test_json_smsmp_without_https_register_is_403_4(folder_json: list[Any]) -> None:
     doc = {d["scenario"]: d for d in folder_json}["seed3-smsmp-without-https"]
-    register = doc["clients"][0]["steps"][1]
+    (register,) = [s for s in doc["clients"][0]["steps"] if s["number"] == "2"]
     assert (register["action"], register["expected"], register["met"]) == (
         "register", "403.4", True)
     assert register["http_status"] == "403.4"

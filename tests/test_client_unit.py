@@ -245,7 +245,7 @@ async def test_steps_need_an_installed_then_registered_client(make: Make) -> Non
     obs = await step(client, Action.INVENTORY, Zone.INTRANET)
     assert (obs.failure, obs.error) == (FailureKind.NOT_REGISTERED,
                                         codes.LAB_CLIENT_NOT_REGISTERED)
-    assert obs.detail == ("the client is not registered with the site (no register step "
+    assert obs.detail == ("the client is not registered with the site (no registration "
                           "succeeded), so the MP would not accept its messages")
 
 

@@ -170,7 +170,7 @@ def test_domain_joined_intranet_client_gets_the_crl_over_ldap(certs_dir: Path) -
         'name = "PC02"', 'name = "PC02"\ndomain_joined = false'))
     scenario = load_scenario_text(text, name="ldap-only")
     result = asyncio.run(run_loaded([scenario], certs=certs_dir)).scenarios[0]
-    (pc01,) = result.clients[0].steps
+    (pc01,) = result.clients[0].scenario_steps  # (ccmexec's automatic steps follow it)
     assert pc01.outcome == "ok" and pc01.crl_check is True
     assert pc01.revocation is not None
     (url,) = pc01.revocation.urls
@@ -196,7 +196,7 @@ def test_domain_joined_intranet_client_gets_the_crl_over_ldap(certs_dir: Path) -
         CDP_DN, "base", "(objectClass=cRLDistributionPoint)", (CRL_ATTR,), 1)
     assert search.peer.startswith("127.0.0.1:")
     # the twin: the workgroup neighbour is refused as Windows would, without a connection
-    (pc02,) = result.clients[1].steps
+    (pc02,) = result.clients[1].scenario_steps
     assert pc02.error is not None and pc02.error.name == "CRYPT_E_REVOCATION_OFFLINE"
     assert pc02.revocation is not None
     (refused,) = pc02.revocation.urls

@@ -27,7 +27,8 @@ def faults(certs_dir: Path) -> dict[str, ScenarioResult]:
 
 
 def step(r: ScenarioResult, client: str = "PC01") -> StepResult:
-    (only,) = [s for c in r.clients if c.name == client for s in c.steps]
+    # the client's one step of the scenario (ccmexec's automatic steps may follow it)
+    (only,) = [s for c in r.clients if c.name == client for s in c.scenario_steps]
     return only
 
 

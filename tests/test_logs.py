@@ -291,14 +291,20 @@ def test_files_follow_the_machines_and_their_lines(written: Written) -> None:
 def test_bias_utc_and_tokyo(written: Written) -> None:
     for scenario, bias, hours in ((CRL_ON, "+000", 0), (TOKYO, "-540", 9)):
         result = written.result(scenario)
-        lines = client_lines(result.clients[0]) + list(result.mp_log)
-        got = entries(written.folder(scenario, "PC01") / "CcmMessaging.log")
-        got += entries(written.folder(scenario, "PC01") / "ClientIDManagerStartup.log")
-        got += entries(written.folder(scenario, MP) / "MP_RegistrationManager.log")
-        assert {e["bias"] for e in got} == {bias}
-        times = {ln.text: ln.time for ln in lines}
-        for e in got:
-            utc = times[e["message"]]
+        files = by_file(client_lines(result.clients[0]))
+        # Line by line, in order (a registration's lines come twice: ccmexec's automatic
+        # registration after the install, then the register step).
+        pairs = []
+        for folder, file, lines in (
+                ("PC01", "CcmMessaging.log", files["CcmMessaging.log"]),
+                ("PC01", "ClientIDManagerStartup.log", files["ClientIDManagerStartup.log"]),
+                (MP, "MP_RegistrationManager.log", list(result.mp_log))):
+            found = entries(written.folder(scenario, folder) / file)
+            assert [e["message"] for e in found] == [ln.text for ln in lines]
+            pairs += zip(found, lines, strict=True)
+        assert {e["bias"] for e, _ in pairs} == {bias}
+        for e, ln in pairs:
+            utc = ln.time
             assert utc is not None
             local = utc + dt.timedelta(hours=hours)
             assert e["time"] == f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
@@ -376,7 +382,9 @@ def test_http_smsmp_gets_403_4_on_port_80_in_the_iis_log(written: Written) -> No
     path = next(written.folder(NO_HTTPS, MP).glob("u_ex*.log"))
     rows = parse_w3c(read(path))
     refused = [r for r in rows if (r["sc-status"], r["sc-substatus"]) == ("403", "4")]
+    # ccmexec's automatic registration and site refresh after the install, then step 2
     assert [(r["s-port"], r["cs-method"], r["cs(User-Agent)"]) for r in refused] == [
+        ("80", "CCM_POST", "ccmhttp"), ("80", "GET", "SMS+CCM+5.0"),
         ("80", "CCM_POST", "ccmhttp")]
     assert " 80 - 127.0.0.1 ccmhttp - 403 4 " in read(path)
 
@@ -420,7 +428,8 @@ def test_rewrite_replaces_own_files_and_leaves_others(written: Written, tmp_path
     first = write_logs(fresh(result), out)
     client = out / CRL_ON / "PC01"
     assert (client / MANIFEST).read_text() == (
-        "ccmsetup.log\nClientIDManagerStartup.log\nLocationServices.log\nCcmMessaging.log\n")
+        "ccmsetup.log\nCcmExec.log\nClientIDManagerStartup.log\nLocationServices.log\n"
+        "CcmMessaging.log\n")
     mine = tmp_path / "new" / "notes.txt"
     mine.write_text("mine")
     theirs = client / "certutil-urlfetch.txt"
@@ -438,8 +447,8 @@ def test_rewrite_replaces_own_files_and_leaves_others(written: Written, tmp_path
     assert second == first
     assert not stale.exists()
     assert mine.read_text() == "mine" and theirs.exists() and user_log.exists()
-    assert first[3] == client / "CcmMessaging.log"
-    assert (client / "CcmMessaging.log").read_bytes() == first[3].read_bytes()
+    assert first[4] == client / "CcmMessaging.log"
+    assert (client / "CcmMessaging.log").read_bytes() == first[4].read_bytes()
     assert messages(client / "CcmMessaging.log")[0].startswith("[CCMHTTP] ERROR:")
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
     assert again.scenarios[0].clients[0].steps[-1].log_refs == [f"{client}/CcmMessaging.log:1"]
@@ -592,16 +601,17 @@ def test_location_runs_meet_their_expectations(location_run: LocationRun) -> Non
 
 def test_crl_offline_at_a_site_refresh_on_the_internet_and_its_twin(
         location_run: LocationRun) -> None:
-    # The intranet refresh of step 3 succeeds in both; the internet refresh of step 5 fails
-    # with the CRL offline when the site checks the CRL, and succeeds when it does not.
+    # ccmexec's automatic refresh after the install (1b) and the intranet refresh of step 3
+    # succeed in both; the internet refresh of step 5 fails with the CRL offline when the
+    # site checks the CRL, and succeeds when it does not.
     failing = location_run.lines("crl-on-location")
-    assert [e["message"] for e in failing] == [refresh_line(INTRA_FQDN, 63),
-                                               *CRL_OFFLINE_AT_LOCATION]
-    assert [e["type"] for e in failing] == ["1"] + ["3"] * len(CRL_OFFLINE_AT_LOCATION)
+    assert [e["message"] for e in failing] == [refresh_line(INTRA_FQDN, 63)] * 2 + [
+        *CRL_OFFLINE_AT_LOCATION]
+    assert [e["type"] for e in failing] == ["1", "1"] + ["3"] * len(CRL_OFFLINE_AT_LOCATION)
     passing = location_run.lines("crl-off-location")
-    assert [e["message"] for e in passing] == [refresh_line(INTRA_FQDN, 31),
-                                               refresh_line(INTERNET_FQDN, 31)]
-    assert [e["type"] for e in passing] == ["1", "1"]
+    assert [e["message"] for e in passing] == [refresh_line(INTRA_FQDN, 31)] * 2 + [
+        refresh_line(INTERNET_FQDN, 31)]
+    assert [e["type"] for e in passing] == ["1", "1", "1"]
     for got in (failing, passing):
         assert {e["component"] for e in got} == {"LocationServices"}
     # CcmMessaging.log keeps only the lines of the other steps: none failed in either
@@ -610,14 +620,15 @@ def test_crl_offline_at_a_site_refresh_on_the_internet_and_its_twin(
 
 
 def test_a_403_at_a_site_refresh_and_its_twin(location_run: LocationRun) -> None:
+    # ccmexec's automatic refresh after the install (1b) fails first, then step 2's
     failing = location_run.lines("http-smsmp-location")
-    assert [e["message"] for e in failing] == FORBIDDEN_AT_LOCATION
+    assert [e["message"] for e in failing] == FORBIDDEN_AT_LOCATION * 2
     assert {(e["component"], e["type"]) for e in failing} == {("LocationServices", "3")}
     # on the intranet: no internet MP list line
     assert not [e for e in failing if "LSUpdateInternetManagementPoints" in e["message"]]
     passing = location_run.lines("https-smsmp-location")
     assert [(e["message"], e["component"], e["type"]) for e in passing] == [
-        (refresh_line(INTRA_FQDN, 31), "LocationServices", "1")]
+        (refresh_line(INTRA_FQDN, 31), "LocationServices", "1")] * 2
 
 
 def test_the_report_shows_and_points_at_the_location_errors(location_run: LocationRun) -> None:
@@ -625,7 +636,8 @@ def test_the_report_shows_and_points_at_the_location_errors(location_run: Locati
     for text in CRL_OFFLINE_AT_LOCATION + FORBIDDEN_AT_LOCATION:
         assert f"        log      {LOCATION_LOG}: {text}\n" in stdout
     assert "Lab: refreshed" not in stdout  # informational lines stay in the file
-    for name, number in (("crl-on-location", 2), ("http-smsmp-location", 1)):
+    # each step's own first error line (after ccmexec's automatic refresh's lines)
+    for name, number in (("crl-on-location", 3), ("http-smsmp-location", 4)):
         path = location_run.out / name / "PC01" / LOCATION_LOG
         assert f"        open     {path}:{number}\n" in stdout
 
@@ -662,7 +674,7 @@ def test_product_looking_location_lines_are_reference_samples(
                 continue  # the lab's model, marked as such
             assert shape(e["message"]) in samples, e["message"]
             seen += 1
-    assert seen == len(CRL_OFFLINE_AT_LOCATION) + len(FORBIDDEN_AT_LOCATION)
+    assert seen == len(CRL_OFFLINE_AT_LOCATION) + 2 * len(FORBIDDEN_AT_LOCATION)
     # the sample E lines themselves, with the lab's MP where the sample names a CMG
     cmg = "XXX.CLOUDAPP.NET/CCM_Proxy_MutualAuth/72057594037928290"
     reference = REFERENCE.read_text(encoding="utf-8")

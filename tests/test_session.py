@@ -67,7 +67,8 @@ def test_a_failing_step_and_its_passing_twin(certs_dir: Path) -> None:
             "actual:   fail CRYPT_E_REVOCATION_OFFLINE 0x80092013"]
         assert passes.step("inventory", "internet", expect="ok").met
         assert [r.name for r in fails.results] == [
-            "1-install@intranet", "2-register@intranet", "3-location@intranet",
+            "1-install@intranet", "1a-register@intranet", "1b-location@intranet",
+            "2-register@intranet", "3-location@intranet",
             "4-inventory@internet", "5-inventory@internet"]
         assert fails.results[-1].expected == "ok" and not fails.results[-1].met
         assert describe_step(fails.results[-1], "my-site.toml:53").startswith(
@@ -112,6 +113,8 @@ def test_run_gives_the_run_result_of_whole_scenarios(certs_dir: Path, tmp_path: 
         assert result.passed and result.exit_code == 0
         steps = result.scenarios[0].steps
         assert [s.name for s in steps][-1] == "5-inventory@internet"
+        assert [s.name for s in steps if s.automatic] == ["1a-register@intranet",
+                                                          "1b-location@intranet"]
         assert steps[-1].error is not None
         assert steps[-1].error.name == "CRYPT_E_REVOCATION_OFFLINE"
 
@@ -122,6 +125,41 @@ def test_run_gives_the_run_result_of_whole_scenarios(certs_dir: Path, tmp_path: 
     assert no_loop_thread()
     with pytest.raises(RuntimeError, match="closed"):
         labs.run(WITH_HTTPS)
+
+
+def test_install_runs_ccmexec_s_start_up_work_and_returns_it(certs_dir: Path) -> None:
+    """As in a file: a good install is followed by ccmexec's registration and site refresh,
+    in the install's ``followups`` and in ``results``; an install then an inventory works."""
+    with LabSession(certs_dir) as labs:
+        client = labs(WITH_HTTPS).client()
+        installed = client.step("install", "intranet", expect="ok")
+        assert installed.followups == client.results[1:]
+        assert [(r.number, r.name, r.automatic, r.outcome, r.expected, r.met)
+                for r in installed.followups] == [
+            ("1a", "1a-register@intranet", True, "ok", None, True),
+            ("1b", "1b-location@intranet", True, "ok", None, True)]
+        assert installed.automatic is False and installed.number == "1"
+        assert client.agent.state.registered and client.agent.state.refreshed
+        inventory = client.step("inventory", "intranet", expect="ok")
+        assert inventory.number == "2" and inventory.followups == []
+        # the explicit register step is a re-registration now
+        again = client.step("register", "intranet", expect="ok")
+        texts = [line.text for line in again.log if line.file == "ClientIDManagerStartup.log"]
+        assert texts[0] == "[RegTask] - Starting registration, attempt 1."
+        assert texts[1].startswith("Lab: the client is already registered (ClientID GUID:")
+        assert not any("Client is not registered" in t for t in texts)
+        assert texts[-1].startswith("[RegTask] - Client is registered. Server assigned ")
+        # the automatic registration's own lines: the new client's assignment, then RegTask
+        first = [line.text for line in installed.followups[0].log
+                 if line.file == "ClientIDManagerStartup.log"]
+        assert first[:3] == [
+            "RegEndPoint: Received notification for site assignment change from '<none>' "
+            "to 'P01'.", "[RegTask] - Starting registration, attempt 1.",
+            f"[RegTask] - Client is not registered. Sending registration request for "
+            f"{client.agent.guid} ..."]
+        # ccmexec starts 5 simulated seconds after the install's last line
+        assert (installed.followups[0].log[0].time - installed.log[-1].time).total_seconds() \
+            == 5
 
 
 def test_the_session_works_inside_a_running_event_loop(certs_dir: Path) -> None:

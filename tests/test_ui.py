@@ -138,13 +138,19 @@ async def test_a_failing_configuration_streams_its_steps_then_fails(
         client: TestClient[Any, Any]) -> None:
     events = await stream(client, {"switches": LDAP_INTERNET})
     names = [e for e, _ in events]
-    assert names == ["start", *["step-start", "step"] * 4, "verdict"]
+    # the install is followed by ccmexec's automatic registration and site refresh (1a, 1b),
+    # sent as steps of their own (not in the plan: no step of the scenario asks for them)
+    assert names == ["start", "step-start", "step", "step", "step",
+                     *["step-start", "step"] * 3, "verdict"]
     start = events[0][1]
     assert [p["action"] for p in start["plan"]] == ["install", "register", "location", "policy"]
-    for i in range(4):  # each step is announced, then sent as soon as it is judged
-        assert events[1 + 2 * i][1]["n"] == events[2 + 2 * i][1]["n"] == i + 1
     steps = [d for e, d in events if e == "step"]
-    assert [s["outcome"] for s in steps] == ["ok", "ok", "ok", "fail"]
+    assert [(s["n"], s["action"], s["automatic"]) for s in steps] == [
+        ("1", "install", False), ("1a", "register", True), ("1b", "location", True),
+        ("2", "register", False), ("3", "location", False), ("4", "policy", False)]
+    for i in range(3):  # each step of the plan is announced, then sent as soon as judged
+        assert events[5 + 2 * i][1]["n"] == i + 2 and events[6 + 2 * i][1]["n"] == str(i + 2)
+    assert [s["outcome"] for s in steps] == ["ok", "ok", "ok", "ok", "ok", "fail"]
     last = steps[-1]
     assert last["location"] == "internet"
     assert last["resolution"]["resolves"] and last["resolution"]["answer"].startswith("127.0.0.1:")
@@ -172,7 +178,7 @@ async def test_a_failing_configuration_streams_its_steps_then_fails(
     assert verdict["passed"] is False
     assert verdict["failure"]["error"]["name"] == "CRYPT_E_REVOCATION_OFFLINE"
     assert verdict["failure"]["error"]["code"] == "0x80092013"
-    assert verdict["failure"]["n"] == 4 and verdict["simulated"] == "15"
+    assert verdict["failure"]["n"] == "4" and verdict["simulated"] == "15"
     assert verdict["fix_switches"]["changes"] == {"site_crl": "off"}
 
 
@@ -407,7 +413,10 @@ def test_browser_flip_switches_connect_fail_then_fix(page: Any) -> None:
     page.wait_for_selector("#verdict.pass")
     assert "CONNECTED" in page.inner_text("#verdict")
     assert not page.is_checked("#sw-site_crl")
-    assert page.locator("#timeline li.step.ok").count() == 4
+    # the four steps of the plan and ccmexec's two after the install
+    assert page.locator("#timeline li.step.ok").count() == 6
+    assert "step 1a: register (automatic, ccmexec start-up) from the intranet" in page.inner_text(
+        "#timeline")
 
 
 @browser_test

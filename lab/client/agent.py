@@ -16,6 +16,10 @@ The decisions follow ConfigMgr as the reference documents it (reference §1, §2
 * **Install.** Only from the intranet or through a VPN, unless ``/source:`` points at local
   media (an internet-only install from media); ConfigMgr does not support installing from
   an internet-based MP (supplement 1).
+* **ccmexec's start-up work.** After a successful install the SMS Agent Host (ccmexec) starts
+  and, on its own, registers with its MP and then refreshes its site information (MP list,
+  security settings): :data:`CCMEXEC_STARTUP` (reference §11.9). The driver
+  (:mod:`lab.run`) runs them as automatic steps.
 """
 
 from __future__ import annotations
@@ -41,9 +45,29 @@ REQUEST_PATH = "/ccm_system/request"
 STEP_HEADER = "X-Lab-Step"
 LOCATION_LOG = "LocationServices.log"
 LOCATION_COMPONENT = "LocationServices"
+CCMEXEC_STARTUP: tuple[Action, ...] = (Action.REGISTER, Action.LOCATION)
+"""What ccmexec does on its own once ccmsetup has installed the client, in order: registration
+("once ccmsetup successfully installs the client, registration initializes", reference §6.2
+G), then a location request (at ccmexec start, reference §9) that brings the site's settings
+(reference §11.9; the order of the two is the lab's model)."""
 LAB_MARK = "Lab: "
 """How a log line the lab writes without a verified sample begins (as in the certutil-style
 trace): it is the lab's model, not product output."""
+
+
+@dataclass(frozen=True)
+class RegistrationFailure:
+    """The last registration that failed while the client was not registered, as judged: a
+    later policy or inventory step names it (and can be expected to fail with its codes)."""
+
+    step: str
+    """The step's number as reports print it (``1a``)."""
+    automatic: bool
+    summary: str
+    """``CRYPT_E_REVOCATION_OFFLINE 0x80092013`` or ``CCM_E_BAD_HTTP_STATUS_CODE 0x87D0027E
+    HTTP 403.4``."""
+    identifiers: frozenset[str]
+    fix: str
 
 
 @dataclass
@@ -57,6 +81,7 @@ class ClientState:
     internet_mp: str | None = None
     internet_mp_source: str = ""
     internet_mp_cleared: bool = False
+    registration_failure: RegistrationFailure | None = None
 
 
 class SimulatedClient:
@@ -194,12 +219,25 @@ class SimulatedClient:
         return False
 
     # -- steps ------------------------------------------------------------------------------
-    async def run_step(self, step: StepSpec, step_id: str) -> StepObservation:
+    def registration_judged(self, failure: RegistrationFailure | None) -> None:
+        """What the client's last registration got, as judged (the driver tells it after
+        every register step, automatic or not): a failure while the client is not registered
+        is kept for later steps to name; a success clears it."""
+        self.state.registration_failure = None if self.state.registered else failure
+
+    async def run_step(self, step: StepSpec, step_id: str, *,
+                       automatic: bool = False) -> StepObservation:
+        """One step; ``automatic``: ccmexec runs it on its own after an install."""
         machine = self.machine(step.location)
         self.http.machine = machine
         obs = StepObservation(step.action, step.location)
         obs.connection = self.connection_type(machine)
         obs.crl_check, obs.crl_source, obs.options = self.crl_setting()
+        if automatic and step.action is CCMEXEC_STARTUP[0]:
+            self._log(obs, "CcmExec.log", "CcmExec",
+                      f"{LAB_MARK}the SMS Agent Host (ccmexec) started after ccmsetup installed "
+                      "the client; on its own it registers (ClientIDManagerStartup.log), then "
+                      "refreshes its site information (LocationServices.log)")
         if step.action is Action.INSTALL:
             await self._install(obs, machine, step_id)
             return obs
@@ -211,9 +249,7 @@ class SimulatedClient:
                      "no earlier install step succeeded, so there is no client agent")
             return obs
         if step.action in (Action.POLICY, Action.INVENTORY) and not self.state.registered:
-            obs.fail(FailureKind.NOT_REGISTERED, codes.LAB_CLIENT_NOT_REGISTERED,
-                     "the client is not registered with the site (no register step succeeded), "
-                     "so the MP would not accept its messages")
+            self._not_registered(obs)
             return obs
         if step.action is Action.CLEAR_INTERNET_FQDN:
             before = self.state.internet_mp
@@ -226,7 +262,7 @@ class SimulatedClient:
         if mp is None:
             return obs
         if step.action is Action.REGISTER:
-            await self._register(obs, mp, step_id)
+            await self._register(obs, mp, step_id, automatic=automatic)
         elif step.action is Action.LOCATION:
             await self._location(obs, mp, step_id)
         else:
@@ -236,6 +272,21 @@ class SimulatedClient:
                                    log_file="CcmMessaging.log", component="CcmMessaging")
             self._judge_request(obs, out)
         return obs
+
+    def _not_registered(self, obs: StepObservation) -> None:
+        failed = self.state.registration_failure
+        if failed is None:
+            obs.fail(FailureKind.NOT_REGISTERED, codes.LAB_CLIENT_NOT_REGISTERED,
+                     "the client is not registered with the site (no registration "
+                     "succeeded), so the MP would not accept its messages")
+            return
+        which = (f"the automatic registration after install (step {failed.step}, ccmexec "
+                 "start-up)" if failed.automatic else f"the registration at step {failed.step}")
+        obs.fail(FailureKind.NOT_REGISTERED, codes.LAB_CLIENT_NOT_REGISTERED,
+                 f"the client is not registered with the site: {which} failed with "
+                 f"{failed.summary}, so the MP would not accept its messages")
+        obs.extra_identifiers.update(failed.identifiers)
+        obs.earlier_fix = failed.fix
 
     def _pick(self, obs: StepObservation, machine: Machine) -> MpChoice | None:
         mp = self.choose_mp(obs.connection, machine)
@@ -363,13 +414,27 @@ class SimulatedClient:
             self.state.internet_mp = self.cmd.ccmhostname
             self.state.internet_mp_source = f"CCMHOSTNAME={self.cmd.ccmhostname}"
         obs.notes.append(f"The client agent was installed {how}")
+        # ccmsetup's last line (reference §6.2 K); ccmexec's start-up work follows.
+        self._log(obs, "ccmsetup.log", "ccmsetup", "CcmSetup is exiting with return code 0")
 
-    async def _register(self, obs: StepObservation, mp: MpChoice, step_id: str) -> None:
+    async def _register(self, obs: StepObservation, mp: MpChoice, step_id: str, *,
+                        automatic: bool = False) -> None:
+        site = self.cmd.site_code
+        if automatic and not self.state.registered and site and site.upper() != "AUTO":
+            # A new client's first lines (reference §6.2 G, the Entra workflow page's sample).
+            self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                      f"RegEndPoint: Received notification for site assignment change from "
+                      f"'<none>' to '{site.upper()}'.")
         self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
                   "[RegTask] - Starting registration, attempt 1.")
-        self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
-                  f"[RegTask] - Client is not registered. Sending registration request for "
-                  f"{self.guid} ...")
+        if self.state.registered:
+            self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                      f"{LAB_MARK}the client is already registered (ClientID "
+                      f"{self.state.client_id}); it sends its registration request again")
+        else:
+            self._log(obs, "ClientIDManagerStartup.log", "ClientIDManagerStartup",
+                      f"[RegTask] - Client is not registered. Sending registration request "
+                      f"for {self.guid} ...")
         body = self._message("MP_ClientRegistration", f"<ClientID>{self.guid}</ClientID>")
         out = await self._send(obs, mp, "CCM_POST", REQUEST_PATH, step_id=step_id,
                                user_agent="ccmhttp", body=body, log_file="CcmMessaging.log",

@@ -317,6 +317,10 @@ class Explainer:
                 "Fix the install step first; later steps depend on it.")
 
     def not_registered(self) -> tuple[str, str]:
+        if self.obs.earlier_fix:
+            return (f"{self.who}: {self.obs.detail}.",
+                    f"Fix the registration first (policy and inventory need a registered "
+                    f"client): {self.obs.earlier_fix}")
         return (f"{self.who}: {self.obs.detail}.",
                 "Fix the register step first; policy and inventory need a registered client.")
 

@@ -126,7 +126,7 @@ def _cells(result: ScenarioResult) -> dict[str, Cell]:
             situation=situation.key,
             outcome="fail" if failed else "ok",
             short=short_name(failed) if failed else "ok",
-            failed_step=failed.index + 1 if failed else None,
+            failed_step=client.steps.index(failed) + 1 if failed else None,
             explanation=failed.explanation if failed else client.steps[-1].explanation,
             fix=failed.fix if failed else "",
             steps=[step_dict(s) for s in client.steps])

@@ -325,7 +325,7 @@ def _header(step: StepResult, tz_name: str) -> list[str]:
         where += f" (the client treats it as {step.connection})"
     return [
         f"Lab rendering in the shape of certutil -verify -urlfetch (not captured product "
-        f"output): client {step.client}, step {step.index + 1} {step.action}, "
+        f"output): client {step.client}, step {step.number} {step.title}, "
         f"{step.target or '(no URL)'}, {where}",
         f"Lab: the MP's certificate chain as the client's CryptoAPI-like engine checked it; "
         f"Time: is simulated seconds (a retrieval time-out, 15 s per URL by default, is "
@@ -376,7 +376,7 @@ def _unchecked_reason(step: StepResult) -> str:
 # -- a run -----------------------------------------------------------------------------------
 
 def _step_heading(scenario: str, step: StepResult) -> str:
-    return (f"== {scenario} / {step.client} / step {step.index + 1} {step.action} "
+    return (f"== {scenario} / {step.client} / step {step.number} {step.title} "
             f"@ {step.location}")
 
 

@@ -126,7 +126,8 @@ def step_view(step: Mapping[str, Any], index: int, anchor: str, *,
     winhttp = step.get("winhttp") or {}
     return {
         "d": step,
-        "n": index + 1,
+        "n": step.get("number") or index + 1,
+        "automatic": bool(step.get("automatic")),
         "name": testcase_name(index, step),
         "anchor": anchor,
         "summary": summary(step),
@@ -159,11 +160,13 @@ def _scenario_view(result: ScenarioResult, number: int) -> dict[str, Any]:
     tz = s.info.timezone
     clients = []
     for c_index, client in enumerate(result.clients, start=1):
-        views = [_run_step(st, f"sc{number}-c{c_index}-s{st.index + 1}", tz)
+        views = [_run_step(st, f"sc{number}-c{c_index}-s{st.number}", tz)
                  for st in client.steps]
         clients.append({"name": client.name, "steps": views,
-                        "met": sum(1 for st in client.steps if st.met)})
+                        "met": sum(1 for st in client.steps if st.met and not st.automatic),
+                        "judged": sum(1 for st in client.steps if not st.automatic)})
     steps = result.steps
+    judged = [st for st in steps if not st.automatic]
     refusal = result.pki.mp_refusal
     return {
         "anchor": f"sc{number}",
@@ -175,8 +178,8 @@ def _scenario_view(result: ScenarioResult, number: int) -> dict[str, Any]:
         "file": s.file,
         "timezone": tz,
         "passed": result.passed,
-        "met": sum(1 for st in steps if st.met),
-        "steps": len(steps),
+        "met": sum(1 for st in judged if st.met),
+        "steps": len(judged),
         "wall": f"{result.wall_ms / 1000:.2f}",
         "simulated": f"{sum(st.simulated_ms for st in steps) / 1000:g}",
         "refusal": refusal.message if refusal is not None else None,
@@ -191,8 +194,8 @@ def render_run_html(run: RunResult) -> str:
     summary_ = {
         "scenarios": len(run.scenarios),
         "passed": sum(1 for r in run.scenarios if r.passed),
-        "steps": len(steps),
-        "met": sum(1 for st in steps if st.met),
+        "steps": sum(1 for st in steps if not st.automatic),
+        "met": sum(1 for st in steps if st.met and not st.automatic),
         "wall": f"{run.wall_ms / 1000:.1f}",
         "simulated": f"{sum(st.simulated_ms for st in steps) / 1000:g}",
         "disagree": sum(1 for st in steps if st.judges_agree is False),

@@ -49,6 +49,8 @@ def step_dict(step: StepResult) -> dict[str, Any]:
         error = _code(step.error, f"{step.error.message} {step.error_message}".strip()
                       if step.error_message else None)
     return {
+        "number": step.number,
+        "automatic": step.automatic,
         "action": step.action,
         "location": step.location,
         "at": (None if step.at is None

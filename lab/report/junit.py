@@ -27,7 +27,7 @@ from lab.results.grid import DIMENSIONS, SITUATION_BY_KEY
 from lab.results.logline import LogLine
 from lab.results.matrix import Cell, MatrixResult, Row, row_name
 from lab.results.runs import RunResult, ScenarioResult
-from lab.results.verdicts import StepResult
+from lab.results.verdicts import AUTOMATIC_WHY, StepResult
 
 # Characters XML 1.0 cannot carry at all (scenario text is user input).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -63,8 +63,9 @@ def summary(step: Mapping[str, Any]) -> str:
 
 
 def testcase_name(index: int, step: Mapping[str, Any]) -> str:
-    """``5-inventory@internet`` (``index`` is 0-based)."""
-    return f"{index + 1}-{step['action']}@{step['location']}"
+    """``5-inventory@internet``: the step's ``number`` (``1a`` for an automatic step after
+    install), else ``index`` + 1 (``index`` is 0-based)."""
+    return f"{step.get('number') or index + 1}-{step['action']}@{step['location']}"
 
 
 def failure_type(step: Mapping[str, Any]) -> str:
@@ -122,7 +123,8 @@ def step_details(step: Mapping[str, Any], *, log: Sequence[str] | None = None,
     times); ``trace`` is the certutil-style revocation trace, when there is one.
     """
     lines = [
-        f"expected:  {step['expected'] or '(no expectation)'}",
+        f"expected:  {step['expected'] or '(no expectation)'}"
+        + (f" ({AUTOMATIC_WHY}: not a step of the scenario)" if step.get("automatic") else ""),
         f"actual:    {summary(step)}",
         f"met:       {'yes' if step['met'] else 'NO'}",
     ]

@@ -94,11 +94,18 @@ def evidence_lines(step: StepResult, indent: int = 8) -> list[str]:
     return [f"{pad}{label:<{EVIDENCE_LABEL}}{text}" for label, text, _ in evidence_items(step)]
 
 
+def _expected(step: StepResult) -> str:
+    if step.automatic:
+        return "(no expectation: not a step of the scenario)"
+    return f"(expected {step.expected})" if step.expected else "(no expectation)"
+
+
 def render_step(step: StepResult, verbose: bool) -> list[str]:
-    mark = "PASS" if step.met else "MISS"
-    expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
-    head = (f"    {mark}  {step.index + 1}. {step.action} @ {step.location:<9} "
-            f"{step_summary(step)}  {expected}{step_time(step)}")
+    """A step's head line (``PASS``/``MISS``; ``auto`` for ccmexec's automatic work after an
+    install, numbered ``1a``, ``1b``), and its why, fix and evidence when it failed."""
+    mark = "auto" if step.automatic else "PASS" if step.met else "MISS"
+    head = (f"    {mark}  {step.number}. {step.title} @ {step.location:<9} "
+            f"{step_summary(step)}  {_expected(step)}{step_time(step)}")
     lines = [head]
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         lines += _wrap("why", step.explanation)
@@ -131,12 +138,12 @@ def render_scenario(result: ScenarioResult, verbose: bool = False) -> str:
 
 def _summary(run: RunResult) -> tuple[str, bool]:
     """The last line of the report, and whether it is good news."""
-    steps = [st for r in run.scenarios for st in r.steps]
+    steps = [st for r in run.scenarios for st in r.steps if not st.automatic]
     met = sum(1 for st in steps if st.met)
     passed = sum(1 for r in run.scenarios if r.passed)
     summary = (f"{passed}/{len(run.scenarios)} scenarios passed, {met}/{len(steps)} "
                f"expectations met, in {run.wall_ms / 1000:.1f} s")
-    disagreements = [st for st in steps if st.judges_agree is False]
+    disagreements = [st for r in run.scenarios for st in r.steps if st.judges_agree is False]
     if disagreements:
         summary += f"; OpenSSL DISAGREED with the Windows engine on {len(disagreements)} steps"
     return summary, run.passed and not disagreements
@@ -225,12 +232,12 @@ def summary_text(step: StepResult) -> Text:
 
 
 def _rich_step(step: StepResult, verbose: bool, width: int) -> list[RenderableType]:
-    mark = (Text(" PASS ", style="bold green") if step.met
+    mark = (Text(" auto ", style="bold") if step.automatic
+            else Text(" PASS ", style="bold green") if step.met
             else Text(" MISS ", style="bold white on red"))
-    expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
-    head = Text.assemble("  ", mark, f" {step.index + 1}. ", (step.action, "bold"),
-                         f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"),
-                         (step_time(step), "cyan"))
+    head = Text.assemble("  ", mark, f" {step.number}. ", (step.title, "bold"),
+                         f" @ {step.location:<9} ", summary_text(step), "  ",
+                         (_expected(step), "dim"), (step_time(step), "cyan"))
     parts: list[RenderableType] = [head]
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         rows = [(label, text, "") for label, text in (("why", step.explanation),

@@ -73,7 +73,8 @@ class Cell:
     short: str
     """``ok`` or the short failure name (see :data:`LEGEND`)."""
     failed_step: int | None
-    """1-based index of the first failing step, or None."""
+    """1-based position in :attr:`steps` of the first failing step (ccmexec's automatic steps
+    after the install count: they are steps 2 and 3), or None."""
     explanation: str
     fix: str
     steps: list[dict[str, Any]]

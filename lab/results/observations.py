@@ -256,6 +256,9 @@ class StepObservation:
     log: list[LogLine] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra_identifiers: set[str] = field(default_factory=set)
+    earlier_fix: str = ""
+    """The fix of an earlier step this one failed because of (a registration that failed, for
+    a policy or inventory step that finds the client unregistered); the judge repeats it."""
 
     @property
     def failed_request(self) -> HttpOutcome | None:

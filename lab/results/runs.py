@@ -17,6 +17,13 @@ from lab.scenario.model import Scenario
 class ClientResult:
     name: str
     steps: list[StepResult]
+    """Every step in the order it ran, ccmexec's automatic ones after an install included."""
+
+    @property
+    def scenario_steps(self) -> list[StepResult]:
+        """The steps of the scenario only (the automatic ones left out): the i-th is the
+        client's i-th ``[[client.step]]``."""
+        return [s for s in self.steps if not s.automatic]
 
 
 @dataclass

@@ -50,6 +50,16 @@ class StepResult:
     """The lab time the step started (UTC)."""
     since_start: dt.timedelta | None = None
     """How long after the scenario's start the step started (``at`` minus the start)."""
+    automatic: bool = False
+    """Run by the client on its own, not by a step of the scenario: ccmexec's start-up work
+    after a successful install (registration, then a site refresh). It has no expectation
+    (``met`` is always True) and ``index`` is the install step's; see :attr:`number`."""
+    sub: str = ""
+    """``a``, ``b``, ... for the automatic steps after scenario step ``index``; empty for a
+    step of the scenario."""
+    followups: list[StepResult] = field(default_factory=list, repr=False)
+    """The automatic steps this step set off (after a successful install: ccmexec's
+    registration and site refresh), in order; they are also in the client's results."""
 
     @property
     def when(self) -> str:
@@ -63,8 +73,24 @@ class StepResult:
         return None if self.openssl is None else self.openssl.agrees
 
     @property
+    def number(self) -> str:
+        """The step's number as reports print it: ``3`` for the scenario's third step, ``3a``
+        and ``3b`` for the automatic steps that followed it."""
+        return f"{self.index + 1}{self.sub}"
+
+    @property
+    def title(self) -> str:
+        """The action, and for an automatic step why it ran: ``register (automatic, ccmexec
+        start-up)``."""
+        return f"{self.action} ({AUTOMATIC_WHY})" if self.automatic else self.action
+
+    @property
     def name(self) -> str:
-        return f"{self.index + 1}-{self.action}@{self.location}"
+        return f"{self.number}-{self.action}@{self.location}"
 
 
-__all__ = ["StepResult", "format_offset"]
+AUTOMATIC_WHY = "automatic, ccmexec start-up"
+"""How reports mark a step the client ran on its own after a successful install."""
+
+
+__all__ = ["AUTOMATIC_WHY", "StepResult", "format_offset"]

@@ -187,6 +187,11 @@ class StepSpec:
     ``after``, else one second after the previous step of the file."""
     after: dt.timedelta | None = None
     """When the step happens, after the same client's previous step (``after = "36h"``)."""
+    ccmexec_location: Zone | None = None
+    """Install steps only: where the machine is when ccmexec starts after the install and
+    registers and refreshes its site information on its own (None: where it was installed).
+    Another zone models a machine that leaves as setup ends (a laptop shut and started at
+    home)."""
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,10 @@ def _step(ctx: Context, t: Table) -> StepSpec:
             expect = expect.lower()
         elif (problem := expect_problem(expect)) is not None:
             raise ctx.error(t.key("expect"), problem)
+    ccmexec_location: Zone | None = t.enum("ccmexec_location", Zone)
+    if ccmexec_location is not None and action is not Action.INSTALL:
+        raise ctx.error(t.key("ccmexec_location"), "only an install step starts ccmexec; "
+                        f"this step's action is {action.value!r}")
     raw_at = t.data.get("at")
     t.used.add("at")
     try:
@@ -176,7 +180,8 @@ def _step(ctx: Context, t: Table) -> StepSpec:
         raise ctx.error(t.key("after"), "a step has 'at' (from the scenario's start) or "
                         "'after' (from the client's previous step), not both")
     t.done()
-    return StepSpec(action=action, location=location, expect=expect, at=at, after=after)
+    return StepSpec(action=action, location=location, expect=expect, at=at, after=after,
+                    ccmexec_location=ccmexec_location)
 
 
 def _client(ctx: Context, t: Table, cas: dict[str, CASpec], default_issuer: str | None,

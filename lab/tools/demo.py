@@ -181,7 +181,7 @@ def _setup_rows(s: Scenario) -> list[tuple[str, str]]:
 
 
 def _did(step: StepResult) -> str:
-    return f"{step.client} {step.index + 1}. {step.action} from the {step.location}"
+    return f"{step.client} {step.number}. {step.title} from the {step.location}"
 
 
 def demo_evidence(step: StepResult) -> list[tuple[str, str, str]]:
@@ -271,7 +271,7 @@ def _steps_table(steps: list[StepResult]) -> Table:
     for column in ("client", "step", "from the", "what the client got"):
         table.add_column(column)
     for st in steps:
-        table.add_row(st.client, f"{st.index + 1}. {st.action}", st.location,
+        table.add_row(st.client, f"{st.number}. {st.title}", st.location,
                       summary_text(st))
     return table
 

@@ -293,9 +293,11 @@ async def run_streaming(state: ConsoleState, choice: Choice, send: Send) -> None
             await send("step-start", step_start(spec.name, i, step.action.value,
                                                 step.location.value))
             result = await driver.step(step, deployment.clock.start + planned.offset)
-            results.append(result)
-            await send("step", step_event(result, scenario=scenario,
-                                          network=deployment.network, hosts=lab.hosts))
+            # ccmexec's automatic work after an install follows as steps of their own.
+            for shown in (result, *result.followups):
+                results.append(shown)
+                await send("step", step_event(shown, scenario=scenario,
+                                              network=deployment.network, hosts=lab.hosts))
     fix = None
     failed = next((r for r in results if r.outcome == "fail"), None)
     if choice.switches is not None and failed is not None:

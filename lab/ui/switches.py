@@ -127,7 +127,8 @@ SWITCHES: tuple[Switch, ...] = (
            "joined", "joined"),
     Switch("refresh", "Site refresh before the last step", "client", ("yes", "no"),
            MappingProxyType({"yes": "a site refresh (LocationServices) after registering",
-                             "no": "no site refresh: it roams right after registering"}),
+                             "no": "no site refresh: it leaves as setup ends, before ccmexec's "
+                                   "first refresh"}),
            "yes", "yes"),
 )
 SWITCH_BY_KEY: Mapping[str, Switch] = MappingProxyType({s.key: s for s in SWITCHES})
@@ -175,6 +176,11 @@ def build_scenario(switches: Mapping[str, str]) -> Scenario:
                                           if t.lower() != "/usepkicert"))
     steps = tuple(st for st in client.steps
                   if sw["refresh"] == "yes" or st.action is not Action.LOCATION)
+    if sw["refresh"] == "no":
+        # No site refresh at all: the machine leaves as setup ends, so ccmexec's own start-up
+        # work (registration, site refresh) happens where the last step does.
+        steps = tuple(dataclasses.replace(st, ccmexec_location=steps[-1].location)
+                      if st.action is Action.INSTALL else st for st in steps)
     client = dataclasses.replace(client, ccmsetup=command, steps=steps)
 
     cas = list(base.cas)

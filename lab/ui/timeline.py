@@ -89,7 +89,7 @@ def step_event(step: StepResult, *, scenario: Scenario, network: Network, hosts:
     CDP URL with its result and simulated time, the verdict, the CMTrace lines, why, the fix."""
     tz = scenario.info.timezone
     spec = next(c for c in scenario.clients if c.name == step.client)
-    view = step_view(step_dict(step), step.index, f"s{step.index + 1}", log=step.log,
+    view = step_view(step_dict(step), step.index, f"s{step.number}", log=step.log,
                      timezone=tz)
     resolution = _resolution(step, network, hosts, spec.domain_joined, scenario.ad_domain)
     tls_kind = view["tls"]["kind"]
@@ -98,7 +98,8 @@ def step_event(step: StepResult, *, scenario: Scenario, network: Network, hosts:
         handshake = "done" if step.chain else "failed"
     rev = step.revocation
     return {
-        "client": step.client, "n": step.index + 1, "action": step.action,
+        "client": step.client, "n": step.number, "automatic": step.automatic,
+        "action": step.action,
         "location": step.location, "outcome": step.outcome, "connection": step.connection,
         "mp": step.mp, "target": step.target,
         "resolution": resolution,
@@ -145,7 +146,7 @@ def run_verdict(steps: Sequence[StepResult], *, wall: dt.timedelta,
     }
     if failed is not None:
         out["failure"] = {
-            "client": failed.client, "n": failed.index + 1, "action": failed.action,
+            "client": failed.client, "n": failed.number, "action": failed.title,
             "location": failed.location,
             "error": code_json(failed.error, failed.error_message),
             "winhttp": code_json(failed.winhttp_error),

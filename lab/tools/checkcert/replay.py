@@ -75,7 +75,7 @@ def _cell(situation: str, site_crl: str, steps: Sequence[StepResult]) -> Cell:
             took = f" [{u.simulated_ms / 1000:g} s]" if u.simulated_ms else ""
             crl.append(f"{u.result:<10} {u.url}{took}{err}")
     return Cell(situation, site_crl, "fail", name, code,
-                f"{failed.index + 1} ({failed.action} @ {failed.location})",
+                f"{failed.number} ({failed.title} @ {failed.location})",
                 failed.error_message, failed.explanation,
                 failed.fix, crl, [step_dict(s) for s in steps])
 

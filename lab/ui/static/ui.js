@@ -12,6 +12,7 @@ const state = {
   fix: null,          // {changes, label} offered by the last verdict
   running: false,
   previewSeq: 0,
+  lastStep: null,     // the timeline entry of the step shown last
 };
 
 const $ = (id) => document.getElementById(id);
@@ -362,7 +363,7 @@ function renderStep(s) {
   const li = el("li", { class: `step ${s.outcome === "ok" ? "ok" : "fail"}`, id: stepId(s.client, s.n),
     "data-outcome": s.outcome },
   el("details", { open: s.outcome !== "ok" || (s.expected && !s.met) },
-    el("summary", {}, el("h3", {}, `${s.client} · step ${s.n}: ${s.action} from the ${s.location} `,
+    el("summary", {}, el("h3", {}, `${s.client} · step ${s.n}: ${s.action}${s.automatic ? " (automatic, ccmexec start-up)" : ""} from the ${s.location} `,
       el("span", { class: s.outcome === "ok" ? "badge ok" : "badge fail",
         text: s.outcome === "ok" ? "ok" : "FAIL" }),
       ` (${s.seconds} s simulated)`,
@@ -419,6 +420,7 @@ function handleEvent(event, data) {
         el("p", { text: `The CA refused the MP certificate: ${data.refusal}` })));
     }
     timeline.append(...data.plan.map(planStep));
+    state.lastStep = null;
     $("status").textContent = `Run ${data.run}: running ${data.plan.length} steps…`;
   } else if (event === "step-start") {
     const li = $(stepId(data.client, data.n));
@@ -430,7 +432,12 @@ function handleEvent(event, data) {
   } else if (event === "step") {
     const li = $(stepId(data.client, data.n));
     const node = renderStep(data);
-    if (li) li.replaceWith(node); else timeline.append(node);
+    // An automatic step (ccmexec's work after an install) has no planned place: it goes
+    // right after the step shown before it.
+    if (li) li.replaceWith(node);
+    else if (state.lastStep && state.lastStep.isConnected) state.lastStep.after(node);
+    else timeline.append(node);
+    state.lastStep = node;
   } else if (event === "verdict") {
     markZone(null);
     showVerdict(data);
