@@ -80,9 +80,32 @@ class ClientDriver:
                                      ad_mp=_ad_mp(scenario, deployment.network),
                                      store=pki.stores.get(spec.name, ()))
         self.results: list[StepResult] = []
+        self._cache_filled = spec.url_cache is None
+
+    async def fill_url_cache(self) -> None:
+        """The client's starting URL cache (``[client.url_cache]``): a chain check of the
+        MP's certificate from ``filled_on``, as the machine made it there, ``at`` ago."""
+        start = self.spec.url_cache
+        self._cache_filled = True
+        if start is None:
+            return
+        http = self.agent.http
+        where = self.machine.moved(start.filled_on)
+        before = http.machine
+        self.resolver.machine = http.machine = where
+        try:
+            mp = self.deployment.scenario.mp
+            host = mp.intranet_fqdn if start.filled_on in (Zone.INTRANET, Zone.VPN) \
+                or mp.internet_fqdn is None else mp.internet_fqdn
+            notes = await http.fill_url_cache(host, 443, start.at)
+        finally:
+            self.resolver.machine = http.machine = before
+        self.agent.pending_notes.extend(notes)
 
     async def step(self, step: StepSpec) -> StepResult:
         """Run one step and judge it (a second later than the previous one, lab time)."""
+        if not self._cache_filled:
+            await self.fill_url_cache()
         step_id = f"s{next(_step_ids)}"
         self.deployment.clock.advance(STEP_GAP_MS)
         self.resolver.machine = self.machine.moved(step.location)

@@ -566,7 +566,8 @@ CASES: list[Case] = [
          lambda s: s.clients[0].steps[1].action is Action.CLEAR_INTERNET_FQDN,
          "client[0].step[1].action", 'action = "enroll"',
          ("expected one of 'install', 'register', 'location', 'policy', 'inventory', "
-          "'browse-mplist', 'clear-internet-fqdn', got 'enroll'",)),
+          "'browse-mplist', 'clear-internet-fqdn', 'clear-url-cache', 'resync-chain-cache', "
+          "'restart-agent-host', got 'enroll'",)),
     Case("bad-ca-kind", 'kind = "public"', 'kind = "commercial"', 'kind = "public"',
          lambda s: s.cas[1].kind is CAKind.PUBLIC, "ca[1].kind", 'kind = "commercial"',
          ("expected one of 'enterprise', 'public', got 'commercial'",)),

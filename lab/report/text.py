@@ -39,6 +39,16 @@ def _wrap(label: str, text: str, indent: int = 8) -> list[str]:
                          break_long_words=False)
 
 
+def cache_summary(step: StepResult) -> str:
+    """``[CRL from the memory cache]`` when CryptoAPI served the step's CRLs from its URL
+    cache (``UrlAttempt.origin``), empty otherwise."""
+    rev = step.revocation
+    tiers = [] if rev is None else sorted({u.origin for u in rev.urls
+                                           if u.origin in ("memory", "disk")
+                                           and u.result != "failed"})
+    return f"[CRL from the {' and '.join(tiers)} cache]" if tiers else ""
+
+
 def step_summary(step: StepResult) -> str:
     """``FAIL CRYPT_E_REVOCATION_OFFLINE 0x80092013`` or ``ok``."""
     if step.outcome == "ok":
@@ -51,6 +61,11 @@ def step_summary(step: StepResult) -> str:
     if step.http_status and step.http_status != "200":
         parts.append(f"HTTP {step.http_status}")
     return " ".join(parts)
+
+
+ORIGIN_WORDS = {"memory": "from the memory cache", "disk": "from the disk cache",
+                "network": "network"}
+"""How the text report says where a URL's object came from (``UrlAttempt.origin``)."""
 
 
 def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
@@ -68,7 +83,8 @@ def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
             took = f" [{u.simulated_ms / 1000:g} s]" if u.simulated_ms else ""
             err = f" {u.error.hex} {u.error.name}" if u.error else ""
             style = {"verified": "green", "not_tried": "dim"}.get(u.result, "red")
-            items.append(("crl", f"{u.result:<13} {u.url}{took}{err}", style))
+            came = f" ({ORIGIN_WORDS.get(u.origin, u.origin)})" if u.origin else ""
+            items.append(("crl", f"{u.result:<13} {u.url}{took}{err}{came}", style))
     if step.openssl is not None and (step.outcome == "fail" or not step.openssl.agrees):
         agree = "agrees" if step.openssl.agrees else "DISAGREES"
         items.append(("openssl", f"verify code {step.openssl.verify_code} "
@@ -90,9 +106,13 @@ def evidence_lines(step: StepResult, indent: int = 8) -> list[str]:
 def render_step(step: StepResult, verbose: bool) -> list[str]:
     mark = "PASS" if step.met else "MISS"
     expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
+    cached = cache_summary(step)
     head = (f"    {mark}  {step.index + 1}. {step.action} @ {step.location:<9} "
-            f"{step_summary(step)}  {expected}")
+            f"{step_summary(step)}  {expected}" + (f"  {cached}" if cached else ""))
     lines = [head]
+    if not (step.outcome == "fail" or not step.met or step.judges_agree is False or verbose):
+        for note in step.notes:  # an ok step keeps only notes worth seeing (the URL cache)
+            lines += _wrap("note", note)
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         lines += _wrap("why", step.explanation)
         lines += _wrap("fix", step.fix)
@@ -221,9 +241,14 @@ def _rich_step(step: StepResult, verbose: bool, width: int) -> list[RenderableTy
     mark = (Text(" PASS ", style="bold green") if step.met
             else Text(" MISS ", style="bold white on red"))
     expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
+    cached = cache_summary(step)
     head = Text.assemble("  ", mark, f" {step.index + 1}. ", (step.action, "bold"),
-                         f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"))
+                         f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"),
+                         (f"  {cached}" if cached else "", "cyan"))
     parts: list[RenderableType] = [head]
+    if not (step.outcome == "fail" or not step.met or step.judges_agree is False or verbose) \
+            and step.notes:
+        parts.append(detail_text([("note", note, "dim") for note in step.notes], 8, width))
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         rows = [(label, text, "") for label, text in (("why", step.explanation),
                                                       ("fix", step.fix)) if text]
