@@ -77,11 +77,22 @@ TWO_HTTP_CDPS = scenario_text(
     "Two HTTP CDPs", cdp=f'cdp = ["http", "{PUBLIC_HTTP_URL}"]')
 
 
+HTTP_CDP_INTRANET = "http-cdp-intranet"
+
+
+def _on_the_intranet() -> str:
+    """HTTP_CDP's client with its last step (inventory) on the intranet instead."""
+    text = (SCENARIOS / f"{HTTP_CDP}.toml").read_text(encoding="utf-8")
+    assert text.count('location = "internet"') == 1
+    return text.replace('location = "internet"', 'location = "intranet"')
+
+
 @pytest.fixture(scope="module")
 def run(certs_dir: Path) -> RunResult:
     scenarios = load_all([SCENARIOS / f"{LDAP_CDP}.toml", SCENARIOS / f"{HTTP_CDP}.toml"])
     scenarios += [load_scenario_text(REVOKED, name="mp-cert-revoked"),
-                  load_scenario_text(TWO_HTTP_CDPS, name="two-http-cdps")]
+                  load_scenario_text(TWO_HTTP_CDPS, name="two-http-cdps"),
+                  load_scenario_text(_on_the_intranet(), name=HTTP_CDP_INTRANET)]
     return asyncio.run(run_loaded(scenarios, certs=certs_dir))
 
 
@@ -109,12 +120,12 @@ def in_order(text: str, *parts: str) -> bool:
 
 def test_ldap_then_http_cdp_both_fail_on_the_internet(
         results: dict[str, ScenarioResult]) -> None:
-    internet = step(results, LDAP_CDP, 5)
+    internet = step(results, LDAP_CDP, 4)
     assert internet.location == "internet" and internet.revocation is not None
     text = render_step_trace(internet)
     first = text.splitlines()[0]
     assert "not captured product output" in first
-    assert "PC01" in first and "step 5 inventory" in first
+    assert "PC01" in first and "step 4 inventory" in first
     assert "https://IBCM-Internet.public.com/ccm_system/request" in first
     assert "on the internet" in first
     assert "ChainFlags = CERT_CHAIN_REVOCATION_CHECK_CHAIN_EXCLUDE_ROOT (0x40000000)" in text
@@ -151,7 +162,7 @@ def test_ldap_then_http_cdp_both_fail_on_the_internet(
 
 
 def test_http_cdp_published_to_the_internet_passes(results: dict[str, ScenarioResult]) -> None:
-    text = render_step_trace(step(results, HTTP_CDP, 5))
+    text = render_step_trace(step(results, HTTP_CDP, 4))
     assert in_order(text, 'Failed "CDP" Time: 15', f"    [0.0] {LDAP_URL_START}",
                     'Verified "Base CRL (', f"    [0.1] {PUBLIC_HTTP_URL}")
     assert 'Verified "Base CRL (01)" Time: 0' in text
@@ -161,7 +172,7 @@ def test_http_cdp_published_to_the_internet_passes(results: dict[str, ScenarioRe
 
 
 def test_intranet_step_stops_at_the_first_good_crl(results: dict[str, ScenarioResult]) -> None:
-    intranet = step(results, HTTP_CDP, 4)
+    intranet = step(results, HTTP_CDP_INTRANET, 4)
     assert intranet.location == "intranet"
     text = render_step_trace(intranet)
     assert in_order(text, 'Verified "Base CRL (01)" Time: 0', f"    [0.0] {LDAP_URL_START}",
@@ -284,7 +295,7 @@ def test_no_cdp_extension(results: dict[str, ScenarioResult]) -> None:
 
 def test_a_non_revocation_failure_is_named_after_the_tail(
         results: dict[str, ScenarioResult]) -> None:
-    real = step(results, HTTP_CDP, 4)
+    real = step(results, HTTP_CDP_INTRANET, 4)
     fake = dataclasses.replace(real, outcome="fail", error=codes.CERT_E_CN_NO_MATCH)
     text = render_step_trace(fake)
     assert text.endswith(SUCCESS_TAIL + "Lab: the step failed with CERT_E_CN_NO_MATCH 0x800B010F, "
@@ -298,11 +309,11 @@ def test_render_trace_shows_every_step(run: RunResult) -> None:
     headings = [line for line in text.splitlines() if line.startswith("== ")]
     assert len(headings) == sum(len(r.steps) for r in run.scenarios)
     assert headings[0] == f"== {LDAP_CDP} / PC01 / step 1 install @ intranet"
-    assert headings[4] == f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet"
+    assert headings[3] == f"== {LDAP_CDP} / PC01 / step 4 inventory @ internet"
     first = text.split("\n== ")[0]
     assert "CRL checking was off" in first and "/NoCRLCheck" in first
-    assert in_order(text, f"== {LDAP_CDP} / PC01 / step 4 inventory @ intranet",
-                    f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet", OFFLINE_TAIL,
+    assert in_order(text, f"== {LDAP_CDP} / PC01 / step 3 location @ intranet",
+                    f"== {LDAP_CDP} / PC01 / step 4 inventory @ internet", OFFLINE_TAIL,
                     f"== {HTTP_CDP} / PC01 / step 1 install @ intranet")
 
 
@@ -333,5 +344,5 @@ def test_cli_run_trace(certs_dir: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert code == 0
     assert in_order(out, "expectations met",
-                    f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet",
+                    f"== {LDAP_CDP} / PC01 / step 4 inventory @ internet",
                     'Failed "CDP" Time: 15', 'Failed "CDP" Time: 15', OFFLINE_TAIL)

@@ -152,7 +152,6 @@ def test_seed4_crl_on_scenario_reads_every_value() -> None:
         (Action.INSTALL, Zone.INTRANET, "ok"),
         (Action.REGISTER, Zone.INTRANET, "ok"),
         (Action.LOCATION, Zone.INTRANET, "ok"),
-        (Action.INVENTORY, Zone.INTRANET, "ok"),
         (Action.INVENTORY, Zone.INTERNET, "CRYPT_E_REVOCATION_OFFLINE"),
     ]
 

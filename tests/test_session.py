@@ -111,14 +111,14 @@ def test_run_gives_the_run_result_of_whole_scenarios(certs_dir: Path, tmp_path: 
         assert [s.scenario.name for s in result.scenarios] == ["a", WITH_HTTPS.stem]
         assert result.passed and result.exit_code == 0
         steps = result.scenarios[0].steps
-        assert [s.name for s in steps][-1] == "5-inventory@internet"
+        assert [s.name for s in steps][-1] == "4-inventory@internet"
         assert steps[-1].error is not None
         assert steps[-1].error.name == "CRYPT_E_REVOCATION_OFFLINE"
 
         result = labs.run(wrong)  # TOML text
         assert not result.passed and result.exit_code == 1
         assert [s.name for s in result.scenarios[0].steps if not s.met] == [
-            "5-inventory@internet"]
+            "4-inventory@internet"]
     assert no_loop_thread()
     with pytest.raises(RuntimeError, match="closed"):
         labs.run(WITH_HTTPS)

@@ -9,6 +9,10 @@ domain (domain-joined, inside), and the serverless bind goes to that DC (``DC01.
 reached costs the per-URL retrieval time-out (15 s by default, reference §5.1) in *simulated*
 time; so does a server slower than the time-out (the ``cdp_delay`` and ``ldap_delay``
 faults, whose delays the servers report and nothing sleeps).
+
+With a :class:`~lab.cryptoapi.urlcache.UrlCache` (every machine of the lab has one) a URL is
+looked up in the machine's memory and disk cache first, at the machine's own time, and only
+then retrieved (reference §5.2b); :attr:`Retrieval.origin` says which.
 """
 
 from __future__ import annotations

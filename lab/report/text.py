@@ -63,9 +63,9 @@ def step_summary(step: StepResult) -> str:
     return " ".join(parts)
 
 
-ORIGIN_WORDS = {"memory": "from the memory cache", "disk": "from the disk cache",
-                "network": "network"}
-"""How the text report says where a URL's object came from (``UrlAttempt.origin``)."""
+ORIGIN_WORDS = {"memory": "from the memory cache", "disk": "from the disk cache"}
+"""How the text report says a URL's object came from the machine's URL cache
+(``UrlAttempt.origin``); a line without it came over the network."""
 
 
 def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
@@ -83,7 +83,7 @@ def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
             took = f" [{u.simulated_ms / 1000:g} s]" if u.simulated_ms else ""
             err = f" {u.error.hex} {u.error.name}" if u.error else ""
             style = {"verified": "green", "not_tried": "dim"}.get(u.result, "red")
-            came = f" ({ORIGIN_WORDS.get(u.origin, u.origin)})" if u.origin else ""
+            came = f" ({ORIGIN_WORDS[u.origin]})" if u.origin in ORIGIN_WORDS else ""
             items.append(("crl", f"{u.result:<13} {u.url}{took}{err}{came}", style))
     if step.openssl is not None and (step.outcome == "fail" or not step.openssl.agrees):
         agree = "agrees" if step.openssl.agrees else "DISAGREES"
