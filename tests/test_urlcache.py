@@ -34,6 +34,7 @@ from lab.errors import ScenarioError
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.report.certutil import render_trace
+from lab.report.html import render_run_html
 from lab.report.jsonout import render_json
 from lab.report.text import render_text
 from lab.results.runs import RunResult, ScenarioResult
@@ -239,6 +240,7 @@ def test_reports_show_where_each_crl_came_from(two_requests: ScenarioResult) -> 
     assert "3. location @ internet  ok  (expected ok)  [CRL from the memory cache]" in text
     verbose = render_text(run, verbose=True)
     assert f"verified      {PKI_CDP} (from the memory cache)" in verbose
+    assert "0 s <span class=\"muted\">(memory cache)</span>" in render_run_html(run)
     trace = render_trace(run)
     assert "    Lab: from the machine's memory URL cache, not retrieved" in trace
     assert ("    Lab: not retrieved again: the URL failed earlier in this step (the lab's "
