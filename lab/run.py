@@ -93,6 +93,28 @@ class ClientDriver:
         """How many steps of the scenario (not automatic ones) have run."""
         self.last_due: dt.datetime | None = None
         """When this client's previous step was due (``after`` counts from it)."""
+        self._cache_filled = spec.url_cache is None
+        """Whether the starting URL cache (``[client.url_cache]``) is in place yet."""
+
+    async def fill_url_cache(self) -> None:
+        """The client's starting URL cache (``[client.url_cache]``): a chain check of the
+        MP's certificate from ``filled_on``, as the machine made it there, ``at`` ago."""
+        start = self.spec.url_cache
+        self._cache_filled = True
+        if start is None:
+            return
+        http = self.agent.http
+        where = self.machine.moved(start.filled_on)
+        before = http.machine
+        self.resolver.machine = http.machine = where
+        try:
+            mp = self.deployment.scenario.mp
+            host = mp.intranet_fqdn if start.filled_on in (Zone.INTRANET, Zone.VPN) \
+                or mp.internet_fqdn is None else mp.internet_fqdn
+            notes = await http.fill_url_cache(host, 443, start.at)
+        finally:
+            self.resolver.machine = http.machine = before
+        self.agent.pending_notes.extend(notes)
 
     def due(self, step: StepSpec) -> dt.datetime | None:
         """When ``step`` is due by its ``at``/``after`` (None: neither, a second later)."""
@@ -108,6 +130,8 @@ class ClientDriver:
         ``at``/``after``), and never sooner than a second after the previous step ended. After
         a successful install, ccmexec's start-up work follows as automatic steps (in
         ``results`` and the install's ``followups``)."""
+        if not self._cache_filled:
+            await self.fill_url_cache()
         clock = self.deployment.clock
         due = self.due(step) if due is None else due
         earliest = clock.now() + dt.timedelta(milliseconds=STEP_GAP_MS)

@@ -77,11 +77,22 @@ TWO_HTTP_CDPS = scenario_text(
     "Two HTTP CDPs", cdp=f'cdp = ["http", "{PUBLIC_HTTP_URL}"]')
 
 
+HTTP_CDP_INTRANET = "http-cdp-intranet"
+
+
+def _on_the_intranet() -> str:
+    """HTTP_CDP's client with its last step (inventory) on the intranet instead."""
+    text = (SCENARIOS / f"{HTTP_CDP}.toml").read_text(encoding="utf-8")
+    assert text.count('location = "internet"') == 1
+    return text.replace('location = "internet"', 'location = "intranet"')
+
+
 @pytest.fixture(scope="module")
 def run(certs_dir: Path) -> RunResult:
     scenarios = load_all([SCENARIOS / f"{LDAP_CDP}.toml", SCENARIOS / f"{HTTP_CDP}.toml"])
     scenarios += [load_scenario_text(REVOKED, name="mp-cert-revoked"),
-                  load_scenario_text(TWO_HTTP_CDPS, name="two-http-cdps")]
+                  load_scenario_text(TWO_HTTP_CDPS, name="two-http-cdps"),
+                  load_scenario_text(_on_the_intranet(), name=HTTP_CDP_INTRANET)]
     return asyncio.run(run_loaded(scenarios, certs=certs_dir))
 
 
@@ -110,12 +121,12 @@ def in_order(text: str, *parts: str) -> bool:
 
 def test_ldap_then_http_cdp_both_fail_on_the_internet(
         results: dict[str, ScenarioResult]) -> None:
-    internet = step(results, LDAP_CDP, 5)
+    internet = step(results, LDAP_CDP, 2)
     assert internet.location == "internet" and internet.revocation is not None
     text = render_step_trace(internet)
     first = text.splitlines()[0]
     assert "not captured product output" in first
-    assert "PC01" in first and "step 5 inventory" in first
+    assert "PC01" in first and "step 2 inventory" in first
     assert "https://IBCM-Internet.public.com/ccm_system/request" in first
     assert "on the internet" in first
     assert "ChainFlags = CERT_CHAIN_REVOCATION_CHECK_CHAIN_EXCLUDE_ROOT (0x40000000)" in text
@@ -152,7 +163,7 @@ def test_ldap_then_http_cdp_both_fail_on_the_internet(
 
 
 def test_http_cdp_published_to_the_internet_passes(results: dict[str, ScenarioResult]) -> None:
-    text = render_step_trace(step(results, HTTP_CDP, 5))
+    text = render_step_trace(step(results, HTTP_CDP, 2))
     assert in_order(text, 'Failed "CDP" Time: 15', f"    [0.0] {LDAP_URL_START}",
                     'Verified "Base CRL (', f"    [0.1] {PUBLIC_HTTP_URL}")
     assert 'Verified "Base CRL (01)" Time: 0' in text
@@ -162,7 +173,7 @@ def test_http_cdp_published_to_the_internet_passes(results: dict[str, ScenarioRe
 
 
 def test_intranet_step_stops_at_the_first_good_crl(results: dict[str, ScenarioResult]) -> None:
-    intranet = step(results, HTTP_CDP, 4)
+    intranet = step(results, HTTP_CDP_INTRANET, 2)
     assert intranet.location == "intranet"
     text = render_step_trace(intranet)
     assert in_order(text, 'Verified "Base CRL (01)" Time: 0', f"    [0.0] {LDAP_URL_START}",
@@ -285,7 +296,7 @@ def test_no_cdp_extension(results: dict[str, ScenarioResult]) -> None:
 
 def test_a_non_revocation_failure_is_named_after_the_tail(
         results: dict[str, ScenarioResult]) -> None:
-    real = step(results, HTTP_CDP, 4)
+    real = step(results, HTTP_CDP_INTRANET, 2)
     fake = dataclasses.replace(real, outcome="fail", error=codes.CERT_E_CN_NO_MATCH)
     text = render_step_trace(fake)
     assert text.endswith(SUCCESS_TAIL + "Lab: the step failed with CERT_E_CN_NO_MATCH 0x800B010F, "
@@ -301,11 +312,12 @@ def test_render_trace_shows_every_step(run: RunResult) -> None:
     assert headings[0] == f"== {LDAP_CDP} / PC01 / step 1 install @ intranet"
     assert headings[1] == (f"== {LDAP_CDP} / PC01 / step 1a register (automatic, ccmexec "
                            "start-up) @ intranet")
-    assert headings[6] == f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet"
+    assert headings[3] == f"== {LDAP_CDP} / PC01 / step 2 inventory @ internet"
     first = text.split("\n== ")[0]
     assert "CRL checking was off" in first and "/NoCRLCheck" in first
-    assert in_order(text, f"== {LDAP_CDP} / PC01 / step 4 inventory @ intranet",
-                    f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet", OFFLINE_TAIL,
+    assert in_order(text, f"== {LDAP_CDP} / PC01 / step 1b location (automatic, ccmexec "
+                    "start-up) @ intranet",
+                    f"== {LDAP_CDP} / PC01 / step 2 inventory @ internet", OFFLINE_TAIL,
                     f"== {HTTP_CDP} / PC01 / step 1 install @ intranet")
 
 
@@ -336,5 +348,5 @@ def test_cli_run_trace(certs_dir: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert code == 0
     assert in_order(out, "expectations met",
-                    f"== {LDAP_CDP} / PC01 / step 5 inventory @ internet",
+                    f"== {LDAP_CDP} / PC01 / step 2 inventory @ internet",
                     'Failed "CDP" Time: 15', 'Failed "CDP" Time: 15', OFFLINE_TAIL)

@@ -27,8 +27,7 @@ pytest_plugins = ["pytester"]
 SEED4 = SCENARIOS / "seed4-internet-client-ldap-cdp-crl-on.toml"
 WITH_HTTPS = SCENARIOS / "seed3-smsmp-with-https.toml"
 SEED4_IDS = [f"{SEED4.name}::PC01::{n}" for n in (
-    "1-install@intranet", "2-register@intranet", "3-location@intranet",
-    "4-inventory@intranet", "5-inventory@internet")]
+    "1-install@intranet", "2-inventory@internet")]
 LAST_EXPECT = 'expect = "CRYPT_E_REVOCATION_OFFLINE"'
 
 
@@ -79,7 +78,7 @@ def test_scenario_file_without_conftest_passes_one_item_per_step(
     (pytester.path / "broken-but-not-a-scenario.toml").write_text("[tool\n")
     # Plain pytest: no option at all (the keys go to pytest's cache folder).
     result = pytester.runpytest_subprocess("-v")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=2)
     out = result.stdout.str()
     for node in SEED4_IDS:
         assert f"{node} PASSED" in out
@@ -92,12 +91,12 @@ def test_wrong_expectation_fails_one_item_with_expected_actual_why_fix_and_log(
         pytester: pytest.Pytester, certs_dir: Path) -> None:
     path = copy(pytester, SEED4, replace=(LAST_EXPECT, 'expect = "CERT_E_CN_NO_MATCH"'))
     result = run(pytester, certs_dir, "--ibcm-logs=logs", "-rf", "--junitxml=junit.xml")
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
     no_traceback(out)
-    line = step_lines(path.read_text())[(0, 4)]
+    line = step_lines(path.read_text())[(0, 1)]
     result.stdout.fnmatch_lines([
-        f"*PC01 step 5: inventory @ internet  ({path.name}:{line})",
+        f"*PC01 step 2: inventory @ internet  ({path.name}:{line})",
         "expected: CERT_E_CN_NO_MATCH",
         "actual:   fail CRYPT_E_REVOCATION_OFFLINE 0x80092013",
         "*identifiers: *",
@@ -107,7 +106,7 @@ def test_wrong_expectation_fails_one_item_with_expected_actual_why_fix_and_log(
         "  crl      failed        ldap:///*ERROR_DS_SERVER_DOWN",
         "open      *CcmMessaging.log:*",
     ])
-    assert re.search(r"FAILED \S+::PC01::5-inventory@internet", out)
+    assert re.search(r"FAILED \S+::PC01::2-inventory@internet", out)
     ref = re.search(r"^open\s+(\S+):(\d+)$", out, re.MULTILINE)
     assert ref is not None
     log = Path(ref.group(1))
@@ -124,10 +123,10 @@ def test_k_selects(pytester: pytest.Pytester,
                                                      certs_dir: Path) -> None:
     copy(pytester, SEED4)
     result = run(pytester, certs_dir, "-v", "-k", "inventory and not intranet")
-    result.assert_outcomes(passed=1, deselected=4)
-    assert f"{SEED4_IDS[4]} PASSED" in result.stdout.str()
+    result.assert_outcomes(passed=1, deselected=1)
+    assert f"{SEED4_IDS[1]} PASSED" in result.stdout.str()
     result = run(pytester, certs_dir, "-q", "-k", "PC01 and (install or location)",
-                 SEED4_IDS[4])  # a node id on the command line narrows it further
+                 SEED4_IDS[1])  # a node id on the command line narrows it further
     result.assert_outcomes(deselected=1)
 
 
@@ -141,7 +140,7 @@ def test_scenario_granularity_gives_one_item_per_file(pytester: pytest.Pytester,
     assert f"{WITH_HTTPS.name}::{WITH_HTTPS.stem} PASSED" in out
     assert f"{SEED4.name}::{SEED4.stem} FAILED" in out
     no_traceback(out)
-    result.stdout.fnmatch_lines(["*PC01 step 5: inventory @ internet*", "expected: ok",
+    result.stdout.fnmatch_lines(["*PC01 step 2: inventory @ internet*", "expected: ok",
                                  "actual:   fail CRYPT_E_REVOCATION_OFFLINE 0x80092013"])
     # the same from the ini file
     pytester.makeini("[pytest]\nibcm_granularity = scenario\n")
@@ -161,7 +160,7 @@ def test_bad_scenario_is_a_collection_error_with_file_line_key(pytester: pytest.
     out = result.stdout.str()
     no_traceback(out)
     result.stdout.fnmatch_lines_random([
-        f"bad-location.toml:{line}: client[0].step[4].location: expected one of 'intranet', "
+        f"bad-location.toml:{line}: client[0].step[1].location: expected one of 'intranet', "
         "'internet', 'vpn', 'dmz', got 'home'",
         "bad-syntax.toml:2: TOML syntax error: *",
     ])
@@ -179,7 +178,7 @@ def test_plugin_can_be_switched_off_and_testpaths_keeps_scenarios_out(
     result = run(pytester, certs_dir, "--co", "-q")
     result.stdout.fnmatch_lines(["tests/test_one.py::test_one", "1 test collected*"])
     result = run(pytester, certs_dir, "--co", "-q", "scenarios")
-    result.stdout.fnmatch_lines(["scenarios/*::PC01::1-install@intranet", "5 tests collected*"])
+    result.stdout.fnmatch_lines(["scenarios/*::PC01::1-install@intranet", "2 tests collected*"])
     result = pytester.runpytest_subprocess("-p", "no:asyncio", "-p", "no:aiohttp",
                                            "-p", "no:ibcm_lab", "--co", "-q", "scenarios")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
@@ -220,8 +219,6 @@ def test_drive_step_by_step(ibcm_lab, ibcm_client):
     assert staged.hosts.get("IBCM-Intra.contoso.local", 443) == staged.ports.mp_https
     client = staged.client("PC01")
     assert client.step("install", "intranet").outcome == "ok"
-    client.step("register", "intranet", expect="ok")
-    client.step("location", "intranet", expect="ok")
     result = client.step("inventory", "internet")
     assert result.outcome == "fail" and "CRYPT_E_REVOCATION_OFFLINE" in result.identifiers
     SEEN["labs"] = [(staged.ports.mp_https, staged.scratch)]
@@ -313,7 +310,7 @@ def test_is_scenario_file(tmp_path: Path) -> None:
 def test_step_lines() -> None:
     text = SEED4.read_text(encoding="utf-8")
     lines = step_lines(text)
-    assert sorted(lines) == [(0, i) for i in range(5)]
+    assert sorted(lines) == [(0, 0), (0, 1)]
     assert all(text.splitlines()[n - 1] == "[[client.step]]" for n in lines.values())
     two = '[[client]]\nname = "A"\n[[client.step]]\n[[client]]\n[[ client.step ]]\n'
     assert step_lines(two) == {(0, 0): 3, (1, 0): 5}

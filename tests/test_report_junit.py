@@ -126,7 +126,7 @@ def test_run_junit_has_one_suite_per_scenario_and_one_case_per_step(run: RunResu
 def test_an_expected_failure_is_a_passing_case_that_tells_its_story(run: RunResult) -> None:
     suite = suites(render_run_junit(run))[CRL_ON.stem]
     assert suite.get("failures") == "0"
-    case = suite.find("testcase[@name='5-inventory@internet']")
+    case = suite.find("testcase[@name='2-inventory@internet']")
     assert case is not None and case.get("time") == "30.000"
     assert case.find("failure") is None
     out = case.findtext("system-out") or ""
@@ -145,7 +145,7 @@ def test_the_failing_twin_has_one_failure_and_the_unchanged_copy_none(run: RunRe
     failures = wrong.findall(".//failure")
     assert wrong.get("failures") == "1" and len(failures) == 1
     case = wrong.find("testcase[failure]")
-    assert case is not None and case.get("name") == "5-inventory@internet"
+    assert case is not None and case.get("name") == "2-inventory@internet"
     assert case.get("classname") == "twin-wrong-expect.PC01"
     failure = failures[0]
     assert failure.get("type") == "CRYPT_E_REVOCATION_OFFLINE"

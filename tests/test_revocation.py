@@ -35,7 +35,7 @@ from lab import codes
 from lab.clock import Clock
 from lab.codes import WinHttpFlag
 from lab.cryptoapi.chain import build_chain, name_matches, policy_problems
-from lab.cryptoapi.retrieval import RETRIEVAL_TIMEOUT_MS, CrlCache, Retrieval, Retriever
+from lab.cryptoapi.retrieval import RETRIEVAL_TIMEOUT_MS, Retriever
 from lab.cryptoapi.revocation import RevocationResult, check_chain, judge_crl
 from lab.pki.build import BuiltCA, BuiltPKI, build_pki
 from lab.pki.cache import PKICache
@@ -389,46 +389,3 @@ def test_policy_name_and_usage_problems_with_twins(pki: BuiltPKI) -> None:
                            usage=ExtendedKeyUsageOID.CLIENT_AUTH) == []
 
 
-# ------------------------------------------------------------------------------------------
-# CrlCache: what IIS's CryptoAPI keeps between client certificates
-# ------------------------------------------------------------------------------------------
-
-CACHED_URL = "http://pki.contoso.com/CertEnroll/Contoso-CA.crl"
-
-
-def test_crl_cache_serves_a_crl_until_its_next_update(pki: BuiltPKI) -> None:
-    ca = pki.cas["Contoso-CA"]
-    clock = Clock(START)
-    cache = CrlCache(clock.now)
-    data = sign_crl(ca, this_update=START - dt.timedelta(hours=1),
-                    next_update=START + dt.timedelta(days=1))
-    cache.put(Retrieval(CACHED_URL, data, None, "retrieved over HTTP after 5 s", 5_000, 200))
-    hit = cache.get(CACHED_URL)
-    assert hit is not None and hit.cached and hit.data == data
-    assert hit.simulated_ms == 0  # a cached CRL costs no retrieval time
-    until = START + dt.timedelta(days=1)
-    assert hit.detail == ("from the CRL cache (retrieved earlier, kept until nextUpdate "
-                          f"{until:%Y-%m-%d %H:%M})")
-    assert cache.get("http://other.contoso.com/CertEnroll/Contoso-CA.crl") is None
-    # Twin: once the clock passes nextUpdate the CRL is retrieved again.
-    clock.advance(int(dt.timedelta(days=1, seconds=1).total_seconds() * 1000))
-    assert cache.get(CACHED_URL) is None
-    assert len(cache) == 0
-
-
-@pytest.mark.parametrize("body, why", [
-    (None, "a failed retrieval"),
-    (b"<html>not a CRL</html>", "a body that is not a CRL"),
-    ("expired", "a CRL whose nextUpdate has passed"),
-])
-def test_crl_cache_keeps_only_good_crls(pki: BuiltPKI, body: bytes | str | None,
-                                        why: str) -> None:
-    ca = pki.cas["Contoso-CA"]
-    cache = CrlCache(lambda: START)
-    data = body if not isinstance(body, str) else sign_crl(
-        ca, this_update=START - dt.timedelta(days=8), next_update=START - dt.timedelta(days=1))
-    cache.put(Retrieval(CACHED_URL, data, None if data else codes.CRYPT_E_NOT_FOUND, why, 0))
-    assert cache.get(CACHED_URL) is None, why
-    # Twin: a good CRL for the same URL is kept.
-    cache.put(Retrieval(CACHED_URL, ca.crl_der, None, "retrieved over HTTP", 0, 200))
-    assert cache.get(CACHED_URL) is not None

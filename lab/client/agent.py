@@ -53,6 +53,9 @@ G), then a location request (at ccmexec start, reference §9) that brings the si
 LAB_MARK = "Lab: "
 """How a log line the lab writes without a verified sample begins (as in the certutil-style
 trace): it is the lab's model, not product output."""
+URL_CACHE_ACTIONS = frozenset({Action.CLEAR_URL_CACHE, Action.RESYNC_CHAIN_CACHE,
+                               Action.RESTART_AGENT_HOST})
+"""Steps where an admin acts on CryptoAPI's URL cache: no request is sent."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class SimulatedClient:
         self.domain = http.machine.domain
         self.state = ClientState()
         self.guid = "GUID:" + str(uuid.uuid5(uuid.NAMESPACE_DNS, spec.fqdn)).upper()
+        self.pending_notes: list[str] = []
+        """Notes for the next step (how the URL cache was filled before the first)."""
 
     # -- decisions ------------------------------------------------------------------------
     def machine(self, zone: Zone) -> Machine:
@@ -182,6 +187,13 @@ class SimulatedClient:
             self._log(obs, log_file, component, text, severity)
 
         base_url = out.url.split("?", 1)[0] if out.method != "GET" else out.url
+        for u in out.verdict.revocation.urls if out.verdict is not None else ():
+            if u.origin in ("memory", "disk") and u.result == "failed":
+                line(f"{LAB_MARK}CryptoAPI did not retrieve {u.url} again: it failed earlier "
+                     "in this step (the lab's assumption)")
+            elif u.origin in ("memory", "disk"):
+                line(f"{LAB_MARK}CryptoAPI took {u.url} from its {u.origin} URL cache "
+                     "(not retrieved)")
         err = out.winhttp_error
         if err is not None:
             line(f"[CCMHTTP] ERROR: URL={base_url}, Port={out.port}, Options={options}, "
@@ -233,6 +245,12 @@ class SimulatedClient:
         obs = StepObservation(step.action, step.location)
         obs.connection = self.connection_type(machine)
         obs.crl_check, obs.crl_source, obs.options = self.crl_setting()
+        self.http.url_cache.begin_step()
+        obs.kept_notes.extend(self.pending_notes)
+        self.pending_notes.clear()
+        if step.action in URL_CACHE_ACTIONS:
+            obs.kept_notes.append(self._url_cache_action(step.action))
+            return obs
         if automatic and step.action is CCMEXEC_STARTUP[0]:
             self._log(obs, "CcmExec.log", "CcmExec",
                       f"{LAB_MARK}the SMS Agent Host (ccmexec) started after ccmsetup installed "
@@ -287,6 +305,22 @@ class SimulatedClient:
                  f"{failed.summary}, so the MP would not accept its messages")
         obs.extra_identifiers.update(failed.identifiers)
         obs.earlier_fix = failed.fix
+
+    def _url_cache_action(self, action: Action) -> str:
+        """What an admin does to CryptoAPI's URL cache (reference §5.2b), as a note."""
+        cache = self.http.url_cache
+        if action is Action.CLEAR_URL_CACHE:
+            n = cache.delete_disk()
+            return (f"certutil -urlcache * delete: {n} object(s) deleted from the disk cache "
+                    "(CryptnetUrlCache); the running SMS Agent Host keeps its memory copies")
+        if action is Action.RESTART_AGENT_HOST:
+            n = cache.drop_memory()
+            return (f"The SMS Agent Host service restarted: {n} object(s) dropped from its "
+                    "memory URL cache; the disk cache stays")
+        n = cache.resync(self.http.machine_now())
+        return (f"certutil -setreg chain\\ChainCacheResyncFiletime @now: {n} cached object(s) "
+                "no longer used, from memory or disk (Lab: the lab's reading of \"forces a "
+                "re-sync\")")
 
     def _pick(self, obs: StepObservation, machine: Machine) -> MpChoice | None:
         mp = self.choose_mp(obs.connection, machine)

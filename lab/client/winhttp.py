@@ -46,6 +46,7 @@ from lab.clock import Clock
 from lab.cryptoapi.chain import build_chain, policy_problems, revocation_problems
 from lab.cryptoapi.retrieval import Retriever
 from lab.cryptoapi.revocation import check_chain
+from lab.cryptoapi.urlcache import UrlCache
 from lab.pki.urls import cert_aia_urls
 from lab.protocols.network import LOOPBACK, Machine, Network
 from lab.results.observations import (
@@ -142,13 +143,56 @@ class WinHttp:
         self.clock = clock
         self.scratch = scratch
         self.session = session
+        self.url_cache = UrlCache(remember_failures=True)
+        """The machine's CryptoAPI URL cache (memory and disk, reference §5.2b): it outlives
+        chain builds and steps, as the machine does."""
 
     def machine_now(self) -> dt.datetime:
         return self.clock.now() + self.skew
 
-    def retriever(self) -> Retriever:
+    def retriever(self, offset: dt.timedelta = dt.timedelta(0)) -> Retriever:
+        """A retriever for one chain build, through the machine's URL cache (``offset``:
+        a build at another time than now, for a cache filled earlier)."""
         return Retriever(self.network, self.machine, self.hosts, self.session,
-                         accumulative=self.url_retrieval == "accumulative")
+                         accumulative=self.url_retrieval == "accumulative",
+                         cache=self.url_cache, now=lambda: self.machine_now() + offset)
+
+    async def fill_url_cache(self, host: str, port: int, offset: dt.timedelta) -> list[str]:
+        """Fill the URL cache as a chain check of ``host``'s certificate from where the
+        machine is now would have, ``offset`` from now (a scenario's starting cache): the
+        real handshake, the AIA and CDP retrievals through the lab's servers, no clock moved.
+        Returns what happened, as notes."""
+        when = self.machine_now() + offset
+        stamp = f"{when:%Y-%m-%d %H:%M}"
+        loopback_port = self.hosts.get(host, port)
+        if not self.network.can_resolve(self.machine, host) or loopback_port is None:
+            return [f"Lab: the URL cache stays empty: {host}:{port} cannot be reached from the "
+                    f"{self.machine.zone} zone to fill it"]
+        try:
+            leaf = await self._peer_certificate(loopback_port, host, present_cert=False)
+        except (TimeoutError, OSError, ssl.SSLError) as e:
+            return [f"Lab: the URL cache stays empty: no TLS handshake with {host}: {e}"]
+        retriever = self.retriever(offset)
+        pool = list(self.intermediates)
+        if not any(a.subject == leaf.issuer for a in (*self.anchors, *pool)):
+            pool += await self._aia_pool(leaf, retriever)
+        chain, _trusted = build_chain(leaf, self.anchors, pool)
+        revocation = await check_chain(chain, retriever, when) if len(chain) > 1 else None
+        # Filled before the agent ran: what stays is the disk cache (CryptnetUrlCache); the
+        # agent's process starts with an empty memory cache.
+        self.url_cache.begin_step()
+        self.url_cache.drop_memory()
+        kept = sorted(self.url_cache.disk)
+        tried = [u.url for u in revocation.urls if u.result != "not_tried"] \
+            if revocation is not None else []
+        notes = [f"Lab: URL cache filled on the {self.machine.zone} at {stamp} (machine time) "
+                 f"by a chain check of {host}'s certificate: {len(kept)} object(s) in the disk "
+                 "cache"
+                 + (f" ({', '.join(kept)})" if kept else "")]
+        missed = [u for u in tried if u not in kept]
+        if missed:
+            notes.append(f"Lab: not cached (failed or not time-valid then): {', '.join(missed)}")
+        return notes
 
     # -- TLS contexts -------------------------------------------------------------------------
     def _schannel_context(self, present_cert: bool = True) -> ssl.SSLContext:

@@ -9,6 +9,10 @@ domain (domain-joined, inside), and the serverless bind goes to that DC (``DC01.
 reached costs the per-URL retrieval time-out (15 s by default, reference §5.1) in *simulated*
 time; so does a server slower than the time-out (the ``cdp_delay`` and ``ldap_delay``
 faults, whose delays the servers report and nothing sleeps).
+
+With a :class:`~lab.cryptoapi.urlcache.UrlCache` (every machine of the lab has one) a URL is
+looked up in the machine's memory and disk cache first, at the machine's own time, and only
+then retrieved (reference §5.2b); :attr:`Retrieval.origin` says which.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from cryptography import x509
@@ -28,6 +32,9 @@ from lab.cryptoapi.ldap import ldap_search
 from lab.errors import LdapProtocolError
 from lab.pki.urls import ParsedUrl, parse_url
 from lab.protocols.network import LOOPBACK, SIMULATED_DELAY_HEADER, Machine, Network, read_bounded
+
+if TYPE_CHECKING:
+    from lab.cryptoapi.urlcache import UrlCache
 
 RETRIEVAL_TIMEOUT_MS = 15_000
 """CERT_CHAIN_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT (reference §5.1)."""
@@ -58,10 +65,16 @@ class Retrieval:
     """What happened, in words, naming the zone rule that decided it."""
     simulated_ms: int
     http_status: int | None = None
-    cached: bool = False
-    """Served from the machine's CRL cache (:class:`CrlCache`), not retrieved."""
+    origin: str = "network"
+    """Where the bytes (or the failure) came from: ``memory`` or ``disk`` (the machine's URL
+    cache, :mod:`lab.cryptoapi.urlcache`) or ``network``."""
     protocol: str = ""
     """``http`` or ``ldap`` when the bytes came over the network; empty otherwise."""
+
+    @property
+    def cached(self) -> bool:
+        """Served from the machine's URL cache, not retrieved now."""
+        return self.origin != "network"
 
 
 def load_crl(data: bytes) -> x509.CertificateRevocationList | None:
@@ -73,47 +86,6 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList | None:
             return x509.load_pem_x509_crl(data)
         except ValueError:
             return None
-
-
-class CrlCache:
-    """CRLs a machine retrieved, kept until their nextUpdate, as CryptoAPI keeps them in its
-    memory and disk URL cache (reference §5.2, §5.2b): a later chain build that needs the
-    same URL before then is served from the cache, with no network retrieval and no time.
-
-    Only bytes that parse as a CRL whose nextUpdate is still ahead are kept: a failed
-    retrieval, an expired CRL or a body that is not a CRL is retrieved again next time."""
-
-    def __init__(self, now: Callable[[], dt.datetime]) -> None:
-        self._now = now
-        self._entries: dict[str, tuple[Retrieval, dt.datetime]] = {}
-        self.pending: dict[str, asyncio.Future[Retrieval]] = {}
-        """Retrievals under way: a second chain build that needs the URL meanwhile waits
-        for this one instead of retrieving it again."""
-
-    def get(self, url: str) -> Retrieval | None:
-        entry = self._entries.get(url)
-        if entry is None:
-            return None
-        got, next_update = entry
-        if self._now() >= next_update:
-            del self._entries[url]
-            return None
-        return replace(got, simulated_ms=0, detail=(
-            f"from the CRL cache (retrieved earlier, kept until nextUpdate "
-            f"{next_update:%Y-%m-%d %H:%M})"), cached=True, protocol="")
-
-    def put(self, got: Retrieval) -> None:
-        if got.data is None:
-            return
-        crl = load_crl(got.data)
-        if crl is None:
-            return
-        next_update = crl.next_update_utc
-        if next_update is not None and self._now() < next_update:
-            self._entries[got.url] = (got, next_update)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 class Retriever:
@@ -128,7 +100,8 @@ class Retriever:
         *,
         timeout_ms: int = RETRIEVAL_TIMEOUT_MS,
         accumulative: bool = False,
-        cache: CrlCache | None = None,
+        cache: UrlCache | None = None,
+        now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.network = network
         self.machine = machine
@@ -137,6 +110,8 @@ class Retriever:
         self.timeout_ms = timeout_ms
         self.accumulative = accumulative
         self.cache = cache
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        """The machine's own time: what the cache judges validity at."""
         self._remaining_ms = ACCUMULATIVE_TIMEOUT_MS
         """One Retriever serves one chain build: the accumulative budget is per chain."""
 
@@ -156,16 +131,21 @@ class Retriever:
         return Retrieval(url, None, error, detail, self.timeout_ms)
 
     async def fetch(self, url: str) -> Retrieval:
+        """``url``'s object: from the machine's URL cache when it holds a time-valid one
+        (memory, then disk), else over the network (reference §5.2b)."""
         cache = self.cache
         if cache is None:
             return await self._fetch(url)
-        got = cache.get(url)
+        got = cache.lookup(url, self.now())
         if got is not None:
             return got
+        failed = cache.failed_earlier(url)
+        if failed is not None:
+            return failed
         pending = cache.pending.get(url)
         if pending is not None:
             got = await asyncio.shield(pending)
-            return cache.get(url) or got
+            return cache.lookup(url, self.now()) or got
         future: asyncio.Future[Retrieval] = asyncio.get_running_loop().create_future()
         cache.pending[url] = future
         try:
@@ -176,7 +156,7 @@ class Retriever:
             raise
         finally:
             del cache.pending[url]
-        cache.put(got)
+        cache.store(got, self.now())
         future.set_result(got)
         return got
 

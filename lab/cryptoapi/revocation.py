@@ -32,8 +32,10 @@ def _attempt(url: str, result: str, detail: str, got: Retrieval,
              number: int | None) -> UrlAttempt:
     """A URL whose bytes were retrieved, judged: over LDAP, the detail says from where."""
     source = got.detail if got.protocol == "ldap" else ""
+    if got.cached:
+        detail = f"{detail}; {got.detail}"
     return UrlAttempt(url, result, None, f"{detail}; {source}" if source else detail,
-                      got.simulated_ms, number, source)
+                      got.simulated_ms, number, source, got.origin)
 
 
 def _issuer_can_sign_crls(issuer: x509.Certificate) -> bool:
@@ -104,7 +106,8 @@ async def check_element(
             continue
         got: Retrieval = await retriever.fetch(url)
         if got.data is None:
-            attempts.append(UrlAttempt(url, "failed", got.error, got.detail, got.simulated_ms))
+            attempts.append(UrlAttempt(url, "failed", got.error, got.detail, got.simulated_ms,
+                                       origin=got.origin))
             continue
         result, detail, crl = judge_crl(got.data, cert, issuer, now)
         number = crl_number(crl) if crl is not None else None
@@ -147,7 +150,7 @@ async def _delta(cert: x509.Certificate, issuer: x509.Certificate,
         got = await retriever.fetch(url)
         if got.data is None:
             attempts.append(UrlAttempt(url, "failed", got.error, f"delta CRL: {got.detail}",
-                                       got.simulated_ms))
+                                       got.simulated_ms, origin=got.origin))
             continue
         result, detail, crl = judge_crl(got.data, cert, issuer, now)
         if crl is not None and result == "verified":

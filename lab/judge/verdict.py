@@ -71,6 +71,7 @@ def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int
     elif req is not None and req.status is not None:
         http_status = str(req.status)
     notes = [n for n in obs.notes if n not in explanation] if obs.outcome == "fail" else []
+    notes[:0] = obs.kept_notes
     # A disagreement on any request of the step is the step's (an install makes several).
     openssl = next((r.openssl for r in obs.requests
                     if r.openssl is not None and not r.openssl.agrees),

@@ -212,6 +212,11 @@ def _url_lines(attempt: UrlAttempt, index: str, *, delta: bool = False) -> list[
                  "next URL (the reference has no certutil sample of this status)"]
     if attempt.source and len(lines) == 1 and attempt.result != "not_tried":
         lines.append(f"    Lab: {attempt.source}")  # the Lab: line above says it otherwise
+    if attempt.origin in ("memory", "disk"):
+        lines.insert(1, f"    Lab: from the machine's {attempt.origin} URL cache, not retrieved"
+                     if attempt.result != "failed" else
+                     "    Lab: not retrieved again: the URL failed earlier in this step (the "
+                     "lab's assumption)")
     return [*lines, f"    [{index}] {attempt.url}", ""]
 
 

@@ -43,6 +43,7 @@ def step_dict(step: StepResult) -> dict[str, Any]:
                     "simulated_ms": u.simulated_ms,
                     "certificate": element.subject,
                     "detail": u.detail,
+                    "source": u.origin or None,
                 })
     error = None
     if step.outcome == "fail" and step.error is not None:

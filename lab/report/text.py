@@ -46,6 +46,16 @@ def step_time(step: StepResult) -> str:
     return f"  [{format_offset(step.since_start)}]"
 
 
+def cache_summary(step: StepResult) -> str:
+    """``[CRL from the memory cache]`` when CryptoAPI served the step's CRLs from its URL
+    cache (``UrlAttempt.origin``), empty otherwise."""
+    rev = step.revocation
+    tiers = [] if rev is None else sorted({u.origin for u in rev.urls
+                                           if u.origin in ("memory", "disk")
+                                           and u.result != "failed"})
+    return f"[CRL from the {' and '.join(tiers)} cache]" if tiers else ""
+
+
 def step_summary(step: StepResult) -> str:
     """``FAIL CRYPT_E_REVOCATION_OFFLINE 0x80092013`` or ``ok``."""
     if step.outcome == "ok":
@@ -58,6 +68,11 @@ def step_summary(step: StepResult) -> str:
     if step.http_status and step.http_status != "200":
         parts.append(f"HTTP {step.http_status}")
     return " ".join(parts)
+
+
+ORIGIN_WORDS = {"memory": "from the memory cache", "disk": "from the disk cache"}
+"""How the text report says a URL's object came from the machine's URL cache
+(``UrlAttempt.origin``); a line without it came over the network."""
 
 
 def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
@@ -75,7 +90,8 @@ def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
             took = f" [{u.simulated_ms / 1000:g} s]" if u.simulated_ms else ""
             err = f" {u.error.hex} {u.error.name}" if u.error else ""
             style = {"verified": "green", "not_tried": "dim"}.get(u.result, "red")
-            items.append(("crl", f"{u.result:<13} {u.url}{took}{err}", style))
+            came = f" ({ORIGIN_WORDS[u.origin]})" if u.origin in ORIGIN_WORDS else ""
+            items.append(("crl", f"{u.result:<13} {u.url}{took}{err}{came}", style))
     if step.openssl is not None and (step.outcome == "fail" or not step.openssl.agrees):
         agree = "agrees" if step.openssl.agrees else "DISAGREES"
         items.append(("openssl", f"verify code {step.openssl.verify_code} "
@@ -104,9 +120,14 @@ def render_step(step: StepResult, verbose: bool) -> list[str]:
     """A step's head line (``PASS``/``MISS``; ``auto`` for ccmexec's automatic work after an
     install, numbered ``1a``, ``1b``), and its why, fix and evidence when it failed."""
     mark = "auto" if step.automatic else "PASS" if step.met else "MISS"
+    cached = cache_summary(step)
     head = (f"    {mark}  {step.number}. {step.title} @ {step.location:<9} "
-            f"{step_summary(step)}  {_expected(step)}{step_time(step)}")
+            f"{step_summary(step)}  {_expected(step)}" + (f"  {cached}" if cached else "")
+            + step_time(step))
     lines = [head]
+    if not (step.outcome == "fail" or not step.met or step.judges_agree is False or verbose):
+        for note in step.notes:  # an ok step keeps only notes worth seeing (the URL cache)
+            lines += _wrap("note", note)
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         lines += _wrap("why", step.explanation)
         lines += _wrap("fix", step.fix)
@@ -235,10 +256,15 @@ def _rich_step(step: StepResult, verbose: bool, width: int) -> list[RenderableTy
     mark = (Text(" auto ", style="bold") if step.automatic
             else Text(" PASS ", style="bold green") if step.met
             else Text(" MISS ", style="bold white on red"))
+    cached = cache_summary(step)
     head = Text.assemble("  ", mark, f" {step.number}. ", (step.title, "bold"),
                          f" @ {step.location:<9} ", summary_text(step), "  ",
-                         (_expected(step), "dim"), (step_time(step), "cyan"))
+                         (_expected(step), "dim"), (f"  {cached}" if cached else "", "cyan"),
+                         (step_time(step), "cyan"))
     parts: list[RenderableType] = [head]
+    if not (step.outcome == "fail" or not step.met or step.judges_agree is False or verbose) \
+            and step.notes:
+        parts.append(detail_text([("note", note, "dim") for note in step.notes], 8, width))
     if step.outcome == "fail" or not step.met or step.judges_agree is False or verbose:
         rows = [(label, text, "") for label, text in (("why", step.explanation),
                                                       ("fix", step.fix)) if text]

@@ -35,6 +35,9 @@ class UrlAttempt:
     source: str = ""
     """How the bytes came when they came over LDAP (``retrieved over LDAP from
     DC01.contoso.local (127.0.0.1:port)``); empty otherwise."""
+    origin: str = ""
+    """Where the machine got it: ``memory`` or ``disk`` (its URL cache), ``network``; empty
+    for a URL not tried. JSON ``revocation.urls[].source``."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,8 @@ class StepObservation:
     requests: list[HttpOutcome] = field(default_factory=list)
     log: list[LogLine] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kept_notes: list[str] = field(default_factory=list)
+    """Notes the step result keeps whatever the outcome (what happened to the URL cache)."""
     extra_identifiers: set[str] = field(default_factory=set)
     earlier_fix: str = ""
     """The fix of an earlier step this one failed because of (a registration that failed, for

@@ -57,6 +57,15 @@ class Action(enum.StrEnum):
     CLEAR_INTERNET_FQDN = "clear-internet-fqdn"
     """An admin deletes the client's Internet FQDN (Control Panel > Configuration Manager >
     Network). The next site refresh sets it again while the site has an internet MP."""
+    CLEAR_URL_CACHE = "clear-url-cache"
+    """An admin runs ``certutil -urlcache * delete``: CryptoAPI's disk URL cache is emptied;
+    the running agent keeps its memory copies (reference §5.2b)."""
+    RESYNC_CHAIN_CACHE = "resync-chain-cache"
+    """An admin runs ``certutil -setreg chain\\ChainCacheResyncFiletime @now``: nothing cached
+    before now is used again, from memory or disk (reference §5.2b)."""
+    RESTART_AGENT_HOST = "restart-agent-host"
+    """An admin restarts the SMS Agent Host service (ccmexec): its memory URL cache goes,
+    the disk cache stays (reference §5.2b)."""
 
 
 class EKU(enum.StrEnum):
@@ -195,6 +204,15 @@ class StepSpec:
 
 
 @dataclass(frozen=True)
+class UrlCacheStart:
+    """A client's URL cache before its first step: filled by a chain check of the MP's
+    certificate from ``filled_on``, ``at`` from the run's time (``[client.url_cache]``)."""
+
+    filled_on: Zone
+    at: dt.timedelta = dt.timedelta(0)
+
+
+@dataclass(frozen=True)
 class ClientSpec:
     name: str
     domain_joined: bool
@@ -214,6 +232,8 @@ class ClientSpec:
     url_retrieval: str = "per-url"
     """CryptoAPI's retrieval time-outs: ``per-url`` (15 s each) or ``accumulative``
     (20 s in all: 10 s, 5 s, 2.5 s, ...; CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT)."""
+    url_cache: UrlCacheStart | None = None
+    """CryptoAPI's URL cache before the first step: None = empty."""
 
     @property
     def cert(self) -> CertSpec | None:

@@ -36,6 +36,7 @@ from lab.scenario.model import (
     ScenarioInfo,
     Site,
     StepSpec,
+    UrlCacheStart,
     Zone,
 )
 from lab.scenario.timeline import due_time, format_offset
@@ -234,13 +235,33 @@ def _client(ctx: Context, t: Table, cas: dict[str, CASpec], default_issuer: str 
     if retrieval not in URL_RETRIEVAL:
         choices = ", ".join(map(repr, URL_RETRIEVAL))
         raise ctx.error(t.key("url_retrieval"), f"expected one of {choices}, got {retrieval!r}")
+    url_cache = _url_cache(ctx, t)
     steps = [_step(ctx, s) for s in t.tables("step")]
     if not steps:
         raise ctx.error(t.key("step"), "a client needs at least one [[client.step]]")
     t.done()
     return ClientSpec(name=name, domain_joined=domain_joined, ccmsetup=command, fqdn=fqdn,
                       certs=certs, steps=tuple(steps), trusted_roots=trusted, clock_skew=skew,
-                      url_retrieval=retrieval)
+                      url_retrieval=retrieval, url_cache=url_cache)
+
+
+def _url_cache(ctx: Context, t: Table) -> UrlCacheStart | None:
+    """``url_cache = "empty"`` (the default) or ``[client.url_cache]`` with ``filled_on``
+    (a zone) and ``at`` (a time relative to the run, default now)."""
+    raw = t.data.get("url_cache")
+    if raw is None or raw == "empty":
+        t.used.add("url_cache")
+        return None
+    if not isinstance(raw, dict):
+        got = repr(raw) if isinstance(raw, str) else type_name(raw)
+        raise ctx.error(t.key("url_cache"), "expected \"empty\" or a [client.url_cache] table "
+                        f"with filled_on = \"intranet\" (and at = \"-1d\"), got {got}")
+    table = t.table("url_cache")
+    assert table is not None
+    zone: Zone = table.enum("filled_on", Zone, required=True)
+    at = offset(ctx, table, "at") or dt.timedelta(0)
+    table.done()
+    return UrlCacheStart(zone, at)
 
 
 def _check_times(ctx: Context, clients: list[ClientSpec]) -> None:

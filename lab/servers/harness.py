@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lab.clock import system_now
-from lab.cryptoapi.retrieval import CrlCache, Retriever
+from lab.cryptoapi.retrieval import Retriever
+from lab.cryptoapi.urlcache import UrlCache
 from lab.errors import HarnessError
 from lab.protocols.network import LOOPBACK, HostMap, ZoneResolver
 from lab.results.records import DirectoryRecord, MpRecord
@@ -206,10 +207,11 @@ class RunningLab:
         self._session = session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=resolver, force_close=True, limit=0),
             timeout=aiohttp.ClientTimeout(total=30))
-        # IIS's CryptoAPI keeps the CRLs it retrieves until their nextUpdate: one retrieval
-        # per CDP URL serves every client certificate the CA issued (reference §5.2).
+        # IIS's CryptoAPI keeps the CRLs it retrieves until their nextUpdate, in the MP
+        # machine's URL cache: one retrieval per CDP URL serves every client certificate the
+        # CA issued (reference §5.2, §5.2b).
         retriever = Retriever(deployment.network, deployment.mp_machine, hosts, session,
-                              cache=CrlCache(deployment.clock.now))
+                              cache=UrlCache(), now=deployment.clock.now)
         active = log_active(deployment.scenario.name, deployment.faults)
         staged = Staged(deployment=deployment, hosts=hosts,
                         contexts=MappingProxyType(contexts),
