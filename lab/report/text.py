@@ -22,6 +22,7 @@ from rich.rule import Rule
 from rich.text import Text
 
 from lab.codes import flag_names
+from lab.names import printable
 from lab.results.runs import RunResult, ScenarioResult
 from lab.results.verdicts import StepResult
 
@@ -119,7 +120,9 @@ def render_scenario(result: ScenarioResult, verbose: bool = False) -> str:
         lines.append(f"  client {client.name}")
         for step in client.steps:
             lines += render_step(step, verbose)
-    return "\n".join(lines)
+    # values from the scenario file (title, file name, expect, URLs, log lines) never carry a
+    # control character to the terminal and never start a line of their own
+    return "\n".join(printable(line) for line in lines)
 
 
 def _summary(run: RunResult) -> tuple[str, bool]:
@@ -196,7 +199,8 @@ def detail_text(rows: list[tuple[str, str, str]], indent: int, width: int,
     wrapped at all. No trailing spaces."""
     out = Text()
     room = max(20, width - indent - label_width)
-    for label, text, style in rows:
+    for label, raw, style in rows:
+        text = printable(raw)
         lines = ([text] if label in UNWRAPPED else
                  textwrap.wrap(text, room, break_on_hyphens=False, break_long_words=False)
                  ) or [""]
@@ -220,7 +224,8 @@ def summary_text(step: StepResult) -> Text:
 def _rich_step(step: StepResult, verbose: bool, width: int) -> list[RenderableType]:
     mark = (Text(" PASS ", style="bold green") if step.met
             else Text(" MISS ", style="bold white on red"))
-    expected = f"(expected {step.expected})" if step.expected else "(no expectation)"
+    expected = (f"(expected {printable(step.expected)})" if step.expected
+                else "(no expectation)")
     head = Text.assemble("  ", mark, f" {step.index + 1}. ", (step.action, "bold"),
                          f" @ {step.location:<9} ", summary_text(step), "  ", (expected, "dim"))
     parts: list[RenderableType] = [head]
@@ -242,21 +247,21 @@ def render_scenario_rich(result: ScenarioResult, verbose: bool = False,
     verdict = (Text(" PASSED ", style="bold white on green") if result.passed
                else Text(" FAILED ", style="bold white on red"))
     parts: list[RenderableType] = [
-        Rule(Text.assemble(verdict, " ", (s.name, "bold")), align="left",
+        Rule(Text.assemble(verdict, " ", (printable(s.name), "bold")), align="left",
              style="green" if result.passed else "red")]
     source = f" [{s.info.source}]" if s.info.source else ""
-    title = "\n".join(textwrap.wrap(s.info.title + source, width, initial_indent="   ",
+    title = "\n".join(textwrap.wrap(printable(s.info.title + source), width, initial_indent="   ",
                                     subsequent_indent="   ", break_on_hyphens=False))
     parts.append(Text(title))
     if s.file:
-        parts.append(Text(f"   file: {s.file}", style="dim"))
+        parts.append(Text(f"   file: {printable(s.file)}", style="dim"))
     if result.pki.mp_refusal is not None:
         parts.append(detail_text([("pki", result.pki.mp_refusal.message, "")], 3, width,
                                  label_width=5))
     if result.faults:
-        parts.append(Text(f"   faults: {', '.join(result.faults)}", style="yellow"))
+        parts.append(Text(printable(f"   faults: {', '.join(result.faults)}"), style="yellow"))
     for client in result.clients:
-        parts.append(Text.assemble("  client ", (client.name, "bold")))
+        parts.append(Text.assemble("  client ", (printable(client.name), "bold")))
         for step in client.steps:
             parts += _rich_step(step, verbose, width)
     return Group(*parts)
@@ -271,7 +276,8 @@ _TRACE_STYLES = ((re.compile(r"^\s*(Failed|Expired|ERROR:|CertUtil:)"), "red"),
 def trace_text(trace: str) -> Text:
     """A certutil-shaped trace for a terminal: its lines as they are, status lines coloured."""
     text = Text()
-    for line in trace.splitlines(keepends=True):
+    for raw in trace.splitlines(keepends=True):
+        line = printable(raw, keep="\n")
         style = next((st for rx, st in _TRACE_STYLES if rx.match(line)), "")
         text.append(line, style=style)
     return text

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lab.clock import Clock
 from lab.errors import UsageError
+from lab.names import printable
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK, Network
@@ -164,7 +165,8 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
                                  f"{q(f'http://{host}:{loopback}/{path}')}")
         lines.append("")
     lines.append("# Press Ctrl-C to stop.")
-    return "\n".join(lines) + "\n"
+    # a title or a name from the file never starts a line of its own (a line bash would run)
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,8 @@ class ServeReport:
     scenario: str
     bind: str
     guide: str
+    stopped_by: int | None = None
+    """The signal that stopped it (SIGINT, SIGTERM), None when ``for_seconds`` ran out."""
 
 
 async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds: float | None,
@@ -189,10 +193,16 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
     pki = build_pki(scenario, clock, cache)
     deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
     stop = asyncio.Event()
+    stopped_by: list[int] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, int(sig))
     with tempfile.TemporaryDirectory(prefix="ibcm-lab-serve-") as scratch:
         async with start_lab(host=bind, scratch=scratch) as lab:
             await lab.stage(deployment)
@@ -204,7 +214,7 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
                 await asyncio.wait_for(stop.wait(), for_seconds)
     out.write("Stopped.\n")
     out.flush()
-    return ServeReport(scenario.name, bind, guide)
+    return ServeReport(scenario.name, bind, guide, stopped_by[0] if stopped_by else None)
 
 
 def serve_scenario(scenario_path: str | Path, *, certs: str, host: str | None = None,
