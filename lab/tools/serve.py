@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import serialization
 from lab.clock import Clock
 from lab.errors import UsageError
 from lab.names import printable
-from lab.pki.build import BuiltPKI, build_pki
+from lab.pki.background import build_pki_async
+from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK, Network
 from lab.scenario.loader import load_scenario
@@ -190,7 +191,7 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
               "other machines, not only from this one", file=sys.stderr)
     cache = PKICache(certs)
     clock = Clock()
-    pki = build_pki(scenario, clock, cache)
+    pki = await build_pki_async(scenario, clock, cache)  # Ctrl-C stops it between two keys
     deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
     stop = asyncio.Event()
     stopped_by: list[int] = []
