@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lab.clock import Clock
 from lab.errors import UsageError
+from lab.logs.stream import LogStream
 from lab.names import printable
 from lab.pki.background import build_pki_async
 from lab.pki.build import BuiltPKI
@@ -107,7 +108,8 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
                         for ca in pki.cas.values())
     ca_file = _write_public(folder, "lab-cas.pem", every_ca)
     lines = [f"# ibcm-lab serve: {scenario.name} ({scenario.info.title})",
-             f"# Listening on {bind}. CA certificates: {ca_file}", ""]
+             f"# Listening on {bind}. CA certificates: {ca_file}",
+             f"# Logs of every request (IIS W3C, MP, LDAP): {folder / 'logs'}", ""]
     # Every certificate of every client, the good and the failing ones.
     certs = [(name, cert) for name, store in pki.stores.items() for cert in store]
     for _name, cert in certs:
@@ -170,6 +172,10 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
     return "\n".join(printable(line) for line in lines) + "\n"
 
 
+SERVE_WINDOW = 1000
+"""Entries of each server journal ``serve`` keeps in memory (the rest is in its log files)."""
+
+
 @dataclass(frozen=True)
 class ServeReport:
     """What ``serve`` served: the scenario, the address it bound and the guide it printed."""
@@ -204,11 +210,19 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal, int(sig))
-    with tempfile.TemporaryDirectory(prefix="ibcm-lab-serve-") as scratch:
-        async with start_lab(host=bind, scratch=scratch) as lab:
+    folder = Path(cache.root) / "serve" / scenario.name
+    # Only the last SERVE_WINDOW entries of each journal stay in memory; every request is
+    # written to the log files as it is answered (a client looping on the MP grows a file,
+    # not the process).
+    logs = LogStream(folder / "logs", server_ip=LOOPBACK if bind in ("0.0.0.0", "::", "")
+                     else bind, timezone=scenario.info.timezone,
+                     dc=deployment.network.dc_host())
+    with tempfile.TemporaryDirectory(prefix="ibcm-lab-serve-") as scratch, \
+            contextlib.closing(logs):
+        async with start_lab(host=bind, scratch=scratch, journal_window=SERVE_WINDOW,
+                             journal_sink=logs) as lab:
             await lab.stage(deployment)
-            guide = connection_guide(scenario, pki, lab, Path(cache.root) / "serve" /
-                                     scenario.name, bind)
+            guide = connection_guide(scenario, pki, lab, folder, bind)
             out.write(guide)
             out.flush()
             with contextlib.suppress(TimeoutError):

@@ -303,12 +303,18 @@ async def run_streaming(state: ConsoleState, choice: Choice, send: Send) -> None
 
 # -- the application -----------------------------------------------------------------------------
 
+UI_JOURNAL_WINDOW = 1000
+"""Entries of each server journal the console's lab keeps in memory."""
+
+
 async def _lab_context(app: web.Application) -> AsyncIterator[None]:
     """Start the lab's servers with the console and stop them with it."""
     state = app[STATE]
     state.cache = PKICache(state.certs)
     with tempfile.TemporaryDirectory(prefix="ibcm-lab-ui-") as scratch:
-        async with start_lab(scratch=scratch) as lab:
+        # a window of each server journal, not all of it: the console shows the steps it
+        # runs, and a client looping on the lab's MP must not grow the console's memory
+        async with start_lab(scratch=scratch, journal_window=UI_JOURNAL_WINDOW) as lab:
             state.lab, state.scratch = lab, Path(scratch)
             try:
                 yield
