@@ -93,10 +93,10 @@ def dump_toml(doc: dict[str, Any]) -> str:
         lines.append(f"[[{header}]]" if array else f"[{header}]")
         subs: list[tuple[str, Any]] = []
         for k, v in data.items():
-            if isinstance(v, dict) and k in ("cert", "reachable"):
-                subs.append((k, v))
-            elif (isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
-                  and k in ("step", "cert")):
+            sub_table = isinstance(v, dict) and k in ("cert", "reachable")
+            sub_array = (isinstance(v, list) and bool(v)
+                         and all(isinstance(x, dict) for x in v) and k in ("step", "cert"))
+            if sub_table or sub_array:
                 subs.append((k, v))
             else:
                 lines.append(f"{_string(k)} = {_value(v)}")
@@ -213,7 +213,7 @@ HOSTILE_TEXT = [
     f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME=[{INTERNET}",
     f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME={INTERNET}:0",
     f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME={INTERNET}:99999",
-    f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME=https://[::1]:x/",
+    "ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME=https://[::1]:x/",
     f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMHOSTNAME=\x1b[2J{INTERNET}",
     "ccmsetup.exe /UsePKICert SMSSITECODE=P01 CCMCERTSEL=\"Subject:\x07bad\"",
     f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://{INTRA}:70000",

@@ -174,7 +174,7 @@ BELL_LINE = ('ccmsetup.exe /UsePKICert SMSSITECODE=P01 SMSMP=https://IBCM-Intra.
 
 
 def test_the_linter_shows_control_characters_escaped_and_calls_them_errors() -> None:
-    code, out, err = run_cli("ccmsetup", BELL_LINE, "--site-code", "P01")
+    _code, out, err = run_cli("ccmsetup", BELL_LINE, "--site-code", "P01")
     assert raw_controls(out) == [] and raw_controls(err) == []
     assert "ERROR    control-character: the line contains the control characters " \
            "'\\x07\\x1b'" in out, out
