@@ -258,11 +258,12 @@ def documents(draw: st.DrawFn, hostile: int = 3) -> dict[str, Any]:
     fields hostile."""
     doc = base_document()
     for path, values in FIELDS:
-        if draw(st.integers(0, 5)) == 0:
+        if draw(st.integers(0, 14)) == 0:
             _set(doc, path, draw(st.sampled_from(values)))
     for _ in range(draw(st.integers(1, hostile))):
-        path, _values = draw(st.sampled_from(FIELDS))
-        _set(doc, path, draw(HOSTILE))
+        path, values = draw(st.sampled_from(FIELDS))
+        # half the time a hostile value, else a valid one: runs get past the loader too
+        _set(doc, path, draw(st.one_of(HOSTILE, st.sampled_from(values))))
     if draw(st.integers(0, 9)) == 0:  # a second client, every zone and action once
         doc["client"].append({"name": "PC02", "ccmsetup": CCMSETUP, "domain_joined": False,
                               "step": [{"action": a, "location": z}
