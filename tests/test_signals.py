@@ -183,7 +183,8 @@ def test_a_fleet_sized_scenario_is_refused_at_load_time(tmp_path: Path) -> None:
     path.write_text(many_clients(scale_cap("max_clients") + 1), encoding="utf-8")
     code, out, err = run_cli("run", str(path), "--certs", str(tmp_path / "certs"))
     assert code == 2 and out == ""
-    assert f"{path}:" in err and "max_clients = 250" in err and "IBCM_LAB_MAX_CLIENTS" in err
+    assert f"{path}:" in err and "max_clients = 250" in err
+    assert "IBCM_LAB_LIMIT_SCENARIO_CLIENTS=N" in err
     assert "ibcm-lab bench" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "certs" / "keys").exists() or not list(
         (tmp_path / "certs" / "keys").iterdir()), "keys were generated for a refused file"
@@ -191,24 +192,22 @@ def test_a_fleet_sized_scenario_is_refused_at_load_time(tmp_path: Path) -> None:
 
 def test_the_cap_is_raised_with_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     text = many_clients(3)
-    monkeypatch.setenv("IBCM_LAB_MAX_CLIENTS", "2")
+    monkeypatch.setenv("IBCM_LAB_LIMIT_SCENARIO_CLIENTS", "2")
     with pytest.raises(ScenarioError, match=r"client\[2\]: the scenario is too large"):
         load_scenario_text(text, file="x.toml")
-    monkeypatch.setenv("IBCM_LAB_MAX_CLIENTS", "3")
+    monkeypatch.setenv("IBCM_LAB_LIMIT_SCENARIO_CLIENTS", "3")
     assert len(load_scenario_text(text, file="x.toml").clients) == 3
 
 
 def test_too_many_steps_and_too_many_bytes_are_refused(monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path) -> None:
     text = many_clients(5)
-    monkeypatch.setenv("IBCM_LAB_MAX_STEPS", "4")
+    monkeypatch.setenv("IBCM_LAB_LIMIT_SCENARIO_STEPS", "4")
     with pytest.raises(ScenarioError, match=r"client\[4\]\.step: .*max_steps = 4"):
         load_scenario_text(text, file="x.toml")
-    monkeypatch.delenv("IBCM_LAB_MAX_STEPS")
-    big = tmp_path / "big.toml"
-    big.write_text(text + "#" * (2 * 1024 * 1024) + "\n", encoding="utf-8")
+    monkeypatch.delenv("IBCM_LAB_LIMIT_SCENARIO_STEPS")
     with pytest.raises(ScenarioError, match=r"max_scenario_bytes = 1048576"):
-        load_scenario(big)
+        load_scenario_text(text + "#" * (2 * 1024 * 1024) + "\n", file="big.toml")
 
 
 # ------------------------------------------------------------------------------------------

@@ -39,10 +39,13 @@ class ScaleCap:
 
 
 SCALE_CAPS = (
-    ScaleCap("max_scenario_bytes", "IBCM_LAB_MAX_SCENARIO_BYTES", 1024 * 1024,
-             "bytes in one scenario file"),
-    ScaleCap("max_clients", "IBCM_LAB_MAX_CLIENTS", 250, "[[client]] tables in one scenario"),
-    ScaleCap("max_steps", "IBCM_LAB_MAX_STEPS", 5000,
+    # the same variable as the file-size cap of lab/limits.py (issue 20), for scenario text
+    # that comes from no file (LabSession, the console)
+    ScaleCap("max_scenario_bytes", "IBCM_LAB_LIMIT_SCENARIO_FILE_BYTES", 1024 * 1024,
+             "bytes of scenario text"),
+    ScaleCap("max_clients", "IBCM_LAB_LIMIT_SCENARIO_CLIENTS", 250,
+             "[[client]] tables in one scenario"),
+    ScaleCap("max_steps", "IBCM_LAB_LIMIT_SCENARIO_STEPS", 5000,
              "[[client.step]] tables in one scenario, all clients together"),
 )
 _CAPS = {c.name: c for c in SCALE_CAPS}
@@ -106,12 +109,8 @@ def load_scenario_text(text: str, *, file: str | None = None, name: str | None =
 def load_scenario(path: str | Path) -> Scenario:
     """Load one scenario file."""
     p = Path(path)
-    limit = scale_cap("max_scenario_bytes")
     try:
-        with p.open("rb") as f:  # never more than the cap into memory
-            raw = f.read(limit + 1)
-        if len(raw) > limit:
-            raise _too_large("max_scenario_bytes", p.stat().st_size, file=str(p))
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ScenarioError("no such file", file=str(p)) from None
     except IsADirectoryError:
