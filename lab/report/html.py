@@ -53,7 +53,7 @@ def _safe_value(value: object) -> object:
     escaped (ESC and BEL are not HTML's to escape, and a browser or a ``cat`` of the file would
     pass them on). Markup the templates made themselves passes unchanged."""
     if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
-        return printable(value, keep="\n\t")
+        return printable(value, keep="\r\n\t")
     return value
 
 
