@@ -248,3 +248,40 @@ async def test_a_run_keeps_every_entry(tmp_path: Path, certs_dir: Path) -> None:
                         headers={"Host": scenario.mp.intranet_fqdn}) as response:
                     await response.read()
         assert len(lab.mp_state.records) == 20
+
+
+# ------------------------------------------------------------------------------------------
+# bench: its MP process and load generator
+# ------------------------------------------------------------------------------------------
+
+
+def children_running(pid: int, module: str) -> list[int]:
+    """Processes of group ``pid`` whose command line names ``module``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.getpgid(int(entry.name)) != pid:
+                continue
+            if module in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_bench_stops_with_its_mp_process(tmp_path: Path, certs_dir: Path, signum: int) -> None:
+    """The signal while the bench's MP runs in a process of its own and the load generator
+    drives it: exit 130/143, one line, no traceback (asyncio's included), no process left."""
+    command = ["bench", "--quick", "--repeat", "1", "--only", "handshake", "--certs",
+               str(certs_dir)]
+    with started(command, tmp_path) as (proc, _tmpdir):
+        wait_for(lambda: children_running(proc.pid, "lab.tools.bench.processes"), proc,
+                 "the bench's MP process")
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        out, err = proc.communicate(timeout=HANG)
+    assert_stopped(proc, err, signum)
+    assert "measurement" not in out  # no table for an unfinished bench

@@ -58,7 +58,14 @@ def _sigterm_raises(signum: int, frame: object) -> None:
 
 
 def _interrupted() -> int:
-    """Say so, on one line, and give the exit code of the signal that stopped the command."""
+    """Say so, on one line, and give the exit code of the signal that stopped the command.
+
+    asyncio's own complaints about what the interruption cut short (a transport closed in
+    the middle of a handshake, a task destroyed while pending) are not the user's business:
+    its logger is silenced from here on, so no traceback follows the one line."""
+    import logging
+
+    logging.getLogger("asyncio").disabled = True
     print("ibcm-lab: interrupted" if not _terminated else "ibcm-lab: terminated",
           file=sys.stderr)
     return EXIT_SIGTERM if _terminated else EXIT_SIGINT
