@@ -29,10 +29,9 @@ from typing import ClassVar
 
 def _one_line(text: str) -> str:
     """``text`` with control characters escaped, so an error is always one terminal line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    from lab.names import printable
+
+    return printable(text)
 
 
 class LabError(Exception):

@@ -23,7 +23,7 @@ from lab.client.agent import CCMEXEC_STARTUP, RegistrationFailure, SimulatedClie
 from lab.client.winhttp import WinHttp
 from lab.clock import Clock
 from lab.judge.verdict import judge_step, mp_answer
-from lab.pki.build import build_pki
+from lab.pki.background import build_pki_async
 from lab.pki.cache import PKICache
 from lab.protocols.network import Machine, Network, ZoneResolver
 from lab.report.text import step_summary
@@ -178,7 +178,7 @@ async def stage_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                          clock: Clock | None = None) -> Deployment:
     """Build ``scenario``'s PKI and stage it on ``lab``."""
     clock = clock or Clock()
-    pki = build_pki(scenario, clock, cache)
+    pki = await build_pki_async(scenario, clock, cache)  # Ctrl-C stops it between two keys
     deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
     await lab.stage(deployment)
     return deployment

@@ -41,3 +41,18 @@ async def lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
     """The lab's servers on loopback for one test, stopped after it."""
     async with start_lab(scratch=str(tmp_path)) as running:
         yield running
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (the fuzzers' long runs)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run only with ``--run-slow``: the default run stays cheap."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with pytest --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -128,20 +128,20 @@ def test_curl_gets_mplist_with_the_client_certificate_and_403_without(certs_dir:
         assert Path(key).stat().st_mode & 0o777 == 0o600
     finally:
         code, out, err = stop(proc)
-    assert code == 0 and out.strip().endswith("Stopped.")
+    assert code == 130 and out.strip().endswith("Stopped.")
     assert "Traceback" not in err
 
 
 def test_another_address_is_warned_about(certs_dir: Path) -> None:
     proc, lines = start(certs_dir, "--host", "127.0.0.2")
     code, _out, err = stop(proc)
-    assert code == 0
+    assert code == 130
     assert "Listening on 127.0.0.2." in "\n".join(lines)
     assert "warning: binding 127.0.0.2" in err
     # the twin: the default address gives no warning
     proc, _ = start(certs_dir)
     code, _out, err = stop(proc)
-    assert code == 0 and "warning" not in err
+    assert code == 130 and "warning" not in err
 
 
 def test_serve_bad_input(tmp_path: Path, certs_dir: Path,
@@ -201,7 +201,7 @@ def test_ldapsearch_reads_the_same_crl_as_the_http_cdp(certs_dir: Path, tmp_path
         assert refused.returncode == 32 and "No such object" in refused.stderr + refused.stdout
     finally:
         code, _out, err = stop(proc)
-    assert code == 0 and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err
 
 
 def guide_lines(lines: list[str]) -> list[str]:
@@ -213,7 +213,7 @@ def test_every_printed_line_pastes_into_bash_and_hosts_entries_parse(certs_dir: 
     scenario = ROOT / "scenarios" / "client-cert-revoked.toml"
     proc, lines = start(certs_dir, scenario=scenario)
     code, _out, err = stop(proc)
-    assert code == 0 and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err
     # labels and notes are # lines; what is left is commands and hosts-file entries
     entries = [lines[i + 1] for i, label in enumerate(lines) if label == "# hosts file entry:"]
     assert entries and set(entries) <= set(guide_lines(lines))
@@ -266,7 +266,7 @@ def test_every_client_gets_its_commands_and_the_status_it_deserves(
             assert pc01[pc01.index("--key") + 1] != pc02[pc02.index("--key") + 1]
     finally:
         code, _out, err = stop(proc)
-    assert code == 0 and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err
 
 
 @pytest.mark.skipif(OPENSSL is None or CURL is None, reason="openssl or curl is not installed")
@@ -293,4 +293,4 @@ def test_openssl_checks_the_name_the_mp_certificate_carries(certs_dir: Path) -> 
         assert matched.returncode == 0, matched.stderr
     finally:
         code, _out, err = stop(proc)
-    assert code == 0 and "Traceback" not in err
+    assert code == 130 and "Traceback" not in err

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from lab import __version__
 from lab.cli.common import CERTS_HELP
 from lab.errors import LabError
+from lab.names import printable
 
 EXIT_INTERNAL = 3
 
@@ -36,8 +37,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+"""128 + the signal's number, as a shell reports a process that a signal ended."""
+
+_terminated = False
+"""Whether SIGTERM (not Ctrl-C) stopped the command: it then exits 143, not 130."""
+
+
 def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
     signal.raise_signal(signal.SIGINT)
+
+
+def _sigterm_raises(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    """Say so, on one line, and give the exit code of the signal that stopped the command.
+
+    asyncio's own complaints about what the interruption cut short (a transport closed in
+    the middle of a handshake, a task destroyed while pending) are not the user's business:
+    its logger is silenced from here on, so no traceback follows the one line."""
+    import logging
+
+    logging.getLogger("asyncio").disabled = True
+    print("ibcm-lab: interrupted" if not _terminated else "ibcm-lab: terminated",
+          file=sys.stderr)
+    return EXIT_SIGTERM if _terminated else EXIT_SIGINT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,12 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
         else:
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, _sigterm_raises)
     try:
         return _main(argv)
     except KeyboardInterrupt:
-        print("ibcm-lab: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -82,15 +112,14 @@ def _main(argv: Sequence[str] | None) -> int:
         command: Callable[[argparse.Namespace], int] = args.handler
         return command(args)
     except LabError as e:
-        print(f"ibcm-lab: error: {e}", file=sys.stderr)
+        print(f"ibcm-lab: error: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("ibcm-lab: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as e:  # pragma: no cover - a bug; keep the user's terminal clean
         if os.environ.get("IBCM_LAB_DEBUG"):
             raise
-        print(f"ibcm-lab: internal error: {type(e).__name__}: {e} "
+        print(f"ibcm-lab: internal error: {type(e).__name__}: {printable(str(e))} "
               "(set IBCM_LAB_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
 

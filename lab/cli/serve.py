@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 def command(args: argparse.Namespace) -> int:
     from lab.tools.serve import serve_scenario
 
-    serve_scenario(args.scenario, certs=certs_folder(args.certs), host=args.host,
-                   for_seconds=args.for_seconds, out=sys.stdout)
-    return 0
+    report = serve_scenario(args.scenario, certs=certs_folder(args.certs), host=args.host,
+                            for_seconds=args.for_seconds, out=sys.stdout)
+    # stopped by Ctrl-C or SIGTERM: 130 or 143, as a shell reports a job a signal ended
+    return 0 if report.stopped_by is None else 128 + report.stopped_by

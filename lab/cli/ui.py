@@ -30,6 +30,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 def command(args: argparse.Namespace) -> int:
     from lab.ui.app import run_console
 
-    run_console(args.scenario, certs=certs_folder(args.certs), port=args.port,
-                open_browser=args.open, out=sys.stdout)
-    return 0
+    stopped_by = run_console(args.scenario, certs=certs_folder(args.certs), port=args.port,
+                             open_browser=args.open, out=sys.stdout)
+    return 128 + stopped_by  # 130 after Ctrl-C, 143 after SIGTERM

@@ -40,8 +40,11 @@ from lab.names import is_ccm_host, is_site_code
 __all__ = [
     "KNOWN_PARAMETERS",
     "KNOWN_PROPERTIES",
+    "URLISH_RE",
     "CcmsetupCommand",
     "MpAddress",
+    "ccmhostname_problem",
+    "control_characters",
     "parse_ccmsetup",
 ]
 
@@ -145,6 +148,13 @@ _PROGRAM_RE: Final = re.compile(
 )
 _PROPERTY_RE: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)=(.*)", re.DOTALL)
 _DIGITS_RE: Final = re.compile(r"[0-9]{1,9}")
+URLISH_RE: Final = re.compile(
+    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<host>[^/:]*)(?::(?P<port>[^/]*))?"
+    r"(?P<path>/.*)?",
+    re.DOTALL,
+)
+"""``[scheme://]host[:port][/path]``: how a host value such as ``CCMHOSTNAME`` reads (it
+matches every string)."""
 _SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 
 
@@ -385,6 +395,32 @@ def _unknown_property(token: str, name: str) -> CcmsetupSyntaxError:
     )
 
 
+def control_characters(line: str) -> str:
+    """The control characters in ``line`` (C0 but the tab, DEL, C1), each once, in order.
+
+    cmd.exe ends a command at a line break and passes any other control character into the
+    value it stands in (an escape sequence in ``CCMHOSTNAME``, a bell in ``CCMCERTSEL``): no
+    ccmsetup value has one. The parser refuses them and the linter reports them, one rule."""
+    found = [c for c in line if c != "\t" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)]
+    return "".join(dict.fromkeys(found))
+
+
+def ccmhostname_problem(value: str) -> str | None:
+    """Why ``CCMHOSTNAME=value`` names no host the client can connect to (None when it
+    does): the host part (after an optional ``scheme://``, before ``:port`` or ``/path``) is
+    not a host name, or the port is not a TCP port number. A scheme, a port or a path on a
+    good host are mistakes the client trips over, not unusable values (the linter reports
+    them separately)."""
+    m = URLISH_RE.fullmatch(value)
+    host = m.group("host") if m else ""
+    if not host or not is_ccm_host(host):
+        return f"{host!r} is not a host name"
+    port = m.group("port") if m else None
+    if port is not None and (not _DIGITS_RE.fullmatch(port) or not 1 <= int(port) <= 65535):
+        return f"the port {port!r} is not a TCP port number from 1 to 65535"
+    return None
+
+
 def parse_ccmsetup(line: str) -> CcmsetupCommand:
     """Parse a ccmsetup.exe command line.
 
@@ -396,6 +432,12 @@ def parse_ccmsetup(line: str) -> CcmsetupCommand:
 
     Raises :class:`~lab.errors.CcmsetupSyntaxError` with a one-line message.
     """
+    bad = control_characters(line)
+    if bad:
+        raise CcmsetupSyntaxError(
+            f"the command line contains the control character{'s' if len(bad) > 1 else ''} "
+            f"{show(bad)}: cmd.exe ends a command at a line break and no ccmsetup value "
+            "carries a control character")
     tokens = split_windows_command_line(line)
     program: str | None = None
     if tokens and _PROGRAM_RE.fullmatch(tokens[0]):

@@ -24,6 +24,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 
+from lab.names import printable
 from lab.results.logline import LogLine
 
 EOL = "\r\n"
@@ -62,6 +63,21 @@ def _normalise_breaks(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", EOL)
 
 
+_MARKERS = (("]LOG]!>", "]LOG]!\\x3e"), ("<![LOG[", "<!\\x5bLOG["))
+"""The delimiters of an entry: a value that carries one (a URL, a certificate field, a name
+from a scenario file) must not end the entry early or start one of its own."""
+
+
+def safe_message(text: str) -> str:
+    """``text`` as a CMTrace message can carry it: line breaks kept (an entry may span lines),
+    every other control character escaped (:func:`lab.names.printable`), and the entry's own
+    delimiters escaped so that no value forges an entry."""
+    text = printable(text.replace("\r\n", "\n").replace("\r", "\n"), keep="\n\t")
+    for marker, escaped in _MARKERS:
+        text = text.replace(marker, escaped)
+    return text
+
+
 def format_line(line: LogLine, tz: dt.tzinfo) -> str:
     """One CMTrace entry for ``line``, its time shown in the time zone ``tz``.
 
@@ -75,7 +91,7 @@ def format_line(line: LogLine, tz: dt.tzinfo) -> str:
         raise ValueError(f"CMTrace type must be 1, 2 or 3, got {line.severity}")
     local = line.time.astimezone(tz)
     clock = f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
-    return (f"<![LOG[{_normalise_breaks(line.text)}]LOG]!>"
+    return (f"<![LOG[{_normalise_breaks(safe_message(line.text))}]LOG]!>"
             f"<time=\"{clock}{format_bias(windows_bias(local))}\" "
             f"date=\"{local:%m-%d-%Y}\" component=\"{line.component}\" context=\"\" "
             f"type=\"{line.severity}\" thread=\"{line.thread}\" file=\"{line.source}\">")
@@ -144,4 +160,4 @@ def entry_utc(entry: dict[str, str]) -> dt.datetime:
 
 
 __all__ = ["CMTRACE_LINE", "EOL", "entry_utc", "format_bias", "format_entries", "format_line",
-           "format_log", "parse_line", "parse_log", "windows_bias"]
+           "format_log", "parse_line", "parse_log", "safe_message", "windows_bias"]

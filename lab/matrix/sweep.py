@@ -10,7 +10,9 @@ explains each name in one line. Cells carry the same step fields as ``run --form
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,7 +34,7 @@ from lab.results.grid import (
     Situation,
 )
 from lab.results.matrix import Cell, MatrixResult, Row, Selection, row_name, short_name
-from lab.results.runs import ScenarioResult
+from lab.results.runs import RunResult, ScenarioResult
 from lab.run import run_loaded
 from lab.scenario.model import (
     CAKind,
@@ -133,11 +135,68 @@ def _cells(result: ScenarioResult) -> dict[str, Cell]:
     return cells
 
 
+_stopping = False
+"""In a worker process: the parent asked it to stop; every batch still queued ends at once."""
+
+
+def _ask_to_stop(signum: int, frame: object) -> None:
+    global _stopping
+    _stopping = True
+
+
+def _worker_start() -> None:
+    """A worker ignores the terminal's Ctrl-C (it reaches the whole process group, and a
+    second SIGINT would interrupt the clean-up of the first): the parent decides, and sends
+    each worker one SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _ask_to_stop)
+
+
+async def _run_cancellable(scenarios: list[Scenario], certs: str) -> RunResult:
+    """``run_loaded``, cancelled (servers stopped, temporary files removed) on SIGTERM."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        global _stopping
+        if not _stopping:
+            _stopping = True
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await run_loaded(scenarios, certs=certs)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _ask_to_stop)
+
+
 def _run_rows(configs: list[dict[str, str]], situations: tuple[str, ...],
-              certs: str) -> list[Row]:
+              certs: str, *, worker: bool = False) -> list[Row]:
+    if _stopping:
+        raise KeyboardInterrupt
     scenarios = [scenario_for(c, situations) for c in configs]
-    result = asyncio.run(run_loaded(scenarios, certs=certs))
+    if worker:
+        try:
+            result = asyncio.run(_run_cancellable(scenarios, certs))
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+    else:
+        result = asyncio.run(run_loaded(scenarios, certs=certs))
     return [Row(config, _cells(r)) for config, r in zip(configs, result.scenarios, strict=True)]
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued, ask every worker to stop (one SIGTERM each: the lab it runs is
+    cancelled, its servers stopped and temporary files removed) and wait for them to exit."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+    pool.shutdown(wait=True)
 
 
 def _prewarm(configs: Iterable[dict[str, str]], situations: tuple[str, ...],
@@ -177,9 +236,11 @@ def run_matrix(selection: Selection, *, certs: str | Path = "certs", jobs: int |
             if progress:
                 progress(done, total)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_start)
+        try:
             futures = {pool.submit(_run_rows, [configs[i] for i in batch],
-                                   selection.situations, certs): batch for batch in batches}
+                                   selection.situations, certs, worker=True): batch
+                       for batch in batches}
             for future in as_completed(futures):
                 batch = futures[future]
                 for i, row in zip(batch, future.result(), strict=True):
@@ -187,6 +248,11 @@ def run_matrix(selection: Selection, *, certs: str | Path = "certs", jobs: int |
                 done += len(batch) * per_row
                 if progress:
                     progress(done, total)
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failed batch: the pool is cancelled, not drained
+            _stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
     result = MatrixResult(selection, [r for r in rows if r is not None],
                           (time.perf_counter() - started) * 1000, jobs)
     return result

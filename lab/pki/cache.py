@@ -13,10 +13,13 @@ runs sharing one cache never see half-written files; a file that does not parse 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -28,6 +31,10 @@ from lab.errors import PKIBuildError
 PrivateKey = rsa.RSAPrivateKey
 
 KEY_SIZE = 2048
+
+
+class KeyGenerationStopped(Exception):
+    """A build was asked to stop (Ctrl-C) before it generated the key for this label."""
 
 
 def _safe(label: str) -> str:
@@ -42,6 +49,7 @@ class PKICache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._keys: dict[str, PrivateKey] = {}
+        self._stop: threading.Event | None = None
         try:
             for sub in ("keys", "certs", "public"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -101,6 +109,16 @@ class PKICache:
             os.chmod(path, 0o600)
         return loaded
 
+    @contextlib.contextmanager
+    def stop_when(self, event: threading.Event) -> Iterator[None]:
+        """While in the block, :meth:`key` raises :class:`KeyGenerationStopped` instead of
+        generating a new key once ``event`` is set (keys already on disk still load)."""
+        previous, self._stop = self._stop, event
+        try:
+            yield
+        finally:
+            self._stop = previous
+
     def key(self, label: str) -> PrivateKey:
         """The private key for ``label``: from memory, from disk, or newly generated.
 
@@ -113,6 +131,8 @@ class PKICache:
         path = self.key_path(label)
         key = self._load_key(path)
         if key is None:
+            if self._stop is not None and self._stop.is_set():
+                raise KeyGenerationStopped(label)
             damaged = path.exists()
             fresh = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
             pem = fresh.private_bytes(serialization.Encoding.PEM,

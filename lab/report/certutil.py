@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from lab.clock import zone_info
 from lab.codes import Code
 from lab.errors import UsageError
+from lab.names import printable
 from lab.pki.urls import cert_aia_urls, cert_ocsp_urls
 from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt, crl_number
 from lab.results.runs import RunResult
@@ -381,8 +382,8 @@ def _unchecked_reason(step: StepResult) -> str:
 # -- a run -----------------------------------------------------------------------------------
 
 def _step_heading(scenario: str, step: StepResult) -> str:
-    return (f"== {scenario} / {step.client} / step {step.number} {step.title} "
-            f"@ {step.location}")
+    return printable(f"== {scenario} / {step.client} / step {step.number} {step.title} "
+                     f"@ {step.location}")
 
 
 def _render_steps(scenario: str, steps: Iterable[StepResult], timezone: str) -> list[str]:
@@ -390,9 +391,11 @@ def _render_steps(scenario: str, steps: Iterable[StepResult], timezone: str) -> 
     for step in steps:
         heading = _step_heading(scenario, step)
         if step.revocation is not None and step.revocation.checked:
-            blocks.append(f"{heading}\n{render_step_trace(step, timezone=timezone)}")
+            trace = render_step_trace(step, timezone=timezone)
         else:
-            blocks.append(f"{heading}\n{_unchecked_reason(step)}\n")
+            trace = f"{_unchecked_reason(step)}\n"
+        # the trace's own lines stay lines; no control character from a certificate goes out
+        blocks.append(f"{heading}\n{printable(trace, keep=chr(10))}")
     return blocks
 
 

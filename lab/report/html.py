@@ -24,9 +24,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+import markupsafe
 
 from lab.clock import zone_info
 from lab.logs.cmtrace import format_entries
+from lab.names import printable
 from lab.report.certutil import render_step_trace
 from lab.report.jsonout import step_dict
 from lab.report.junit import row_label, summary, testcase_name
@@ -45,6 +47,16 @@ PALETTE = ("f2b8b5", "f9d49b", "e8c3f0", "b9d7f4", "f6c6de", "d9d0c0", "f7e08a",
 its name as text."""
 
 
+def _safe_value(value: object) -> object:
+    """Every ``{{ value }}`` of a template: a string from the run (a title, a file name, a
+    certificate field) keeps its line breaks and tabs but shows any other control character
+    escaped (ESC and BEL are not HTML's to escape, and a browser or a ``cat`` of the file would
+    pass them on). Markup the templates made themselves passes unchanged."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return printable(value, keep="\r\n\t")
+    return value
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """The Jinja2 environment: package templates, autoescape on, undefined names fail."""
@@ -55,6 +67,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_safe_value,
     )
     env.globals["palette"] = PALETTE
     return env

@@ -22,6 +22,7 @@ from rich.rule import Rule
 from rich.text import Text
 
 from lab.codes import flag_names
+from lab.names import printable
 from lab.results.runs import RunResult, ScenarioResult
 from lab.results.verdicts import StepResult, format_offset
 
@@ -113,7 +114,7 @@ def evidence_lines(step: StepResult, indent: int = 8) -> list[str]:
 def _expected(step: StepResult) -> str:
     if step.automatic:
         return "(no expectation: not a step of the scenario)"
-    return f"(expected {step.expected})" if step.expected else "(no expectation)"
+    return f"(expected {printable(step.expected)})" if step.expected else "(no expectation)"
 
 
 def render_step(step: StepResult, verbose: bool) -> list[str]:
@@ -154,7 +155,9 @@ def render_scenario(result: ScenarioResult, verbose: bool = False) -> str:
         lines.append(f"  client {client.name}")
         for step in client.steps:
             lines += render_step(step, verbose)
-    return "\n".join(lines)
+    # values from the scenario file (title, file name, expect, URLs, log lines) never carry a
+    # control character to the terminal and never start a line of their own
+    return "\n".join(printable(line) for line in lines)
 
 
 def _summary(run: RunResult) -> tuple[str, bool]:
@@ -231,7 +234,8 @@ def detail_text(rows: list[tuple[str, str, str]], indent: int, width: int,
     wrapped at all. No trailing spaces."""
     out = Text()
     room = max(20, width - indent - label_width)
-    for label, text, style in rows:
+    for label, raw, style in rows:
+        text = printable(raw)
         lines = ([text] if label in UNWRAPPED else
                  textwrap.wrap(text, room, break_on_hyphens=False, break_long_words=False)
                  ) or [""]
@@ -283,21 +287,21 @@ def render_scenario_rich(result: ScenarioResult, verbose: bool = False,
     verdict = (Text(" PASSED ", style="bold white on green") if result.passed
                else Text(" FAILED ", style="bold white on red"))
     parts: list[RenderableType] = [
-        Rule(Text.assemble(verdict, " ", (s.name, "bold")), align="left",
+        Rule(Text.assemble(verdict, " ", (printable(s.name), "bold")), align="left",
              style="green" if result.passed else "red")]
     source = f" [{s.info.source}]" if s.info.source else ""
-    title = "\n".join(textwrap.wrap(s.info.title + source, width, initial_indent="   ",
+    title = "\n".join(textwrap.wrap(printable(s.info.title + source), width, initial_indent="   ",
                                     subsequent_indent="   ", break_on_hyphens=False))
     parts.append(Text(title))
     if s.file:
-        parts.append(Text(f"   file: {s.file}", style="dim"))
+        parts.append(Text(f"   file: {printable(s.file)}", style="dim"))
     if result.pki.mp_refusal is not None:
         parts.append(detail_text([("pki", result.pki.mp_refusal.message, "")], 3, width,
                                  label_width=5))
     if result.faults:
-        parts.append(Text(f"   faults: {', '.join(result.faults)}", style="yellow"))
+        parts.append(Text(printable(f"   faults: {', '.join(result.faults)}"), style="yellow"))
     for client in result.clients:
-        parts.append(Text.assemble("  client ", (client.name, "bold")))
+        parts.append(Text.assemble("  client ", (printable(client.name), "bold")))
         for step in client.steps:
             parts += _rich_step(step, verbose, width)
     return Group(*parts)
@@ -312,7 +316,8 @@ _TRACE_STYLES = ((re.compile(r"^\s*(Failed|Expired|ERROR:|CertUtil:)"), "red"),
 def trace_text(trace: str) -> Text:
     """A certutil-shaped trace for a terminal: its lines as they are, status lines coloured."""
     text = Text()
-    for line in trace.splitlines(keepends=True):
+    for raw in trace.splitlines(keepends=True):
+        line = printable(raw, keep="\n")
         style = next((st for rx, st in _TRACE_STYLES if rx.match(line)), "")
         text.append(line, style=style)
     return text

@@ -31,8 +31,9 @@ _OFFSET = re.compile(r"([+-]?)((?:\d+(?:\.\d+)?[smhd] ?)*\d+(?:\.\d+)?[smhd])")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1.0}
-MAX_OFFSET_DAYS = 100 * 365
-"""Times relative to the run stay within a century (dates must stay encodable)."""
+MAX_OFFSET_DAYS = 60 * 365
+"""Times relative to the run stay within 60 years of it: X.509 cannot encode a date before
+1950 (RFC 5280 4.1.2.5: UTCTime), so a century back from today is out of reach."""
 
 
 def type_name(value: object) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from lab.clock import zone_info
 from lab.codes import expect_problem
-from lab.configmgr.ccmsetup import parse_ccmsetup
+from lab.configmgr.ccmsetup import ccmhostname_problem, parse_ccmsetup
 from lab.errors import ScenarioError
 from lab.names import is_site_code
 from lab.scenario.fields import (
@@ -73,6 +73,9 @@ def _cert(ctx: Context, t: Table, *, default_issuer: str | None, cas: dict[str, 
     if subject is not None and not 1 <= len(subject.encode("utf-8")) <= 64:
         raise ctx.error(t.key("subject"), "expected a common name of 1 to 64 bytes "
                         f"(X.509 ub-common-name), got {len(subject.encode('utf-8'))} bytes")
+    if subject is not None and not subject.isprintable():
+        raise ctx.error(t.key("subject"), f"expected a common name without control characters, "
+                        f"got {subject!r}")
     not_before = offset(ctx, t, "not_before")
     not_after = offset(ctx, t, "not_after")
     start = not_before if not_before is not None else -dt.timedelta(days=1)
@@ -203,6 +206,11 @@ def _client(ctx: Context, t: Table, cas: dict[str, CASpec], default_issuer: str 
     except ScenarioError as e:
         raise e.located(file=ctx.file, key=t.key("ccmsetup"),
                         line=ctx.locator.line(t.key("ccmsetup"))) from e
+    if command.ccmhostname is not None and (
+            problem := ccmhostname_problem(command.ccmhostname)) is not None:
+        # the linter's ccmhostname-invalid: a value no client can connect to
+        raise ctx.error(t.key("ccmsetup"), f"CCMHOSTNAME={command.ccmhostname}: {problem} "
+                        "(expected the internet MP's FQDN)")
     default_fqdn = f"{name}.{ad_domain}" if domain_joined and ad_domain else name
     fqdn = dns_name(ctx, t.key("fqdn"), t.text("fqdn", default=default_fqdn))
     raw_cert = t.data.get("cert")

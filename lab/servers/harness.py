@@ -19,7 +19,7 @@ import asyncio
 import datetime as dt
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableSequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -44,7 +44,7 @@ from lab.servers.faults import log_active
 from lab.servers.iis import AnyMethodRunner
 from lab.servers.ldap_app import DirectoryServer
 from lab.servers.mp_app import make_mp_app
-from lab.servers.state import Staged, Staging
+from lab.servers.state import Journal, JournalSink, Staged, Staging
 
 
 class _NoTraceback(logging.Filter):
@@ -160,8 +160,13 @@ class RunningLab:
     """The servers of a started lab; see :func:`start_lab`."""
 
     def __init__(self, ports: Ports, staging: Staging,
-                 mp_tls: ssl.SSLContext | None = None) -> None:
+                 mp_tls: ssl.SSLContext | None = None, *, journal_window: int | None = None,
+                 journal_sink: JournalSink | None = None) -> None:
         self.ports = ports
+        self.journal_window = journal_window
+        """Keep only this many entries of each journal in memory (None: all, as a run
+        needs them); ``journal_sink`` receives every entry as it is recorded."""
+        self.journal_sink = journal_sink
         self._mp_tls = mp_tls
         self._staging = staging
         self._session: aiohttp.ClientSession | None = None
@@ -215,8 +220,21 @@ class RunningLab:
         active = log_active(deployment.scenario.name, deployment.faults)
         staged = Staged(deployment=deployment, hosts=hosts,
                         contexts=MappingProxyType(contexts),
-                        retriever=retriever, active_faults=tuple(active))
+                        retriever=retriever, active_faults=tuple(active),
+                        **self._journals())
         self._staging.current = staged
+
+    def _journals(self) -> dict[str, Any]:
+        """Fresh journals for a staging: bounded windows for a long-running lab."""
+        window, sink = self.journal_window, self.journal_sink
+        if window is None:
+            return {}
+
+        def to_sink(name: str) -> Callable[[Any], None] | None:
+            return None if sink is None else (lambda entry: sink(name, entry))
+
+        return {name: Journal(window, to_sink(name))
+                for name in ("records", "log", "directory_log")}
 
     def bind_mp_contexts(self, contexts: Mapping[str, ssl.SSLContext]) -> None:
         """Let SNI hand out ``contexts`` (server name -> context) from now on, everything
@@ -228,7 +246,7 @@ class RunningLab:
         return self.staged.records_for(step)
 
     @property
-    def directory_log(self) -> list[DirectoryRecord]:
+    def directory_log(self) -> MutableSequence[DirectoryRecord]:
         """What the DC's LDAP service answered since the scenario was staged."""
         return self.staged.directory_log
 
@@ -244,9 +262,11 @@ class RunningLab:
 
 
 @asynccontextmanager
-async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[RunningLab]:
+async def start_lab(*, host: str = LOOPBACK, scratch: str, journal_window: int | None = None,
+                    journal_sink: JournalSink | None = None) -> AsyncIterator[RunningLab]:
     """Start the MP (HTTPS and HTTP), the CDP/AIA server and the DC's LDAP service; always
-    stop them.
+    stop them. A long-running lab (``serve``, ``ui``) passes ``journal_window`` (and
+    ``journal_sink``) so that what the servers record stays bounded in memory.
 
     ``scratch`` is a private temporary folder (the placeholder key lives there only while it
     is loaded).
@@ -290,7 +310,8 @@ async def start_lab(*, host: str = LOOPBACK, scratch: str) -> AsyncIterator[Runn
             ports.append(ldap_server.sockets[0].getsockname()[1])
         except OSError as e:
             raise HarnessError(f"cannot start the lab's servers on {host}: {e}") from e
-        running = RunningLab(Ports(*ports), staging, mp_tls=base)
+        running = RunningLab(Ports(*ports), staging, mp_tls=base,
+                             journal_window=journal_window, journal_sink=journal_sink)
         yield running
     finally:
         if running is not None:

@@ -43,7 +43,7 @@ from lab.results.logline import LogLine, thread_id
 from lab.results.records import MpRecord
 from lab.servers.faults import mp_refusal
 from lab.servers.routing import ROUTE_OPTIONS, STAGED, application
-from lab.servers.state import ClientCertVerdict, Staged, Staging
+from lab.servers.state import CERT_VERDICTS_KEPT, ClientCertVerdict, Staged, Staging
 
 MP_VERSION = "9128"
 """Product build reported in MPLIST (9128 = ConfigMgr 2403, reference §8.2)."""
@@ -108,6 +108,8 @@ async def _check_client_cert(staged: Staged, request: web.Request) -> ClientCert
                             x509.load_der_x509_certificate(der).not_valid_after_utc)
                 if t is not None and t > now]
         verdict = replace(verdict, until=min(ends) if ends else None)
+    if len(staged.cert_cache) >= CERT_VERDICTS_KEPT:  # the oldest verdict goes first
+        staged.cert_cache.pop(next(iter(staged.cert_cache)), None)
     staged.cert_cache[der] = verdict
     pending.set_result(verdict)
     return verdict

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 from lab.cryptoapi.retrieval import Retriever
 from lab.protocols.network import HostMap
@@ -22,6 +24,34 @@ from lab.results.logline import LogLine
 from lab.results.records import DirectoryRecord, MpRecord
 from lab.scenario.model import Faults
 from lab.servers.deployment import Deployment
+
+T = TypeVar("T")
+
+
+class Journal(deque[T]):
+    """A server's journal for a long-running lab (``serve``, ``ui``): only the last ``window``
+    entries stay in memory (what a console shows); ``sink``, when given, receives every entry
+    as it is appended (to write it to a log file), so nothing is lost and memory stays
+    bounded however many requests a client sends. A ``run`` uses plain lists: a scenario's
+    size is capped at load time, and its report needs every entry."""
+
+    def __init__(self, window: int, sink: Callable[[T], None] | None = None) -> None:
+        super().__init__(maxlen=window)
+        self.sink = sink
+
+    def append(self, item: T) -> None:
+        if self.sink is not None:
+            self.sink(item)
+        super().append(item)
+
+
+JournalSink = Callable[[str, Any], None]
+"""``sink(journal, entry)`` with ``journal`` one of ``"records"``, ``"log"``,
+``"directory_log"``: where a long-running lab writes what it no longer keeps in memory."""
+
+CERT_VERDICTS_KEPT = 10_000
+"""IIS's verdicts kept per staging (one per distinct client certificate): a client that
+presents a new certificate on every connection does not grow the MP without limit."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +84,11 @@ class Staged:
     """How the MP (IIS) fetches the CRLs of client certificates."""
     active_faults: tuple[str, ...] = ()
     """The scenario's active fault knobs (``name=value``), logged once at staging."""
-    records: list[MpRecord] = field(default_factory=list)
+    records: MutableSequence[MpRecord] = field(default_factory=list)
     """What the MP's IIS logged (one record per request), for the W3C log."""
-    log: list[LogLine] = field(default_factory=list)
+    log: MutableSequence[LogLine] = field(default_factory=list)
     """The MP's own log lines (MP_RegistrationManager.log)."""
-    directory_log: list[DirectoryRecord] = field(default_factory=list)
+    directory_log: MutableSequence[DirectoryRecord] = field(default_factory=list)
     """Every LDAP operation the DC answered (bind, search, unbind, ...) and every PDU refused."""
     cert_cache: dict[bytes, ClientCertVerdict] = field(default_factory=dict)
     """IIS's verdict per client certificate (DER), like its CRL cache: one check per run."""

@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.errors import UsageError
+from lab.names import printable
 from lab.report.certutil import render_step_trace
 from lab.report.text import (
     EVIDENCE_LABEL,
@@ -124,7 +125,7 @@ def _numbered(scene: int | None) -> list[tuple[int, Scene]]:
 
 
 def _wrap(text: str, indent: int, width: int = WIDTH) -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), width, initial_indent=" " * indent,
+    return textwrap.wrap(printable(" ".join(text.split())), width, initial_indent=" " * indent,
                          subsequent_indent=" " * indent, break_on_hyphens=False,
                          break_long_words=False)
 
@@ -257,7 +258,7 @@ def render_demo(run: RunResult, scene: int | None = None) -> str:
     """The whole demo (or scene ``scene``) as plain text, no escape codes."""
     out: list[str] = [HEADER, ""]
     for view in _views(run, scene):
-        out += _plain_scene(view)
+        out += [printable(line) for line in _plain_scene(view)]
         out.append("")
     out.append(_footer(run))
     return "\n".join(out) + "\n"
@@ -271,7 +272,7 @@ def _steps_table(steps: list[StepResult]) -> Table:
     for column in ("client", "step", "from the", "what the client got"):
         table.add_column(column)
     for st in steps:
-        table.add_row(st.client, f"{st.number}. {st.title}", st.location,
+        table.add_row(printable(st.client), f"{st.number}. {st.title}", st.location,
                       summary_text(st))
     return table
 
@@ -284,7 +285,7 @@ def print_scene(console: Console, view: _View) -> None:
     """One scene, styled for a terminal."""
     width = console.width
     failing = view.failing
-    console.print(Rule(Text(view.title, style="bold"), align="left", style="cyan"))
+    console.print(Rule(Text(printable(view.title), style="bold"), align="left", style="cyan"))
     console.print(Text("\n".join(_wrap(failing.scenario.info.description, 2, width)),
                        style="italic"), soft_wrap=True)
     console.print(_heading("What was set up"))
@@ -301,13 +302,13 @@ def print_scene(console: Console, view: _View) -> None:
         if trace is not None:
             console.print(_heading(f"  {TRACE_HEADING}", "bold dim"))
             console.print(trace_text(textwrap.indent(trace, "      ")), soft_wrap=True)
-        console.print(Panel(Text(" ".join(failed.explanation.split())), title="Why",
+        console.print(Panel(Text(printable(" ".join(failed.explanation.split()))), title="Why",
                             title_align="left", border_style="cyan"))
-        console.print(Panel(Text(" ".join(failed.fix.split()), style="green"),
+        console.print(Panel(Text(printable(" ".join(failed.fix.split())), style="green"),
                             title="The fix", title_align="left", border_style="green"))
     console.print(Text.assemble(("  Passing twin ", "bold green"),
-                                (f"({view.passing.scenario.name})", "dim"), ": ",
-                                view.scene.change), soft_wrap=True)
+                                (f"({printable(view.passing.scenario.name)})", "dim"), ": ",
+                                printable(view.scene.change)), soft_wrap=True)
     if view.twin_steps:
         console.print(_indented_table(_steps_table(view.twin_steps)))
     console.print(Text.assemble(
@@ -371,7 +372,8 @@ def present(run: RunResult, scene: int | None = None, pause: bool = False, *,
             print_scene(console, view)
             console.print()
         else:
-            write_plain(console, "\n".join(_plain_scene(view)) + "\n\n")
+            plain = [printable(line) for line in _plain_scene(view)]
+            write_plain(console, "\n".join(plain) + "\n\n")
         if waiting and i + 1 < len(views):
             nxt = views[i + 1].number
             if not _wait(console, stdin, f"Press Enter for scene {nxt} of {len(SCENES)}, "

@@ -33,7 +33,10 @@ from cryptography.hazmat.primitives import serialization
 
 from lab.clock import Clock
 from lab.errors import UsageError
-from lab.pki.build import BuiltPKI, build_pki
+from lab.logs.stream import LogStream
+from lab.names import printable
+from lab.pki.background import build_pki_async
+from lab.pki.build import BuiltPKI
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK, Network
 from lab.scenario.loader import load_scenario
@@ -105,7 +108,8 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
                         for ca in pki.cas.values())
     ca_file = _write_public(folder, "lab-cas.pem", every_ca)
     lines = [f"# ibcm-lab serve: {scenario.name} ({scenario.info.title})",
-             f"# Listening on {bind}. CA certificates: {ca_file}", ""]
+             f"# Listening on {bind}. CA certificates: {ca_file}",
+             f"# Logs of every request (IIS W3C, MP, LDAP): {folder / 'logs'}", ""]
     # Every certificate of every client, the good and the failing ones.
     certs = [(name, cert) for name, store in pki.stores.items() for cert in store]
     for _name, cert in certs:
@@ -164,7 +168,12 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
                                  f"{q(f'http://{host}:{loopback}/{path}')}")
         lines.append("")
     lines.append("# Press Ctrl-C to stop.")
-    return "\n".join(lines) + "\n"
+    # a title or a name from the file never starts a line of its own (a line bash would run)
+    return "\n".join(printable(line) for line in lines) + "\n"
+
+
+SERVE_WINDOW = 1000
+"""Entries of each server journal ``serve`` keeps in memory (the rest is in its log files)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,8 @@ class ServeReport:
     scenario: str
     bind: str
     guide: str
+    stopped_by: int | None = None
+    """The signal that stopped it (SIGINT, SIGTERM), None when ``for_seconds`` ran out."""
 
 
 async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds: float | None,
@@ -186,25 +197,39 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
               "other machines, not only from this one", file=sys.stderr)
     cache = PKICache(certs)
     clock = Clock()
-    pki = build_pki(scenario, clock, cache)
+    pki = await build_pki_async(scenario, clock, cache)  # Ctrl-C stops it between two keys
     deployment = Deployment(scenario=scenario, pki=pki, network=Network(scenario), clock=clock)
     stop = asyncio.Event()
+    stopped_by: list[int] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        stopped_by.append(signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    with tempfile.TemporaryDirectory(prefix="ibcm-lab-serve-") as scratch:
-        async with start_lab(host=bind, scratch=scratch) as lab:
+            loop.add_signal_handler(sig, on_signal, int(sig))
+    folder = Path(cache.root) / "serve" / scenario.name
+    # Only the last SERVE_WINDOW entries of each journal stay in memory; every request is
+    # written to the log files as it is answered (a client looping on the MP grows a file,
+    # not the process).
+    logs = LogStream(folder / "logs", server_ip=LOOPBACK if bind in ("0.0.0.0", "::", "")
+                     else bind, timezone=scenario.info.timezone,
+                     dc=deployment.network.dc_host())
+    with tempfile.TemporaryDirectory(prefix="ibcm-lab-serve-") as scratch, \
+            contextlib.closing(logs):
+        async with start_lab(host=bind, scratch=scratch, journal_window=SERVE_WINDOW,
+                             journal_sink=logs) as lab:
             await lab.stage(deployment)
-            guide = connection_guide(scenario, pki, lab, Path(cache.root) / "serve" /
-                                     scenario.name, bind)
+            guide = connection_guide(scenario, pki, lab, folder, bind)
             out.write(guide)
             out.flush()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), for_seconds)
     out.write("Stopped.\n")
     out.flush()
-    return ServeReport(scenario.name, bind, guide)
+    return ServeReport(scenario.name, bind, guide, stopped_by[0] if stopped_by else None)
 
 
 def serve_scenario(scenario_path: str | Path, *, certs: str, host: str | None = None,

@@ -311,12 +311,18 @@ async def run_streaming(state: ConsoleState, choice: Choice, send: Send) -> None
 
 # -- the application -----------------------------------------------------------------------------
 
+UI_JOURNAL_WINDOW = 1000
+"""Entries of each server journal the console's lab keeps in memory."""
+
+
 async def _lab_context(app: web.Application) -> AsyncIterator[None]:
     """Start the lab's servers with the console and stop them with it."""
     state = app[STATE]
     state.cache = PKICache(state.certs)
     with tempfile.TemporaryDirectory(prefix="ibcm-lab-ui-") as scratch:
-        async with start_lab(scratch=scratch) as lab:
+        # a window of each server journal, not all of it: the console shows the steps it
+        # runs, and a client looping on the lab's MP must not grow the console's memory
+        async with start_lab(scratch=scratch, journal_window=UI_JOURNAL_WINDOW) as lab:
             state.lab, state.scratch = lab, Path(scratch)
             try:
                 yield
@@ -340,8 +346,9 @@ def make_app(*, certs: str | Path = "certs", scenario: Scenario | None = None
 
 
 async def serve_console(*, certs: str, scenario: Scenario | None, port: int,
-                        open_browser: bool, out: TextIO) -> None:
-    """Run the console on 127.0.0.1:``port`` (0: any free port) until Ctrl-C or SIGTERM."""
+                        open_browser: bool, out: TextIO) -> int:
+    """Run the console on 127.0.0.1:``port`` (0: any free port) until Ctrl-C or SIGTERM;
+    the number of the signal that stopped it."""
     app = make_app(certs=certs, scenario=scenario)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
@@ -362,24 +369,32 @@ async def serve_console(*, certs: str, scenario: Scenario | None, port: int,
             if not opened:
                 NOTES.warning("no browser could be opened here: open %s yourself", url)
         stop = asyncio.Event()
+        stopped_by: list[int] = []
         loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            stopped_by.append(signum)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, int(sig))
         await stop.wait()
     finally:
         await runner.cleanup()
     out.write("Stopped.\n")
     out.flush()
+    return stopped_by[0] if stopped_by else int(signal.SIGINT)
 
 
 def run_console(scenario_path: str | Path | None, *, certs: str, port: int = 0,
-                open_browser: bool = False, out: TextIO = sys.stdout) -> None:
+                open_browser: bool = False, out: TextIO = sys.stdout) -> int:
     """Load the scenario file (if any) and run the console until Ctrl-C (see
-    :func:`serve_console`); UsageError for a port outside 0-65535."""
+    :func:`serve_console`); UsageError for a port outside 0-65535. The number of the signal
+    that stopped it."""
     scenario = load_scenario(scenario_path) if scenario_path is not None else None
     if not 0 <= port <= 65535:
         raise UsageError(f"--port expects a port number from 0 to 65535 (0: any free port), "
                          f"got {port}")
-    asyncio.run(serve_console(certs=certs, scenario=scenario, port=port,
-                              open_browser=open_browser, out=out))
+    return asyncio.run(serve_console(certs=certs, scenario=scenario, port=port,
+                                     open_browser=open_browser, out=out))

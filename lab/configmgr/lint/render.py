@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from lab.configmgr.lint.report import LintReport
+from lab.names import printable
 
 __all__ = ["render_json", "render_text"]
 
@@ -31,7 +32,9 @@ def render_text(report: LintReport) -> str:
     lines.append("Corrected:")
     lines.append(report.corrected if report.corrected is not None
                  else "(none: a syntax error could not be repaired automatically)")
-    return "\n".join(lines) + "\n"
+    # one value (a ccmsetup line, a certificate field, a URL) never spans lines or reaches
+    # the terminal with a control character in it
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def render_json(report: LintReport) -> str:

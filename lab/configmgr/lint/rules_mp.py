@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from lab.configmgr.ccmsetup import CcmsetupCommand, MpAddress
+from lab.configmgr.ccmsetup import CcmsetupCommand, MpAddress, ccmhostname_problem
 from lab.configmgr.lint.fixes import Arg, Fix, Pending, find_arg, setter
 from lab.configmgr.lint.report import SiteContext
 from lab.configmgr.lint.shared import CMG_PATH_RE, URLISH_RE, same_host
@@ -18,7 +18,6 @@ from lab.configmgr.lint.sources import (
     SRC_SMSMP,
     SRC_SMSMPLIST,
 )
-from lab.names import is_ccm_host
 
 __all__ = [
     "ccmhostname_host",
@@ -205,10 +204,11 @@ def ccmhostname_host(args: list[Arg], cmd: CcmsetupCommand,
         return None
     internet = site.internet_fqdn
     fix_internet, set_internet = _internet_fix(site)
-    if not host or not is_ccm_host(host):
+    problem = ccmhostname_problem(value)  # the scenario loader refuses the same values
+    if problem is not None:
         return Pending(
             "error", "ccmhostname-invalid",
-            f"CCMHOSTNAME={value}: {host!r} is not a host name", fix_internet,
+            f"CCMHOSTNAME={value}: {problem}", fix_internet,
             SRC_CCMHOSTNAME, set_internet)
     if site.intranet_fqdn and same_host(host, site.intranet_fqdn) and not (
             internet and same_host(internet, site.intranet_fqdn)):

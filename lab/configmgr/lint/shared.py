@@ -6,14 +6,10 @@ import re
 from typing import Final
 
 from lab.configmgr.ccmsetup import KNOWN_PARAMETERS, CcmsetupCommand, parse_ccmsetup
+from lab.configmgr.ccmsetup import URLISH_RE as URLISH_RE  # its home is the parser
 from lab.errors import CcmsetupSyntaxError
 
 PARAM_BY_LOWER: Final = {name.lower(): name for name in KNOWN_PARAMETERS}
-URLISH_RE: Final = re.compile(
-    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<host>[^/:]*)(?::(?P<port>[^/]*))?"
-    r"(?P<path>/.*)?",
-    re.DOTALL,
-)
 CMG_PATH_RE: Final = re.compile(r"/CCM_Proxy_(?:MutualAuth|ServerAuth)/", re.IGNORECASE)
 SINGLE_QUOTES: Final = "'\u2018\u2019"
 

@@ -13,7 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from lab.configmgr.ccmsetup import KNOWN_PARAMETERS, KNOWN_PROPERTIES, parse_ccmsetup
+from lab.configmgr.ccmsetup import (
+    KNOWN_PARAMETERS,
+    KNOWN_PROPERTIES,
+    control_characters,
+    parse_ccmsetup,
+)
 from lab.configmgr.lint.report import SiteContext
 from lab.configmgr.lint.shared import PARAM_BY_LOWER, SINGLE_QUOTES, URLISH_RE, parses
 from lab.configmgr.lint.sources import SRC_QUOTING, SRC_SYNTAX
@@ -21,6 +26,7 @@ from lab.configmgr.winargs import (
     join_windows_command_line,
     quote_token,
     quote_windows_argument,
+    show,
     split_windows_command_line,
 )
 from lab.errors import CcmsetupSyntaxError
@@ -51,6 +57,16 @@ def _pre_repairs(line: str) -> tuple[str, list[Repair]]:
             "the command line contains a line break: cmd.exe ends the command there and "
             "ccmsetup never sees the rest",
             "put the whole command on one line", SRC_QUOTING))
+        line = fixed
+    bad = control_characters(line)
+    if bad:  # the parser refuses them (so does the scenario loader): one rule
+        fixed = "".join(c for c in line if c not in bad)
+        repairs.append(Repair(
+            fixed, "control-character",
+            f"the line contains the control character{'s' if len(bad) > 1 else ''} "
+            f"{show(bad)}: ccmsetup would take {'them' if len(bad) > 1 else 'it'} into a value "
+            "(no ccmsetup value has one; typically pasted from a terminal or a document)",
+            "remove the control characters", SRC_QUOTING))
         line = fixed
     if any(c in line for c in _TYPOGRAPHIC_QUOTES):
         fixed = "".join('"' if c in _TYPOGRAPHIC_QUOTES else c for c in line)

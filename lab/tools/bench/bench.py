@@ -25,6 +25,9 @@ next to its goal (issue 7) and whether the median meets it. Measurements (``--on
     against one mock MP (its own process): wall time, requests/s, errors, peak RSS and the
     rate of CRL fetches the CDP server answered (IIS checks every new client certificate
     against its CRL).
+``soak``
+    ``ibcm-lab serve`` in its own process: its resident memory after 100,000 plain-HTTP
+    requests against after 1,000 (goal: within 10 %; it keeps a window, and logs the rest).
 
 ``--quick`` uses tiny sizes: it proves every measurement works, it does not judge goals.
 Benchmarks never run as timed tests; the test suite runs ``--quick`` once.
@@ -44,7 +47,7 @@ import time
 from collections.abc import Callable
 
 from lab.errors import BenchError, UsageError
-from lab.tools.bench import fleet, handshake, measure, nginx, timeline
+from lab.tools.bench import fleet, handshake, measure, nginx, soak, timeline
 from lab.tools.bench.figures import FULL, GROUPS, QUICK, BenchOptions, BenchReport
 from lab.tools.bench.machine import machine_info, parallel_speedup
 
@@ -78,6 +81,7 @@ def run_bench(options: BenchOptions,
         "matrix": lambda: measure.bench_matrix(res, certs, sizes),
         "handshake": lambda: handshake.bench_handshake(res, certs, sizes),
         "fleet": lambda: fleet.bench_fleet(res, certs, sizes),
+        "soak": lambda: soak.bench_soak(res, certs, sizes),
     }
     began = time.perf_counter()
     res.speedup.append(parallel_speedup())

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-GROUPS = ("cold", "warm", "help", "demo", "timeline", "matrix", "handshake", "fleet")
+GROUPS = ("cold", "warm", "help", "demo", "timeline", "matrix", "handshake", "fleet", "soak")
 """The measurements, in the order they run (``--only`` names)."""
 DEFAULT_REPEAT = 3
 
@@ -66,6 +66,8 @@ class Sizes:
     handshake_concurrency: int
     fleet: tuple[int, ...]
     fleet_concurrency: int
+    soak: tuple[int, int] = (1_000, 100_000)
+    """``serve``'s memory is read after the first and after the second number of requests."""
 
 
 FULL = Sizes(
@@ -78,7 +80,7 @@ QUICK = Sizes(
     matrix=({**QUICK_BASE, "site_crl": ["on"], "ccmhostname": ["given"]},
             {**QUICK_BASE, "site_crl": ["on"]}, dict(QUICK_BASE)),
     floor_ops=20, handshake_seconds=0.5, handshake_concurrency=10,
-    fleet=(50, 100), fleet_concurrency=20)
+    fleet=(50, 100), fleet_concurrency=20, soak=(200, 2_000))
 
 
 @dataclass(frozen=True)

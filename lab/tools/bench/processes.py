@@ -207,7 +207,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"usage: python -m {MODULE} {SERVE} SPEC (internal to ibcm-lab bench)",
               file=sys.stderr)
         return 2
-    return run_loop(serve_mp(json.loads(argv[1])))
+    try:
+        return run_loop(serve_mp(json.loads(argv[1])))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
+        return 130
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from lab.names import printable
 from lab.pki.urls import cert_aia_urls, cert_cdp_urls
 from lab.tools.checkcert.catalogue import ERROR, INFO, SEVERITY_ORDER, WARNING
 from lab.tools.checkcert.inputs import public_key
@@ -136,7 +137,9 @@ def render_text(report: CheckCertReport) -> str:
     verdict = ("fine" if report.exit_code == 0 else
                f"{counts[ERROR]} error finding(s), {failing} failing replay cell(s)")
     lines.append(f"Result: {verdict} (exit {report.exit_code})")
-    return "\n".join(lines) + "\n"
+    # one value (a ccmsetup line, a certificate field, a URL) never spans lines or reaches
+    # the terminal with a control character in it
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _render_replay(report: CheckCertReport) -> list[str]:
