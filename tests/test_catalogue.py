@@ -481,7 +481,7 @@ def test_client_cert_revoked(catalogue: dict[str, ScenarioResult]) -> None:
     assert_iis_refusal(r, failing, "403.13", 2148081680)  # CRYPT_E_REVOKED 0x80092010
     assert ("the MP answered HTTP 403.13 Client certificate revoked" in failing.explanation)
     assert "IIS on the MP: CN=PC01.contoso.local is on its issuer's CRL." in failing.explanation
-    assert failing.fix.startswith("If the certificate is revoked, enrol a new one.")
+    assert failing.fix == "Enrol a new client certificate: this one is on its CA's CRL."
     assert_passes(only(r, "PC02"))
 
 

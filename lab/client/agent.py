@@ -316,9 +316,9 @@ class SimulatedClient:
                                        component="ccmsetup")
                 if out.winhttp_error is not None:
                     obs.extra_identifiers.update(out.winhttp_error.identifiers())
-                    obs.notes.append(f"ccmsetup could not reach {mp.host}: {out.connect_detail}"
-                                     if out.connect_detail else
-                                     f"ccmsetup could not reach {mp.host}")
+                    obs.notes.append(f"The ccmsetup bootstrap could not reach {mp.host}: "
+                                     f"{out.connect_detail}" if out.connect_detail else
+                                     f"The ccmsetup bootstrap could not reach {mp.host}")
             return
         if mp is None:
             obs.fail(FailureKind.NO_MP, codes.CCM_MP_NOT_FOUND,

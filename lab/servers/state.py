@@ -31,6 +31,8 @@ class ClientCertVerdict:
     detail: str
     simulated_ms: int = 0
     """Simulated time IIS spent retrieving the certificate's CRLs (its retrieval time-outs)."""
+    crl_problem: str = ""
+    """As :attr:`lab.results.records.MpRecord.crl_problem`."""
 
 
 @dataclass(frozen=True, eq=False)
