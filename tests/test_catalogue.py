@@ -190,6 +190,7 @@ TESTED = {
     "server-mp-cert-expired-clock-behind",
     "server-mp-cert-no-server-auth", "server-mp-cert-renewed", "server-mp-cert-revoked",
     "server-mp-cert-untrusted-root", "server-two-tier", "server-two-tier-issuing-ca-revoked",
+    "server-two-tier-root-crl-internal",
     "client-cert-expired-clock-behind", "client-cert-revoked", "client-cert-selection",
     "client-cert-untrusted-issuer", "client-no-certificate", "dmz-mp-cannot-check-client-certs",
     "timing-all-cdps-unreachable", "timing-ldap-first-then-http", "internet-only-client",
@@ -469,6 +470,35 @@ def test_delta_crl_explanation_says_the_base_crl_was_good(
     assert "delta" in failing.fix.lower()
     assert any("known difference" in n for n in failing.notes) or \
         "known difference" in failing.explanation
+
+
+def test_server_two_tier_root_crl_internal(catalogue: dict[str, ScenarioResult]) -> None:
+    r = catalogue["server-two-tier-root-crl-internal"]
+    failing = steps(r, "PC01")[-1]
+    assert_tls_failure(failing, "CRYPT_E_REVOCATION_OFFLINE", "0x80092013", "CERT_REV_FAILED",
+                       0x1)
+    issuing = "CN=Contoso Issuing CA,DC=contoso,DC=local"
+    rev = failing.revocation
+    assert rev is not None
+    # the issuing CA's certificate is the one whose revocation is unknown; the MP's is good
+    assert [(e.subject, e.status) for e in rev.elements] == [
+        (issuing, "offline"), (f"CN={INTRA}", "good")]
+    assert (f"No URL gave a good CRL of Contoso Root CA, so the revocation of the issuing "
+            f"CA's certificate ({issuing}) is unknown") in failing.explanation
+    assert "The MP certificate's own CRL was good." in failing.explanation
+    assert failing.fix.startswith(
+        "Publish the CRL of Contoso Root CA over HTTP where clients on the internet reach it: "
+        "a URL of the issuing CA certificate's CDP "
+        "(http://rootca.contoso.local/CertEnroll/Contoso%20Root%20CA.crl) must resolve and "
+        "answer from there. If no URL of that CDP can, have Contoso Root CA reissue the "
+        "issuing CA certificate with a reachable HTTP URL in its CDP.")
+    assert "reissue the MP certificate" not in failing.fix
+    assert "Trade-off (it lowers security for every client): Clear" in failing.fix
+    # the twin: the same refresh from the intranet, where the root's host answers
+    for step in steps(r, "PC02"):
+        assert_passes(step, crl_check=True)
+    assert steps(r, "PC02")[-1].revocation is not None
+    assert [e.status for e in steps(r, "PC02")[-1].revocation.elements] == ["good", "good"]
 
 
 # ------------------------------------------------------------------------------------------

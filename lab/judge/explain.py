@@ -312,13 +312,14 @@ class Explainer:
             if e.subject == leaf:
                 continue
             ca = self._issuer_name(e)
+            urls = ", ".join(u.url for u in e.urls) or "none"
             fixes.append(Fix(Rank.RESTORE,
                              f"Publish the CRL of {ca} over HTTP where clients on the {where} "
-                             "reach it, at a URL of the issuing CA certificate's CDP "
-                             f"({', '.join(u.url for u in e.urls) or 'none'})."))
+                             "reach it: a URL of the issuing CA certificate's CDP "
+                             f"({urls}) must resolve and answer from there."))
             fixes.append(Fix(Rank.REISSUE,
-                             f"If that URL must change, have {ca} reissue the issuing CA "
-                             "certificate with the new URL in its CDP."))
+                             f"If no URL of that CDP can, have {ca} reissue the issuing CA "
+                             "certificate with a reachable HTTP URL in its CDP."))
         if any(e.subject == leaf for e in offline) or not offline:
             workgroup = not self.client.domain_joined and any(
                 u.url.lower().startswith("ldap:///") for u in rev.urls)
