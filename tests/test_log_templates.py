@@ -191,3 +191,42 @@ def test_the_shape_keeps_what_must_match() -> None:
     assert shape(ours) != shape(ours.replace("Text=CCM_E_BAD", "Text=CCM_E_GOOD"))
     # the lines the reference lists as "not verified" are not quoted
     assert shape("Client PKI cert is available.") not in QUOTED_SHAPES
+
+
+def _templates(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, literal pieces) of every log text written in ``path``: the text
+    argument of ``self._log(obs, file, component, text)``, ``line(text)`` and ``log(text)``."""
+    import ast
+
+    found: list[tuple[int, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "_log" and len(node.args) >= 4:
+            text = node.args[3]
+        elif isinstance(func, ast.Name) and func.id in ("line", "log") and node.args:
+            text = node.args[0]
+        else:
+            continue
+        if isinstance(text, ast.Constant) and isinstance(text.value, str):
+            pieces = [text.value]
+        elif isinstance(text, ast.JoinedStr):
+            pieces = [v.value for v in text.values
+                      if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+        else:
+            continue
+        found.append((node.lineno, [p for p in pieces if len(p.strip()) >= 3]))
+    return found
+
+
+@pytest.mark.parametrize("module", ["lab/client/agent.py", "lab/servers/mp_app.py"])
+def test_the_walk_reaches_every_log_template(walked: RunResult, module: str) -> None:
+    """Every place that writes a log line wrote one during the walk, so the checks above saw
+    it: a new template needs a scenario (or an EXTRA case here) that reaches it."""
+    templates = _templates(ROOT / module)
+    assert templates != []
+    texts = [line.text for line in [*_client_lines(walked), *_mp_lines(walked)]]
+    missed = [(n, pieces) for n, pieces in templates
+              if not any(all(p in t for p in pieces) for t in texts)]
+    assert missed == []
