@@ -281,14 +281,15 @@ def test_tls_offline_because_the_crl_cannot_be_used(crl_on: Case) -> None:
     assert (f"The CDP URLs, in order: {LDAP_CDP}: invalid (the signature does not verify); "
             f"{HTTP_CDP}: expired (nextUpdate 2026-01-01 00:00 has passed); {PUBLISHED}: "
             "not_yet_valid (thisUpdate is in the future).") in got.explanation
+    unusable = "The CRL reached the client but cannot be used"
     assert got.fix == (
-        "The CRL reached the client but has expired: republish it on the CA (`certutil -crl`) "
-        "and fix whatever stopped the scheduled publication. The CRL's thisUpdate is in the "
-        "future: correct the clock of the CA, then republish the CRL (`certutil -crl`). "
-        "The CRL reached the client but its signature does not verify: have the CA sign its "
-        "CRL with its own key, from a CA certificate whose key usage includes cRLSign (reissue "
-        f"the CA certificate if it lacks it). {TRADE_OFF} Until it is fixed, clearing "
-        f"{SITE_BOX} (and /NoCRLCheck at install) lets clients connect without the check.")
+        f"{unusable}: it has expired. Republish it on the CA (`certutil -crl`) and fix "
+        f"whatever stopped the scheduled publication. {unusable}: its thisUpdate is in the "
+        "future. Correct the clock of the CA, then republish the CRL (`certutil -crl`). "
+        f"{unusable}: its signature is not the issuing CA's. Have the CA sign its CRL with its "
+        "own key, from a CA certificate whose key usage includes cRLSign (reissue the CA "
+        f"certificate if it lacks it). {TRADE_OFF} Until it is fixed, clearing {SITE_BOX} "
+        "(and /NoCRLCheck at install) lets clients connect without the check.")
     # one URL unreachable besides: where the CRL is published is the problem again
     unreachable = tls_failure(observe(mp=MpChoice(INTERNET, True, LEARNED)),
                               offline(crl_on, urls[1], failed(PUBLISHED, "refused")))

@@ -289,19 +289,26 @@ class Explainer:
         if bad and not any(u.result == "failed" for u in urls):
             # Every URL answered: the CRL itself is the problem, not where it is published.
             kinds = {u.result for u in bad}
+            unusable = "The CRL reached the client but cannot be used"
             if "expired" in kinds:
                 fixes.append(Fix(Rank.RESTORE,
-                                 "The CRL reached the client but has expired: republish it on "
-                                 "the CA (`certutil -crl`) and fix whatever stopped the "
-                                 "scheduled publication."))
+                                 f"{unusable}: it has expired. Republish it on the CA "
+                                 "(`certutil -crl`) and fix whatever stopped the scheduled "
+                                 "publication."))
             if "not_yet_valid" in kinds:
                 fixes += self.clock_fixes(offline)
-            if "invalid" in kinds:
+            invalid = {u.detail for u in bad if u.result == "invalid"}
+            if "the response is not a CRL" in invalid:
+                fixes.append(Fix(Rank.RESTORE,
+                                 f"{unusable}: the response is not a CRL. Make the CDP URL "
+                                 "serve the CA's CRL file whole and unchanged (as `certutil "
+                                 "-crl` writes it)."))
+            if invalid - {"the response is not a CRL"}:
                 fixes.append(Fix(Rank.REISSUE,
-                                 "The CRL reached the client but its signature does not verify: "
-                                 "have the CA sign its CRL with its own key, from a CA "
-                                 "certificate whose key usage includes cRLSign (reissue the CA "
-                                 "certificate if it lacks it)."))
+                                 f"{unusable}: its signature is not the issuing CA's. Have the "
+                                 "CA sign its CRL with its own key, from a CA certificate whose "
+                                 "key usage includes cRLSign (reissue the CA certificate if it "
+                                 "lacks it)."))
             fixes.append(Fix(Rank.TRADE_OFF,
                              f"Until it is fixed, clearing {SITE_BOX} (and /NoCRLCheck at "
                              "install) lets clients connect without the check."))
@@ -312,11 +319,11 @@ class Explainer:
             if e.subject == leaf:
                 continue
             ca = self._issuer_name(e)
-            urls = ", ".join(u.url for u in e.urls) or "none"
+            cdp = ", ".join(u.url for u in e.urls) or "none"
             fixes.append(Fix(Rank.RESTORE,
                              f"Publish the CRL of {ca} over HTTP where clients on the {where} "
                              "reach it: a URL of the issuing CA certificate's CDP "
-                             f"({urls}) must resolve and answer from there."))
+                             f"({cdp}) must resolve and answer from there."))
             fixes.append(Fix(Rank.REISSUE,
                              f"If no URL of that CDP can, have {ca} reissue the issuing CA "
                              "certificate with a reachable HTTP URL in its CDP."))
@@ -337,8 +344,9 @@ class Explainer:
         skew = self.client.clock_skew
         if skew < dt.timedelta(0):
             fixes.append(Fix(Rank.RESTORE,
-                             f"The CRL is not yet valid by the client's clock, which runs "
-                             f"{_duration(skew)} behind: correct the client's clock "
+                             "The CRL reached the client but cannot be used: it is not yet "
+                             f"valid by the client's clock, which runs {_duration(skew)} "
+                             "behind. Correct the client's clock "
                              "(`w32tm /resync`, and check its time source)."))
         ahead = []
         for e in offline:
@@ -348,8 +356,9 @@ class Explainer:
         if ahead or not fixes:
             who = " and ".join(dict.fromkeys(ahead)) or "the CA"
             fixes.append(Fix(Rank.RESTORE,
-                             f"The CRL's thisUpdate is in the future: correct the clock of "
-                             f"{who}, then republish the CRL (`certutil -crl`)."))
+                             "The CRL reached the client but cannot be used: its thisUpdate "
+                             f"is in the future. Correct the clock of {who}, then republish "
+                             "the CRL (`certutil -crl`)."))
         return fixes
 
     def cn_sentence(self, verdict: ChainVerdict) -> list[str]:
