@@ -251,6 +251,8 @@ def test_crl_not_yet_valid_for_a_client_whose_clock_is_behind(
     assert step.outcome == "fail" and step.error is codes.CRYPT_E_REVOCATION_OFFLINE
     assert "CA's clock" not in step.fix, step.fix
     assert "client's clock" in step.fix and "w32tm /resync" in step.fix
+    assert ("The client's clock runs 1 hour behind, so the CRL's thisUpdate is in the "
+            "client's future.") in step.explanation
     assert_all_ok(cases["client-clock-right"])
 
 

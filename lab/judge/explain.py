@@ -254,8 +254,12 @@ class Explainer:
         """Whose revocation could not be checked, and why."""
         leaf = verdict.chain[0].subject.rfc4514_string() if verdict.chain else ""
         cas = [e for e in offline if e.subject != leaf]
+        early = any(u.result == "not_yet_valid" for e in offline for u in e.urls)
+        skew = self.client.clock_skew
+        clock = ([f"The client's clock runs {_duration(skew)} behind, so the CRL's thisUpdate "
+                  "is in the client's future."] if early and skew < dt.timedelta(0) else [])
         if not cas:
-            return ["No URL gave a good CRL, so revocation is unknown: CryptoAPI says "
+            return [*clock, "No URL gave a good CRL, so revocation is unknown: CryptoAPI says "
                     "'offline' (not 'revoked') and WinHTTP refuses the connection."]
         parts = []
         leaf_good = any(e.subject == leaf and e.status == "good"
@@ -269,7 +273,7 @@ class Explainer:
                          "refuses the connection.")
         if any(e.subject == leaf for e in offline):
             parts.append("No URL gave a good CRL for the MP certificate either.")
-        return parts
+        return [*clock, *parts]
 
     def trade_offs(self) -> list[Fix]:
         """Turning CRL checking off: how, for where the client is in its life."""
