@@ -116,7 +116,8 @@ def test_every_scene_in_the_seed_order(demo_text: str) -> None:
 def test_every_scene_shows_its_ccmhttp_line(demo_text: str) -> None:
     blocks = scenes(demo_text)
     for n in (1, 2, 3, 5, 7, 8, 9):
-        assert re.search(r"^    log      (CcmMessaging|ccmsetup)\.log: \[CCMHTTP\] ERROR: URL=https?://",
+        assert re.search(r"^    log      (CcmMessaging|ccmsetup)\.log: (Lab: )?\[CCMHTTP\] ERROR: "
+                         r"URL=https?://",
                          blocks[n], flags=re.MULTILINE), n
     # Scenes 4 and 6 end before any request: the demo says so instead of showing nothing.
     for n in (4, 6):

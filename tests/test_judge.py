@@ -20,7 +20,7 @@ from labtest import HTTP_CDP, INTERNET, INTRA, LDAP_CDP, SCENARIOS
 from lab import codes
 from lab.clock import Clock
 from lab.codes import Code, WinHttpFlag
-from lab.judge.explain import HANDLERS, Explainer
+from lab.judge.explain import HANDLERS, TRADE_OFF, Explainer, render_fixes
 from lab.judge.verdict import expectation_met, judge_step, mp_answer
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
@@ -222,10 +222,11 @@ def test_tls_offline_on_the_internet_with_the_site_box(crl_on: Case) -> None:
         "contoso.local does not resolve from the internet zone. No URL gave a good CRL, so "
         "revocation is unknown: CryptoAPI says 'offline' (not 'revoked') and WinHTTP refuses "
         "the connection.")
+    # repair first; turning the check off last, marked as the trade-off it is
     assert got.fix == (
-        f"Clear {SITE_BOX} so clients stop checking the CRL of site systems, or publish the "
-        "CRL over HTTP at a URL clients reach from the internet and reissue the MP "
-        "certificate with that URL in its CDP (seed §4).")
+        "Publish the CRL over HTTP at a URL clients on the internet reach and reissue the MP "
+        f"certificate with that URL in its CDP (seed §4). {TRADE_OFF} Clear {SITE_BOX} so "
+        "clients stop checking the CRL of site systems.")
     assert {"CRYPT_E_REVOCATION_OFFLINE", "0X80092013", "ERROR_WINHTTP_SECURE_FAILURE",
             "12175", "CERT_REV_FAILED", "WINHTTP_CALLBACK_STATUS_FLAG_CERT_REV_FAILED"} <= \
         set(got.identifiers)
@@ -252,14 +253,15 @@ def test_tls_offline_at_bootstrap_and_for_a_workgroup_machine(crl_on: Case) -> N
     ldap = failed(LDAP_CDP, "no domain controller answers", 0)
     obs = tls_failure(observe(Action.INSTALL, Zone.INTRANET, mp=MpChoice(INTRA, True, SMSMP_HTTPS),
                               crl_source=BOOTSTRAP), offline(crl_on, ldap), host=INTRA)
-    fix = ("Add /NoCRLCheck to the ccmsetup command line for the bootstrap, and clear "
-           f"{SITE_BOX} for the rest of the client's life, or publish the CRL over HTTP where "
-           "this client can reach it and reissue the MP certificate with that URL (seed §4).")
-    assert judge(crl_on, obs).fix == fix
+    publish = ("Publish the CRL over HTTP at a URL clients on the intranet reach and reissue "
+               "the MP certificate with that URL in its CDP (seed §4).")
+    trade_off = (f" {TRADE_OFF} Add /NoCRLCheck to the ccmsetup command line for the "
+                 f"bootstrap, and clear {SITE_BOX} for the rest of the client's life.")
+    assert judge(crl_on, obs).fix == publish + trade_off
     workgroup = crl_on.workgroup()
     got = judge(workgroup, obs)
-    assert got.fix == fix + (" A workgroup machine never reaches ldap:/// (it has no domain "
-                             "controller of its own).")
+    assert got.fix == publish + (" A workgroup machine never reaches `ldap:///` (it has no "
+                                 "domain controller of its own).") + trade_off
     assert got.explanation.startswith(
         f"PC01 (workgroup, on the intranet) connected to https://{INTRA}/ and CryptoAPI ")
     assert f"The CDP URLs, in order: {LDAP_CDP} failed after 0 s: no domain controller " \
@@ -279,13 +281,16 @@ def test_tls_offline_because_the_crl_cannot_be_used(crl_on: Case) -> None:
     assert (f"The CDP URLs, in order: {LDAP_CDP}: invalid (the signature does not verify); "
             f"{HTTP_CDP}: expired (nextUpdate 2026-01-01 00:00 has passed); {PUBLISHED}: "
             "not_yet_valid (thisUpdate is in the future).") in got.explanation
+    unusable = "The CRL reached the client but cannot be used"
     assert got.fix == (
-        "The CRL reached the client but cannot be used: republish the CRL on the CA "
-        "(certutil -crl) and fix whatever stopped the scheduled publication; correct the CA's "
-        "clock, then republish the CRL; have the CA sign its CRL with its own key, from a CA "
-        "certificate whose key usage includes cRLSign (reissue the CA certificate if it lacks "
-        f"it). Until then, clearing {SITE_BOX} (and /NoCRLCheck at install) lets clients "
-        "connect without the check.")
+        f"{unusable}: it has expired. Republish it on the CA (`certutil -crl`; start the CA "
+        "first if it is switched off) and fix whatever stopped the scheduled publication. "
+        f"{unusable}: its thisUpdate is in the "
+        "future. Correct the clock of the CA, then republish the CRL (`certutil -crl`). "
+        f"{unusable}: its signature is not the issuing CA's. Have the CA sign its CRL with its "
+        "own key, from a CA certificate whose key usage includes cRLSign (reissue the CA "
+        f"certificate if it lacks it). {TRADE_OFF} Until it is fixed, clearing {SITE_BOX} "
+        "(and /NoCRLCheck at install) lets clients connect without the check.")
     # one URL unreachable besides, the other serving an expired CRL: the CA stopped
     # publishing (reaching the other URL would bring the same expired CRL)
     unreachable = tls_failure(observe(mp=MpChoice(INTERNET, True, LEARNED)),
@@ -296,7 +301,7 @@ def test_tls_offline_because_the_crl_cannot_be_used(crl_on: Case) -> None:
     # problem again
     bad_signature = tls_failure(observe(mp=MpChoice(INTERNET, True, LEARNED)),
                                 offline(crl_on, urls[0], failed(PUBLISHED, "refused")))
-    assert judge(crl_on, bad_signature).fix.startswith(f"Clear {SITE_BOX} so clients stop")
+    assert judge(crl_on, bad_signature).fix.startswith("Publish the CRL over HTTP at a URL")
 
 
 def test_tls_offline_for_a_missing_delta_crl_is_no_disagreement(crl_on: Case) -> None:
@@ -466,9 +471,12 @@ def test_http_403_4_smsmp_without_https(crl_on: Case) -> None:
 @pytest.mark.parametrize(("substatus", "text", "fix"), [
     (7, "Client certificate required", "Give the client a Client Authentication certificate "
                                         "and install with /UsePKICert."),
-    (13, "Client certificate revoked", "If the certificate is revoked, enrol a new one. If IIS "
-                                       "could not reach the client certificate's CDP, publish "
-                                       "that CRL where the MP can reach it."),
+    (13, "Client certificate revoked", "If IIS could not reach the client certificate's CDP, "
+                                       "let the MP reach it (firewall, proxy or DNS from the "
+                                       "MP's zone, reference §10), or publish that CRL where "
+                                       "the MP can reach it and enrol the client certificates "
+                                       "again with that URL in their CDP. If the certificate is "
+                                       "revoked, enrol a new one."),
     (16, "Client certificate is untrusted or invalid", "Issue the client certificate from a CA "
                                                        "in the site's trusted root list, or add "
                                                        "its root to the list."),
@@ -612,7 +620,8 @@ def _refused(kind: FailureKind, error: Code | None, detail: str, *,
 
 
 def test_install_from_the_internet(crl_on: Case) -> None:
-    note = f"ccmsetup could not reach {INTRA}: {INTRA} does not resolve from the internet zone"
+    note = (f"The ccmsetup bootstrap could not reach {INTRA}: {INTRA} does not resolve from the "
+            "internet zone")
     obs = _refused(FailureKind.INSTALL_FROM_INTERNET, codes.LAB_INSTALL_FROM_INTERNET,
                    "the machine is on the internet without a VPN", action=Action.INSTALL,
                    notes=(note,))
@@ -767,8 +776,9 @@ def test_every_kind_explains_with_a_fix_and_its_twin_passes(crl_on: Case,
     assert got.outcome == "fail" and got.met and got.error is error
     assert got.explanation.startswith(PC01) and got.explanation.endswith(".")
     assert got.fix and got.fix.endswith(".")
-    assert (got.explanation, got.fix) == HANDLERS[kind](Explainer(
-        crl_on.scenario, crl_on.pki, crl_on.client, obs, None))
+    text, fixes = HANDLERS[kind](Explainer(crl_on.scenario, crl_on.pki, crl_on.client, obs,
+                                           None))
+    assert (got.explanation, got.fix) == (text, render_fixes(fixes))
     assert_twin(crl_on, got, succeeded(crl_on, obs))
 
 

@@ -210,13 +210,24 @@ def test_w3c_fields_days_and_values() -> None:
     assert rows[0] == dict(zip(FIELDS, (
         "2026-03-01", "14:59:58", "127.0.0.1", "GET", "/SMS_MP/.sms_aut", "MPLIST", "443", "-",
         "127.0.0.1", "SMS+CCM+5.0", "-", "200", "0", "0", "0"), strict=True))
+    # no quoted IIS line gives sc-win32-status for 403.13: 0, and a remark says so
     assert (rows[1]["sc-status"], rows[1]["sc-substatus"], rows[1]["sc-win32-status"]) == (
-        "403", "13", "2148081683")
+        "403", "13", "0")
+    assert first.split("\r\n")[4] == (
+        "#Remark: Lab: sc-win32-status of the 403.13 lines is 0: no quoted IIS line gives its "
+        "value; the lab's own check said 0x80092013 (CRYPT_E_REVOCATION_OFFLINE)")
     second = parse_w3c(files["u_ex260302.log"])
     assert "#Date: 2026-03-02 00:00:01\r\n" in files["u_ex260302.log"]
     assert (second[0]["cs(User-Agent)"], second[0]["s-port"], second[0]["sc-substatus"]) == (
         "-", "80", "4")
-    assert second[1]["sc-win32-status"] == "2148081683"
+    assert second[1]["sc-win32-status"] == "0"  # 200 with a win32 status: none quoted
+    assert "#Remark: Lab: sc-win32-status of the 200 lines is 0" in files["u_ex260302.log"]
+    assert "#Remark: Lab: sc-win32-status of the 403.4 lines is 0: no quoted IIS line gives " \
+        "its value\r\n" in files["u_ex260302.log"]
+    untrusted = format_w3c([record(late, status=403, substatus=16, win32_status=0x800B0109)],
+                           server_ip=MP_SERVER_IP)["u_ex260301.log"]
+    assert parse_w3c(untrusted)[0]["sc-win32-status"] == "2148204809"  # reference §8.3
+    assert "#Remark" not in untrusted
     assert format_w3c([], server_ip=MP_SERVER_IP) == {}
     with pytest.raises(ValueError, match="values for"):
         parse_w3c(first + "2026-03-01 15:00:00 too few\r\n")
@@ -587,7 +598,7 @@ CRL_OFFLINE_AT_LOCATION = [
     f"{INTERNET_FQDN} with error 0x87d00231, retaining previous list.",
 ]
 FORBIDDEN_AT_LOCATION = [
-    f"[CCMHTTP] ERROR: URL=http://{INTRA_FQDN}/SMS_MP/.sms_aut?MPLIST, Port=80, "
+    f"Lab: [CCMHTTP] ERROR: URL=http://{INTRA_FQDN}/SMS_MP/.sms_aut?MPLIST, Port=80, "
     "Options=192, Code=0, Text=CCM_E_BAD_HTTP_STATUS_CODE",
     "[CCMHTTP] ERROR INFO: StatusCode=403 StatusText=Forbidden",
     f"Failed to send management point list Location Request Message to {INTRA_FQDN}",
@@ -601,14 +612,15 @@ def test_location_runs_meet_their_expectations(location_run: LocationRun) -> Non
 
 def test_crl_offline_at_a_site_refresh_on_the_internet_and_its_twin(
         location_run: LocationRun) -> None:
-    # ccmexec's automatic refresh after the install (1b) and the intranet refresh of step 3
-    # succeed in both; the internet refresh of step 5 fails with the CRL offline when the
-    # site checks the CRL, and succeeds when it does not.
+    # ccmexec's automatic refresh after the install (1b) succeeds in both; the internet
+    # refresh of step 2 fails with the CRL offline when the site checks the CRL, and succeeds
+    # when it does not.
     failing = location_run.lines("crl-on-location")
-    assert [e["message"] for e in failing] == [refresh_line(INTRA_FQDN, 63)] * 2 + [
-        *CRL_OFFLINE_AT_LOCATION]
-    assert [e["type"] for e in failing] == ["1", "1"] + ["3"] * len(CRL_OFFLINE_AT_LOCATION)
+    assert [e["message"] for e in failing] == [refresh_line(INTRA_FQDN, 63),
+                                               *CRL_OFFLINE_AT_LOCATION]
+    assert [e["type"] for e in failing] == ["1"] + ["3"] * len(CRL_OFFLINE_AT_LOCATION)
     passing = location_run.lines("crl-off-location")
+    # (the twin also refreshes on the intranet at its step 3)
     assert [e["message"] for e in passing] == [refresh_line(INTRA_FQDN, 31)] * 2 + [
         refresh_line(INTERNET_FQDN, 31)]
     assert [e["type"] for e in passing] == ["1", "1", "1"]
@@ -637,7 +649,7 @@ def test_the_report_shows_and_points_at_the_location_errors(location_run: Locati
         assert f"        log      {LOCATION_LOG}: {text}\n" in stdout
     assert "Lab: refreshed" not in stdout  # informational lines stay in the file
     # each step's own first error line (after ccmexec's automatic refresh's lines)
-    for name, number in (("crl-on-location", 3), ("http-smsmp-location", 4)):
+    for name, number in (("crl-on-location", 2), ("http-smsmp-location", 4)):
         path = location_run.out / name / "PC01" / LOCATION_LOG
         assert f"        open     {path}:{number}\n" in stdout
 
@@ -674,7 +686,8 @@ def test_product_looking_location_lines_are_reference_samples(
                 continue  # the lab's model, marked as such
             assert shape(e["message"]) in samples, e["message"]
             seen += 1
-    assert seen == len(CRL_OFFLINE_AT_LOCATION) + 2 * len(FORBIDDEN_AT_LOCATION)
+    assert seen == len([t for t in CRL_OFFLINE_AT_LOCATION + 2 * FORBIDDEN_AT_LOCATION
+                        if not t.startswith("Lab: ")])
     # the sample E lines themselves, with the lab's MP where the sample names a CMG
     cmg = "XXX.CLOUDAPP.NET/CCM_Proxy_MutualAuth/72057594037928290"
     reference = REFERENCE.read_text(encoding="utf-8")

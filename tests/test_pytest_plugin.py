@@ -101,7 +101,7 @@ def test_wrong_expectation_fails_one_item_with_expected_actual_why_fix_and_log(
         "actual:   fail CRYPT_E_REVOCATION_OFFLINE 0x80092013",
         "*identifiers: *",
         "why       PC01 (domain-joined, on the internet)*",
-        "fix       Clear*",
+        "fix       Publish the CRL*",
         "evidence:",
         "  crl      failed        ldap:///*ERROR_DS_SERVER_DOWN",
         "open      *CcmMessaging.log:*",

@@ -217,7 +217,7 @@ def test_the_step_timeline_shows_every_stage(run_html: str) -> None:
         "Post to https://IBCM-Internet.public.com/ccm_system/request failed with 0x87d00231.",
         "revocation trace in the shape of certutil -verify -urlfetch",
         "ERROR: Verifying leaf certificate revocation status returned",
-        "Why PC01 (domain-joined, on the internet)", "Fix Clear",
+        "Why PC01 (domain-joined, on the internet)", "Fix Publish the CRL",
     ):
         assert piece in text, piece
     assert len(page.within(step, "tr", "r-failed")) == 2  # both CDP URLs failed
@@ -281,7 +281,7 @@ def test_matrix_page_grid_legend_and_anchors(matrix: MatrixResult, matrix_html: 
     text = " ".join(failing.text.split())
     assert "FAIL" in text and "CRL-OFFLINE" in text and "first failing step: 4" in text
     assert "OpenSSL verify code 3" in text and "ERROR_DS_SERVER_DOWN" in text
-    assert "Fix Clear" in text and "back to the grid" in text
+    assert "Fix Publish the CRL" in text and "back to the grid" in text
 
 
 def _png_rows(path: Path, rows: int) -> tuple[int, int, int, list[bytes]]:

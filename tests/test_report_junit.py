@@ -135,7 +135,7 @@ def test_an_expected_failure_is_a_passing_case_that_tells_its_story(run: RunResu
     assert "CcmMessaging.log: Post to https://IBCM-Internet.public.com/ccm_system/request " \
            "failed with 0x87d00231." in out
     assert "ERROR: Verifying leaf certificate revocation status returned" in out
-    assert "fix:       Clear" in out
+    assert "fix:       Publish the CRL" in out
 
 
 def test_the_failing_twin_has_one_failure_and_the_unchanged_copy_none(run: RunResult) -> None:
@@ -155,7 +155,7 @@ def test_the_failing_twin_has_one_failure_and_the_unchanged_copy_none(run: RunRe
     assert "Identifiers: " in message and "CERT_REV_FAILED" in message
     body = failure.text or ""
     for piece in ("expected:  CRYPT_E_REVOKED", "actual:    FAIL CRYPT_E_REVOCATION_OFFLINE",
-                  "met:       NO", "fix:       Clear", "crl url:   failed",
+                  "met:       NO", "fix:       Publish the CRL", "crl url:   failed",
                   "log lines of the step:", "E CcmMessaging.log: [CCMHTTP] ERROR: URL=",
                   "revocation trace (certutil -verify -urlfetch shape):",
                   "CertUtil: The revocation function was unable to check revocation"):

@@ -179,7 +179,8 @@ async def test_a_failing_configuration_streams_its_steps_then_fails(
     assert verdict["failure"]["error"]["name"] == "CRYPT_E_REVOCATION_OFFLINE"
     assert verdict["failure"]["error"]["code"] == "0x80092013"
     assert verdict["failure"]["n"] == "4" and verdict["simulated"] == "15"
-    assert verdict["fix_switches"]["changes"] == {"site_crl": "off"}
+    # the repair, not the trade-off of clearing the box
+    assert verdict["fix_switches"]["changes"] == {"cdp": "ldap+http-internet"}
 
 
 @pytest.mark.parametrize("twin", [{"cdp": "ldap+http-internet"}, {"site_crl": "off"}],
@@ -281,8 +282,12 @@ async def test_suggested_fixes_for_the_catalogue_switches(certs_dir: Path) -> No
     cases = [({"mp_revoked": "yes"}, "CRYPT_E_REVOKED", {"mp_revoked": "no"}),
              ({"crl_expired": "yes"}, "CRYPT_E_REVOCATION_OFFLINE", {"crl_expired": "no"}),
              ({"names": "internet"}, "CERT_E_CN_NO_MATCH", {"names": "both"}),
+             # repair first: publish the CRL where the client reaches it
              ({"domain": "workgroup", "cdp": "ldap", "nocrlcheck": "no"},
-              "CRYPT_E_REVOCATION_OFFLINE", {"nocrlcheck": "yes", "site_crl": "off"})]
+              "CRYPT_E_REVOCATION_OFFLINE", {"cdp": "ldap+http-internet"}),
+             # already published there and still offline: only the trade-off is left
+             ({"domain": "workgroup", "cdp": "ldap+http-internet", "nocrlcheck": "no",
+               "crl_expired": "yes"}, "CRYPT_E_REVOCATION_OFFLINE", {"crl_expired": "no"})]
     configs = [{**defaults(), **change} for change, _, _ in cases]
     run = await run_loaded([build_scenario(c) for c in configs], certs=certs_dir)
     for config, (_, ident, fix), result in zip(configs, cases, run.scenarios, strict=True):
@@ -413,11 +418,12 @@ def test_browser_flip_switches_connect_fail_then_fix(page: Any) -> None:
     assert page.locator("#timeline li.step.ok details[open]").count() == 0
     assert page.locator("#timeline li.step.fail details[open]").count() == 1
 
-    assert "Clear the site's" in page.inner_text("#fix-what")
+    # the repair is offered, not the trade-off of clearing the CRL box
+    assert "Publish the CRL over HTTP on the internet" in page.inner_text("#fix-what")
     page.click("#fix")
     page.wait_for_selector("#verdict.pass")
     assert "CONNECTED" in page.inner_text("#verdict")
-    assert not page.is_checked("#sw-site_crl")
+    assert page.is_checked("#sw-site_crl")
     # the four steps of the plan and ccmexec's two after the install
     assert page.locator("#timeline li.step.ok").count() == 6
     assert "step 1a: register (automatic, ccmexec start-up) from the intranet" in page.inner_text(

@@ -71,6 +71,15 @@ class RegistrationFailure:
     HTTP 403.4``."""
     identifiers: frozenset[str]
     fix: str
+QUOTED_OPTIONS = frozenset({31, 63, 224})
+"""The ``Options=`` values of CCMHTTP lines that reference §6.2 quotes (A: 63, B and C: 224,
+D: 31). Any other value (192 for a ``/NoCRLCheck`` bootstrap is 224 less the CRL bit 0x20:
+bit arithmetic, reference §1.5) is the lab's inference, so its line carries :data:`LAB_MARK`."""
+
+
+def _options_mark(options: int) -> str:
+    """:data:`LAB_MARK` for a CCMHTTP line whose ``Options=`` value no source quotes."""
+    return "" if options in QUOTED_OPTIONS else LAB_MARK
 
 
 @dataclass
@@ -196,8 +205,8 @@ class SimulatedClient:
                      "(not retrieved)")
         err = out.winhttp_error
         if err is not None:
-            line(f"[CCMHTTP] ERROR: URL={base_url}, Port={out.port}, Options={options}, "
-                 f"Code={err.value}, Text={err.name}", 3)
+            line(f"{_options_mark(options)}[CCMHTTP] ERROR: URL={base_url}, Port={out.port}, "
+                 f"Options={options}, Code={err.value}, Text={err.name}", 3)
             if err is codes.ERROR_WINHTTP_SECURE_FAILURE and out.flags:
                 line("[CCMHTTP] AsyncCallback():", 3)
                 line("[CCMHTTP] AsyncCallback(): WINHTTP_CALLBACK_STATUS_SECURE_FAILURE "
@@ -208,8 +217,8 @@ class SimulatedClient:
                     if flag.value & out.flags:
                         line(f"[CCMHTTP]            : {flag.long_name} is set", 3)
         elif out.status is not None and out.status != 200:
-            line(f"[CCMHTTP] ERROR: URL={base_url}, Port={out.port}, Options={options}, "
-                 f"Code=0, Text={codes.CCM_E_BAD_HTTP_STATUS_CODE.name}", 3)
+            line(f"{_options_mark(options)}[CCMHTTP] ERROR: URL={base_url}, Port={out.port}, "
+                 f"Options={options}, Code=0, Text={codes.CCM_E_BAD_HTTP_STATUS_CODE.name}", 3)
             line(f"[CCMHTTP] ERROR INFO: StatusCode={out.status} StatusText={out.reason}", 3)
         if not out.ok and out.method == "CCM_POST":
             line(f"Post to {base_url} failed with "
@@ -361,11 +370,18 @@ class SimulatedClient:
                      f"{selection.detail}, so the client cannot use PKI and filters out HTTPS "
                      "management points")
             obs.extra_identifiers.update(codes.CCM_E_NO_CLIENT_PKI_CERT.identifiers())
-            self._log(obs,
-                      "ccmsetup.log" if obs.action is Action.INSTALL else "CcmMessaging.log",
-                      "ccmsetup" if obs.action is Action.INSTALL else "CcmMessaging",
-                      f"[CCMHTTP] ERROR: URL=https://{mp.host}{REQUEST_PATH}, Port=0, "
-                      f"Options={obs.options}, Code=0, Text=CCM_E_NO_CLIENT_PKI_CERT", 3)
+            # The URL of the request the step would have sent first: install and location
+            # begin with the MP list, the others with a CCM_POST.
+            path = MPLIST_PATH if obs.action in (Action.INSTALL, Action.LOCATION) \
+                else REQUEST_PATH
+            file, component = {
+                Action.INSTALL: ("ccmsetup.log", "ccmsetup"),
+                Action.LOCATION: (LOCATION_LOG, LOCATION_COMPONENT),
+            }.get(obs.action, ("CcmMessaging.log", "CcmMessaging"))
+            self._log(obs, file, component,
+                      f"{_options_mark(obs.options or 0)}[CCMHTTP] ERROR: "
+                      f"URL=https://{mp.host}{path}, Port=0, Options={obs.options}, Code=0, "
+                      "Text=CCM_E_NO_CLIENT_PKI_CERT", 3)
             return False
         return True
 
@@ -378,7 +394,7 @@ class SimulatedClient:
         cmd = self.cmd
         self._log(obs, "ccmsetup.log", "ccmsetup",
                   f"==========[ ccmsetup started in process {thread_id(self.spec.name, 'pid')} "
-                  "]==========", source="ccmsetup.cpp:10632")
+                  "]==========")
         if obs.connection == "internet" and cmd.source:
             self._installed(obs, f"from the local media in /source:{cmd.source[0]}")
             return
@@ -401,9 +417,9 @@ class SimulatedClient:
                                        component="ccmsetup")
                 if out.winhttp_error is not None:
                     obs.extra_identifiers.update(out.winhttp_error.identifiers())
-                    obs.notes.append(f"ccmsetup could not reach {mp.host}: {out.connect_detail}"
-                                     if out.connect_detail else
-                                     f"ccmsetup could not reach {mp.host}")
+                    obs.notes.append(f"The ccmsetup bootstrap could not reach {mp.host}: "
+                                     f"{out.connect_detail}" if out.connect_detail else
+                                     f"The ccmsetup bootstrap could not reach {mp.host}")
             return
         if mp is None:
             obs.fail(FailureKind.NO_MP, codes.CCM_MP_NOT_FOUND,

@@ -54,7 +54,7 @@ def mp_answer(records: Sequence[MpRecord]) -> MpAnswer | None:
     refused = [r for r in records if r.status != 200]
     r = refused[0] if refused else records[-1]
     return MpAnswer(r.status, r.substatus, r.win32_status, r.detail,
-                    sum(x.time_taken_ms for x in records))
+                    sum(x.time_taken_ms for x in records), crl_problem=r.crl_problem)
 
 
 def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int,

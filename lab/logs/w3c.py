@@ -11,8 +11,14 @@ cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken
 
 then one space-separated line per request, ``-`` for an empty field, spaces inside a value
 written as ``+`` (``SMS+CCM+5.0``, reference §6.2 J), the status and substatus apart
-(``403 4`` = 403.4) and ``sc-win32-status`` as an unsigned decimal (``2148081683`` =
-0x80092013).
+(``403 4`` = 403.4) and ``sc-win32-status`` as an unsigned decimal (``2148204809`` =
+0x800B0109).
+
+``sc-win32-status`` is written only where a quoted IIS line gives that value for that status
+(:data:`QUOTED_WIN32`, reference §6.2 J and §8.3). Elsewhere (403.13, 403.17, 403.4, ...) the
+lab does not know what IIS writes: the field is ``0`` and a ``#Remark: Lab: ...`` directive
+after ``#Fields`` says so, with the code the lab's own check gave. ``#Remark`` is a directive
+of the W3C extended log format; log readers skip ``#`` lines.
 
 ``time-taken`` is the simulated time the answer took: 0, except when IIS had to wait out CRL
 retrieval time-outs for the client certificate (an MP in a DMZ: 15000 per unreachable URL).
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from lab import codes
 from lab.results.records import MpRecord
 
 EOL = "\r\n"
@@ -29,6 +36,47 @@ SOFTWARE = "Microsoft Internet Information Services 10.0"
 FIELDS = ("date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port",
           "cs-username", "c-ip", "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus",
           "sc-win32-status", "time-taken")
+
+
+QUOTED_WIN32: frozenset[tuple[int, int, int]] = frozenset({
+    (200, 0, 0),  # an IIS 8 default log (reference §6.2 J)
+    (404, 0, 2),  # the same log: a missing file, ERROR_FILE_NOT_FOUND
+    (401, 2, 5),  # the 500.19 blog's CCM_POST (reference §6.2 J)
+    (500, 19, 126),  # the same blog's PROPFIND /CCM_Client
+    (403, 7, 0),  # the CMG page's SITESIGNCERT line: client certificate required
+    (403, 16, 2148204809),  # KB 2802568: CERT_E_UNTRUSTEDROOT (reference §8.3)
+})
+"""(sc-status, sc-substatus, sc-win32-status) as quoted IIS lines give them."""
+
+REMARK = "#Remark: Lab: "
+"""How the lab's remarks in a W3C file begin: the lab's model, not IIS's output."""
+
+
+def win32_field(record: MpRecord) -> int:
+    """The ``sc-win32-status`` the lab writes: the record's value where a quoted IIS line
+    gives it for that status, else 0 (see the module docstring)."""
+    value = record.win32_status & 0xFFFFFFFF
+    return value if (record.status, record.substatus, value) in QUOTED_WIN32 else 0
+
+
+def _label(record: MpRecord) -> str:
+    return f"{record.status}.{record.substatus}" if record.substatus else str(record.status)
+
+
+def remarks(records: list[MpRecord]) -> list[str]:
+    """One ``#Remark: Lab:`` line per status whose ``sc-win32-status`` no quoted line gives."""
+    lines: dict[str, str] = {}
+    for record in records:
+        value = record.win32_status & 0xFFFFFFFF
+        if (record.status, record.substatus, value) in QUOTED_WIN32:
+            continue
+        label = _label(record)
+        code = codes.lookup(str(value)) if value else None
+        said = (f"; the lab's own check said 0x{value:08X}"
+                + (f" ({code.name})" if code is not None else "") if value else "")
+        lines.setdefault(label, f"{REMARK}sc-win32-status of the {label} lines is 0: no quoted "
+                                f"IIS line gives its value{said}")
+    return list(lines.values())
 
 
 def file_name(day: dt.date) -> str:
@@ -57,7 +105,7 @@ def format_record(record: MpRecord, *, server_ip: str) -> str:
         f"{when:%Y-%m-%d}", f"{when:%H:%M:%S}", _value(server_ip), _value(record.method),
         _value(record.uri_stem), _value(record.uri_query), str(record.port), "-",
         _value(record.client_ip), _value(record.user_agent), "-", str(record.status),
-        str(record.substatus), str(record.win32_status & 0xFFFFFFFF), str(record.time_taken_ms),
+        str(record.substatus), str(win32_field(record)), str(record.time_taken_ms),
     )
     return " ".join(values)
 
@@ -73,7 +121,7 @@ def format_w3c(records: list[MpRecord], *, server_ip: str) -> dict[str, str]:
     for day, day_records in sorted(days.items()):
         first = _utc(day_records[0].time)
         lines = [f"#Software: {SOFTWARE}", "#Version: 1.0", f"#Date: {first:%Y-%m-%d %H:%M:%S}",
-                 "#Fields: " + " ".join(FIELDS)]
+                 "#Fields: " + " ".join(FIELDS), *remarks(day_records)]
         lines += [format_record(r, server_ip=server_ip) for r in day_records]
         files[file_name(day)] = "".join(line + EOL for line in lines)
     return files
@@ -102,5 +150,5 @@ def parse_w3c(text: str) -> list[dict[str, str]]:
     return entries
 
 
-__all__ = ["FIELDS", "SOFTWARE", "file_name", "format_record", "format_w3c",
-           "parse_w3c"]
+__all__ = ["FIELDS", "QUOTED_WIN32", "REMARK", "SOFTWARE", "file_name", "format_record",
+           "format_w3c", "parse_w3c", "remarks", "win32_field"]

@@ -47,7 +47,11 @@ def step_dict(step: StepResult) -> dict[str, Any]:
                 })
     error = None
     if step.outcome == "fail" and step.error is not None:
-        error = _code(step.error, f"{step.error.message} {step.error_message}".strip()
+        # The code's text as Windows words it, then the step's own words (which start in
+        # lower case: they continue a sentence, so they follow a colon).
+        message = step.error.message
+        joint = " In this step: " if message.endswith(".") else ": "
+        error = _code(step.error, f"{message}{joint}{step.error_message}"
                       if step.error_message else None)
     return {
         "number": step.number,

@@ -34,6 +34,10 @@ class MpRecord:
     time_taken_ms: int = 0
     """Simulated time the answer took: IIS's CRL retrieval time-outs for the client
     certificate (``time-taken`` in the W3C log)."""
+    crl_problem: str = ""
+    """Why IIS refused the client certificate's revocation status (not part of a real IIS
+    log): ``revoked``, ``unreachable`` (no CRL could be retrieved), ``expired``,
+    ``not_yet_valid`` or ``invalid`` (a CRL came but cannot be used); empty otherwise."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class MpAnswer:
     detail: str
     simulated_ms: int = 0
     """Simulated time the MP spent (IIS's CRL retrievals for the client certificate)."""
+    crl_problem: str = ""
+    """As :attr:`MpRecord.crl_problem`."""
 
     @property
     def label(self) -> str:

@@ -90,7 +90,7 @@ async def _check_client_cert(staged: Staged, request: web.Request) -> ClientCert
     if cached is not None:
         # IIS keeps the CRLs it retrieved: a second request costs no retrieval time.
         return ClientCertVerdict(cached.status, cached.substatus, cached.win32_status,
-                                 cached.detail)
+                                 cached.detail, crl_problem=cached.crl_problem)
     pending: asyncio.Future[ClientCertVerdict] = asyncio.get_running_loop().create_future()
     staged.cert_checks[der] = pending
     try:
@@ -138,13 +138,23 @@ async def _judge_client_cert(staged: Staged, cert: x509.Certificate) -> ClientCe
     deployment.clock.advance(waited)
     if revocation.status == "revoked":
         return ClientCertVerdict(403, 13, codes.CRYPT_E_REVOKED.hresult,
-                                 f"{subject} is on its issuer's CRL", waited)
+                                 f"{subject} is on its issuer's CRL", waited, crl_problem="revoked")
     if revocation.status in ("offline", "no_check"):
         failed = "; ".join(f"{u.url}: {u.detail}" for u in revocation.urls)
+        unusable = [u.result for u in revocation.urls
+                    if u.result in ("expired", "not_yet_valid", "invalid")]
+        if unusable and not any(u.result == "failed" for u in revocation.urls):
+            # Every URL answered: the CRL came but cannot be used (stale, early, bad).
+            return ClientCertVerdict(
+                403, 13, _win32(revocation.error),
+                f"IIS retrieved the CRL for {subject} but cannot use it ({failed}); IIS "
+                "reports this as 403.13 'revoked' although nothing is revoked", waited,
+                crl_problem=unusable[0])
         return ClientCertVerdict(
             403, 13, _win32(revocation.error),
             f"IIS could not retrieve a CRL for {subject} ({failed}); IIS reports this as "
-            "403.13 'revoked' although nothing is revoked", waited)
+            "403.13 'revoked' although nothing is revoked", waited,
+            crl_problem="unreachable")
     return ClientCertVerdict(200, 0, 0, f"{subject} accepted", waited)
 
 
@@ -249,6 +259,7 @@ class _Logged:
     win32: int = 0
     detail: str = "served"
     waited: int = 0
+    crl_problem: str = ""
 
 
 LOGGED = web.RequestKey("iis_logged", _Logged)
@@ -284,7 +295,7 @@ def _iis_log(*, secure: bool) -> Middleware:
                 user_agent=request.headers.get("User-Agent", "-"),
                 host=request.host, status=logged.status, substatus=logged.substatus,
                 win32_status=logged.win32, detail=logged.detail,
-                time_taken_ms=logged.waited))
+                time_taken_ms=logged.waited, crl_problem=logged.crl_problem))
 
     return iis_log
 
@@ -316,6 +327,7 @@ async def client_certificate(request: web.Request, handler: Handler) -> web.Stre
     """The HTTPS site: IIS judges the client certificate before anything else."""
     verdict = await _check_client_cert(request[STAGED], request)
     request[LOGGED].waited = verdict.simulated_ms
+    request[LOGGED].crl_problem = verdict.crl_problem
     if verdict.status != 200:
         return _refuse(request, _iis_error(
             codes.IIS_STATUSES[f"{verdict.status}.{verdict.substatus}"]),

@@ -65,6 +65,8 @@ class ClientCertVerdict:
     until: dt.datetime | None = None
     """The verdict holds until this lab time (a CRL is published or expires, the certificate
     expires); None = for the whole run."""
+    crl_problem: str = ""
+    """As :attr:`lab.results.records.MpRecord.crl_problem`."""
 
 
 @dataclass(frozen=True, eq=False)

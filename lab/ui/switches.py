@@ -305,13 +305,20 @@ def suggest_fix(switches: Mapping[str, str], step: StepResult) -> Fix | None:
         if sw["crl_expired"] == "yes" and rev is not None \
                 and any(u.result == "expired" for u in rev.urls):
             return Fix({"crl_expired": "no"}, "Republish the CA's CRL (certutil -crl).")
+        # Repair first (lab.judge.explain.render_fixes): publish the CRL where every client
+        # reaches it; turning the check off is the trade-off, offered only after that.
+        if sw["cdp"] in ("ldap", "ldap+http-intranet", "none"):
+            return Fix({"cdp": "ldap+http-internet"},
+                       "Publish the CRL over HTTP on the internet and reissue the MP "
+                       "certificate with that URL in its CDP.")
+        trade_off = "Trade-off (it lowers security for every client): "
         if step.crl_source.startswith("the site"):
             if sw["site_crl"] == "on":
-                return Fix({"site_crl": "off"},
-                           "Clear the site's \"Clients check the CRL for site systems\" box.")
+                return Fix({"site_crl": "off"}, trade_off + "clear the site's \"Clients "
+                           "check the CRL for site systems\" box.")
         elif sw["nocrlcheck"] == "no":
             change = {"nocrlcheck": "yes"}
-            label = "Add /NoCRLCheck for the bootstrap"
+            label = trade_off + "add /NoCRLCheck for the bootstrap"
             if sw["site_crl"] == "on":
                 change["site_crl"] = "off"
                 label += " and clear the site's CRL box"

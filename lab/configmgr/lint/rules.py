@@ -223,8 +223,9 @@ def missing_nocrlcheck(args: list[Arg], cmd: CcmsetupCommand,
     return Pending(
         "info", "missing-nocrlcheck",
         "/NoCRLCheck is not given: if the CRL is not published where internet (or workgroup) "
-        "clients reach it, add /NoCRLCheck for the bootstrap and clear the site's \"Clients "
-        "check the certificate revocation list (CRL) for site systems\" box",
+        "clients reach it, publish it over HTTP where they do; failing that, add /NoCRLCheck "
+        "for the bootstrap and clear the site's \"Clients check the certificate revocation "
+        "list (CRL) for site systems\" box (a trade-off: it lowers security for every client)",
         "add /NoCRLCheck (and clear the site box), unless the CRL is reachable over HTTP "
         "from everywhere", SRC_NOCRLCHECK, lambda a: add_flag(a, "NoCRLCheck"))
 
