@@ -209,8 +209,9 @@ def test_mp_cert_san_eku_and_key_usage(default_pki: BuiltPKI) -> None:
     assert ku_ext.critical is True
     assert ku.digital_signature and ku.key_encipherment
     assert not ku.key_cert_sign and not ku.crl_sign
-    bc = ext(cert, x509.BasicConstraints)
-    assert bc.critical is True and bc.value.ca is False
+    # AD CS templates write no Basic Constraints into end-entity certificates (reference §3.3c).
+    with pytest.raises(x509.ExtensionNotFound):
+        ext(cert, x509.BasicConstraints)
     assert mp.thumbprint == cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
@@ -231,9 +232,12 @@ def test_client_cert_subject_is_fqdn_with_client_auth(default_pki: BuiltPKI) -> 
     cert = issued.cert
     assert issued.label == "client:PC01:0" and issued.issuer == "Contoso-CA"
     assert default_pki.stores["PC01"] == (issued,)
-    assert cert.subject.rfc4514_string() == "CN=PC01.contoso.local"
-    san = ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    assert san == ["PC01.contoso.local"]
+    # Workstation Authentication: subject name format None, the DNS name in the SAN only,
+    # which RFC 5280 then wants critical.
+    assert cert.subject.rfc4514_string() == ""
+    san_ext = ext(cert, x509.SubjectAlternativeName)
+    assert san_ext.value.get_values_for_type(x509.DNSName) == ["PC01.contoso.local"]
+    assert san_ext.critical is True
     assert list(ext(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
@@ -258,7 +262,68 @@ location = "intranet"
 """
     pki = build(scenario_text(clients=clients), cache)
     assert sorted(pki.clients) == ["PC01", "WG01"]
-    assert pki.clients["WG01"].cert.subject.rfc4514_string() == "CN=wg01.fabrikam.example"
+    wg01 = pki.clients["WG01"].cert
+    assert wg01.subject.rfc4514_string() == ""
+    assert ext(wg01, x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["wg01.fabrikam.example"]
+
+
+def _template_info(cert: x509.Certificate) -> tuple[str, int, int]:
+    """Certificate Template Information (1.3.6.1.4.1.311.21.7) as cryptography parses it."""
+    found = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.311.21.7"))
+    value = found.value
+    assert isinstance(value, x509.MSCertificateTemplate)
+    assert value.major_version is not None and value.minor_version is not None
+    return value.template_id.dotted_string, value.major_version, value.minor_version
+
+
+def _application_policies(cert: x509.Certificate) -> list[str]:
+    raw = cert.extensions.get_extension_for_oid(
+        x509.ObjectIdentifier("1.3.6.1.4.1.311.21.10")).value
+    assert isinstance(raw, x509.UnrecognizedExtension)
+    from pyasn1.codec.der import decoder
+
+    seq, _ = decoder.decode(raw.value)
+    return [str(info[0]) for info in seq]
+
+
+def test_enterprise_certs_carry_template_information_and_application_policies(
+        default_pki: BuiltPKI) -> None:
+    assert default_pki.mp is not None
+    mp, client = default_pki.mp.cert, default_pki.clients["PC01"].cert
+    mp_oid, major, minor = _template_info(mp)
+    client_oid, _, _ = _template_info(client)
+    # A duplicated template's OID lies under the forest's 1.3.6.1.4.1.311.21.8 arc; the two
+    # templates differ only in their last arc.
+    assert mp_oid.startswith("1.3.6.1.4.1.311.21.8.") and client_oid.startswith(
+        "1.3.6.1.4.1.311.21.8.")
+    assert mp_oid.rsplit(".", 1)[0] == client_oid.rsplit(".", 1)[0] and mp_oid != client_oid
+    assert major >= 100 and minor >= 0
+    assert _application_policies(mp) == ["1.3.6.1.5.5.7.3.1"]
+    assert _application_policies(client) == ["1.3.6.1.5.5.7.3.2"]
+    for cert in (mp, client):
+        assert not cert.extensions.get_extension_for_oid(
+            x509.ObjectIdentifier("1.3.6.1.4.1.311.21.7")).critical
+
+
+def test_leaf_not_before_is_ten_minutes_back_as_ad_cs_does(tmp_path: Path) -> None:
+    pki = build(scenario_text(), PKICache(tmp_path / "fresh"))
+    assert pki.mp is not None
+    for cert in (pki.mp.cert, pki.clients["PC01"].cert):
+        assert START - cert.not_valid_before_utc == dt.timedelta(minutes=10)
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=365)
+
+
+def test_public_ca_leaf_has_basic_constraints_and_no_template(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=(
+        'issuer = "Fabrikam Public CA"\nsan = ["IBCM-Internet.public.com"]')), cache)
+    assert pki.mp is not None
+    public = pki.mp.cert
+    bc = ext(public, x509.BasicConstraints)
+    assert bc.critical is True and bc.value.ca is False
+    oids = {e.oid.dotted_string for e in public.extensions}
+    assert "1.3.6.1.4.1.311.21.7" not in oids and "1.3.6.1.4.1.311.21.10" not in oids
+    assert public.subject.rfc4514_string() == "CN=IBCM-Internet.public.com"
 
 
 def test_mp_eku_client_auth_only(cache: PKICache) -> None:

@@ -13,7 +13,15 @@ from lab.codes import expect_problem
 from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import ScenarioError
 from lab.names import is_site_code
-from lab.scenario.fields import Table, dns_name, enum_value, offset, type_name, url_entries
+from lab.scenario.fields import (
+    Table,
+    dns_name,
+    enum_value,
+    offset,
+    san_name,
+    type_name,
+    url_entries,
+)
 from lab.scenario.model import (
     EKU,
     Action,
@@ -51,7 +59,7 @@ def _cert(ctx: Context, t: Table, *, default_issuer: str | None, cas: dict[str, 
         if not san:
             raise ctx.error(t.key("san"), "expected at least one DNS name")
         for i, name in enumerate(san):
-            dns_name(ctx, f"{t.key('san')}[{i}]", name)
+            san_name(ctx, f"{t.key('san')}[{i}]", name)
     eku_names = t.str_list("eku")
     eku = (
         tuple(enum_value(ctx, f"{t.key('eku')}[{i}]", n, EKU) for i, n in enumerate(eku_names))
@@ -65,7 +73,8 @@ def _cert(ctx: Context, t: Table, *, default_issuer: str | None, cas: dict[str, 
                         f"(X.509 ub-common-name), got {len(subject.encode('utf-8'))} bytes")
     not_before = offset(ctx, t, "not_before")
     not_after = offset(ctx, t, "not_after")
-    start = not_before if not_before is not None else -dt.timedelta(days=1)
+    # AD CS backdates notBefore ClockSkewMinutes (10) before issue (reference §3.3c).
+    start = not_before if not_before is not None else -dt.timedelta(minutes=10)
     if not_after is not None and not_after <= start:
         raise ctx.error(t.key("not_after"), "must be later than not_before (the certificate "
                         "would never be valid)")
