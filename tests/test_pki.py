@@ -44,6 +44,11 @@ from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Scenario
 
 
+PUBLIC_INTRA = "IBCM-Intra.corp.public.com"
+"""An intranet FQDN under a public domain: what a public CA issues for (reference §3.6)."""
+PUBLIC_MP = f'issuer = "Fabrikam Public CA"\nsan = ["{PUBLIC_INTRA}", "{INTERNET}"]'
+
+
 def scenario_text(*, cas: str | None = None, mp_cert: str = 'issuer = "Contoso-CA"',
                   clients: str = PC01) -> str:
     return scenario_toml(title="test_pki", site=site_table(), cas=cas, mp_cert=mp_cert,
@@ -131,8 +136,7 @@ def test_ca_name_with_spaces_is_percent_encoded(cache: PKICache) -> None:
 
 
 def test_public_ca_writes_http_urls_on_its_host(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam(),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=PUBLIC_MP), cache)
     assert pki.mp is not None
     assert cert_cdp_urls(pki.mp.cert) == (PUBLIC_CDP,)
     assert cert_aia_urls(pki.mp.cert) == (PUBLIC_AIA,)
@@ -364,8 +368,8 @@ def test_revoked_serial_is_on_the_crl_and_good_one_is_not(cache: PKICache) -> No
 def test_revoked_client_goes_on_its_own_issuers_crl(cache: PKICache) -> None:
     clients = PC01.replace('location = "intranet"\n', 'location = "intranet"\n\n'
                            '[client.cert]\nissuer = "Contoso-CA"\nrevoked = true\n', 1)
-    pki = build(scenario_text(cas=contoso() + fabrikam(),
-                              mp_cert='issuer = "Fabrikam Public CA"', clients=clients), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=PUBLIC_MP, clients=clients),
+                cache)
     assert pki.mp is not None
     serial = pki.clients["PC01"].cert.serial_number
     assert pki.cas["Contoso-CA"].crl.get_revoked_certificate_by_serial_number(serial) is not None
@@ -403,16 +407,17 @@ def test_crl_times_come_from_the_clock(cache: PKICache) -> None:
 
 
 def test_public_ca_name_limit_refuses_the_mp_cert(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 1"),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 1"), mp_cert=PUBLIC_MP),
+                cache)
     assert pki.mp is None
     refusal = pki.mp_refusal
     assert refusal is not None
     assert (refusal.label, refusal.ca, refusal.limit) == ("mp", "Fabrikam Public CA", 1)
-    assert refusal.requested == (INTRA, INTERNET)
+    assert refusal.requested == (PUBLIC_INTRA, INTERNET)
+    assert refusal.code.name == "LAB_CA_PLAN_NAME_LIMIT"
     assert refusal.message == (
         "Fabrikam Public CA refused the request: its plan allows 1 subject name per "
-        "certificate, the request asked for 2 (IBCM-Intra.contoso.local, "
+        "certificate, the request asked for 2 (IBCM-Intra.corp.public.com, "
         "IBCM-Internet.public.com)")
     # Nothing was published for a certificate that does not exist, but the CA still is.
     assert [p.url for p in pki.publications if p.ca == "Fabrikam Public CA"] == [
@@ -421,12 +426,27 @@ def test_public_ca_name_limit_refuses_the_mp_cert(cache: PKICache) -> None:
 
 
 def test_public_ca_name_limit_twin_two_names_issue(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 2"),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 2"), mp_cert=PUBLIC_MP),
+                cache)
     assert pki.mp_refusal is None
     assert pki.mp is not None
     san = ext(pki.mp.cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    assert san == [INTRA, INTERNET]
+    assert san == [PUBLIC_INTRA, INTERNET]
+
+
+def test_public_ca_refuses_internal_names(cache: PKICache) -> None:
+    # The CA/Browser Forum's Baseline Requirements: no public CA issues for .local names.
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 2"),
+                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    assert pki.mp is None
+    refusal = pki.mp_refusal
+    assert refusal is not None and refusal.internal == (INTRA,)
+    assert refusal.code.name == "LAB_CA_INTERNAL_NAME"
+    assert refusal.message.startswith(
+        "Fabrikam Public CA refused the request: IBCM-Intra.contoso.local is an internal name")
+    assert "1 November 2015" in refusal.message and "enterprise CA" in refusal.message
+    # Twin: the enterprise CA issues for the same names.
+    assert build(scenario_text(), cache).mp is not None
 
 
 def test_public_ca_name_limit_single_name_twin(cache: PKICache) -> None:
@@ -557,8 +577,7 @@ def test_damaged_key_file_is_regenerated(private_cache_dir: Path, damage: bytes)
 
 
 def test_publications_list_each_crl_and_ca_cert_at_each_url(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam(),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=PUBLIC_MP), cache)
     contoso_ca = pki.cas["Contoso-CA"]
     fabrikam_ca = pki.cas["Fabrikam Public CA"]
     assert [(p.url, p.kind, p.ca) for p in pki.publications] == [
