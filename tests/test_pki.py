@@ -43,7 +43,6 @@ from lab.pki.urls import cert_aia_urls, cert_cdp_urls
 from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Scenario
 
-
 PUBLIC_INTRA = "IBCM-Intra.corp.public.com"
 """An intranet FQDN under a public domain: what a public CA issues for (reference §3.6)."""
 PUBLIC_MP = f'issuer = "Fabrikam Public CA"\nsan = ["{PUBLIC_INTRA}", "{INTERNET}"]'
