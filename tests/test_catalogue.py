@@ -188,6 +188,7 @@ TESTED = {
     "server-crl-wrong-key", "server-delta-crl-unreachable", "server-mp-cert-expired",
     "server-mp-cert-expired-clock-behind",
     "server-mp-cert-no-server-auth", "server-mp-cert-renewed", "server-mp-cert-revoked",
+    "server-mp-cert-wildcard", "server-mp-cert-wildcard-two-labels",
     "server-mp-cert-untrusted-root", "server-two-tier", "server-two-tier-issuing-ca-revoked",
     "client-cert-expired-clock-behind", "client-cert-revoked", "client-cert-selection",
     "client-cert-untrusted-issuer", "client-no-certificate", "dmz-mp-cannot-check-client-certs",
@@ -209,6 +210,7 @@ def test_every_catalogue_expectation_is_met(catalogue: dict[str, ScenarioResult]
     # its own file; and every failing step names what it expects (not just "fail")
     own_file_twins = {"server-mp-cert-expired": "fail", "server-mp-cert-no-server-auth": "fail",
                       "server-mp-cert-renewed": "ok", "server-two-tier": "ok",
+                      "server-mp-cert-wildcard": "ok",
                       "timing-ldap-first-then-http": "ok"}
     for name, r in catalogue.items():
         outcomes = {s.outcome for s in r.steps}
@@ -351,6 +353,25 @@ def test_server_mp_cert_expired_clock_behind(catalogue: dict[str, ScenarioResult
     assert [n for n in right_time.notes if "JUDGES DISAGREE" in n] == []
 
 
+def test_server_mp_cert_wildcard_covers_one_label_only(
+        catalogue: dict[str, ScenarioResult]) -> None:
+    # *.public.com, internet FQDN IBCM-Internet.ibcm.public.com: two labels below, no match
+    failing = steps(catalogue["server-mp-cert-wildcard-two-labels"], "PC01")
+    assert [s.outcome for s in failing[:4]] == ["ok"] * 4
+    roamed = failing[4]
+    assert_tls_failure(roamed, "CERT_E_CN_NO_MATCH", "0x800B010F", "CERT_CN_INVALID", 0x10)
+    assert roamed.error_message == ("the client asked for IBCM-Internet.ibcm.public.com, the "
+                                    "certificate names IBCM-Intra.contoso.local, *.public.com")
+    assert roamed.openssl is not None
+    assert (roamed.openssl.verify_code, roamed.openssl.agrees) == (62, True)
+    # twin: the internet FQDN one label below the wildcard, both judges accept
+    twin = steps(catalogue["server-mp-cert-wildcard"], "PC01")
+    assert [s.outcome for s in twin] == ["ok"] * 5
+    assert twin[4].target is not None and "IBCM-Internet.public.com" in twin[4].target
+    assert twin[4].openssl is not None
+    assert (twin[4].openssl.verify_code, twin[4].openssl.agrees) == (0, True)
+
+
 def test_server_mp_cert_no_server_auth(catalogue: dict[str, ScenarioResult]) -> None:
     failing = only(catalogue["server-mp-cert-no-server-auth"], "PC01")
     assert_tls_failure(failing, "CERT_E_WRONG_USAGE", "0x800B0110", "CERT_WRONG_USAGE", 0x40)
@@ -480,7 +501,9 @@ def test_client_cert_revoked(catalogue: dict[str, ScenarioResult]) -> None:
     failing = only(r, "PC01")
     assert_iis_refusal(r, failing, "403.13", 2148081680)  # CRYPT_E_REVOKED 0x80092010
     assert ("the MP answered HTTP 403.13 Client certificate revoked" in failing.explanation)
-    assert "IIS on the MP: CN=PC01.contoso.local is on its issuer's CRL." in failing.explanation
+    # Workstation Authentication leaves the subject empty: the SAN names the certificate.
+    assert ("IIS on the MP: (empty subject, DNS:PC01.contoso.local) is on its issuer's CRL."
+            in failing.explanation)
     assert failing.fix.startswith("If the certificate is revoked, enrol a new one.")
     assert_passes(only(r, "PC02"))
 
@@ -490,8 +513,8 @@ def test_client_cert_untrusted_issuer(catalogue: dict[str, ScenarioResult]) -> N
     failing = only(r, "PC01")
     assert_iis_refusal(r, failing, "403.16", 2148204809)  # CERT_E_UNTRUSTEDROOT 0x800B0109
     assert ("403.16 Client certificate is untrusted or invalid" in failing.explanation)
-    assert ("CN=PC01.contoso.local does not chain to a root in the site's trusted root list"
-            in failing.explanation)
+    assert ("(empty subject, DNS:PC01.contoso.local) does not chain to a root in the site's "
+            "trusted root list" in failing.explanation)
     assert "trusted root list" in failing.fix
     issuers = {c.cert.issuer.rfc4514_string() for c in r.pki.stores["PC01"]}
     assert issuers == {"CN=Litware-CA,DC=contoso,DC=local"}
@@ -566,7 +589,8 @@ def test_client_cert_expired_clock_behind(catalogue: dict[str, ScenarioResult]) 
     skewed = only(r, "PC01")
     assert_iis_refusal(r, skewed, "403.17", 2148204801)  # CERT_E_EXPIRED 0x800B0101
     assert ("403.17 Client certificate has expired or is not yet valid" in skewed.explanation)
-    assert "CN=PC01.contoso.local is outside its validity period" in skewed.explanation
+    assert ("(empty subject, DNS:PC01.contoso.local) is outside its validity period"
+            in skewed.explanation)
     assert "check the computer's clock" in skewed.fix
     (refused,) = [rec for rec in r.mp_records if rec.status != 200]
     (cert,) = r.pki.stores["PC01"]
@@ -592,7 +616,8 @@ def test_dmz_mp_cannot_check_client_certs(catalogue: dict[str, ScenarioResult]) 
     failing = only(r, "PC01")
     # IIS reports the unreachable CRL as 403.13; win32 status says offline, not revoked
     assert_iis_refusal(r, failing, "403.13", 2148081683)  # CRYPT_E_REVOCATION_OFFLINE
-    assert "IIS could not retrieve a CRL for CN=PC01.contoso.local" in failing.explanation
+    assert ("IIS could not retrieve a CRL for (empty subject, DNS:PC01.contoso.local)"
+            in failing.explanation)
     assert "although nothing is revoked" in failing.explanation
     assert (f"{LDAP_CDP}: ldap:/// needs a domain controller of the machine's own domain; "
             "the machine is not domain-joined") in failing.explanation
