@@ -309,6 +309,20 @@ def test_enterprise_certs_carry_template_information_and_application_policies(
             x509.ObjectIdentifier("1.3.6.1.4.1.311.21.7")).critical
 
 
+@pytest.mark.parametrize("extra", ["", "CCMCERTSEL=SubjectStr:pc01",
+                                   "CCMCERTSEL=Subject:PC01.contoso.local"])
+def test_client_selection_finds_the_workstation_authentication_certificate(
+        default_pki: BuiltPKI, extra: str) -> None:
+    # The subject is empty: the computer name and CCMCERTSEL match on the SAN (reference §3.4).
+    from lab.client.certselect import select_certificate
+    from lab.configmgr.ccmsetup import parse_ccmsetup
+
+    store = default_pki.stores["PC01"]
+    command = parse_ccmsetup(f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 {extra}".strip())
+    got = select_certificate(store, command, "PC01.contoso.local", START)
+    assert (got.cert, got.error) == (store[0], None)
+
+
 def test_leaf_not_before_is_ten_minutes_back_as_ad_cs_does(tmp_path: Path) -> None:
     pki = build(scenario_text(), PKICache(tmp_path / "fresh"))
     assert pki.mp is not None
