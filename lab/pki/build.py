@@ -155,7 +155,8 @@ class Publication:
 
     url: str
     kind: str
-    """``crl`` or ``cacert``."""
+    """``crl`` or ``cacert``; ``missing``: a CRL withheld (check-cert's replay condition),
+    served as nothing at all."""
     ca: str
     data: bytes
     """DER bytes."""

@@ -150,8 +150,9 @@ def _per_url(publications: tuple[Publication, ...], pki: BuiltPKI, faults: Fault
     for p in publications:
         state = states.get(p.url) if p.kind == "crl" else None
         if state == "missing":
-            continue
-        if state == "expired":
+            # Kept in place (one entry per publication); the servers answer 404 / no object.
+            p = replace(p, kind="missing", data=b"")
+        elif state == "expired":
             p = replace(p, data=_resign(x509.load_der_x509_crl(p.data), pki.cas[p.ca].key,
                                         this_update=now - dt.timedelta(days=8),
                                         next_update=now - dt.timedelta(hours=1)))
