@@ -141,6 +141,10 @@ LAB_CA_PLAN_NAME_LIMIT = _c(
     "LAB_CA_PLAN_NAME_LIMIT", 0, "lab",
     "The public CA's plan allows fewer subject names than the certificate request asked for; "
     "the CA refused to issue the certificate.")
+LAB_CA_INTERNAL_NAME = _c(
+    "LAB_CA_INTERNAL_NAME", 0, "lab",
+    "The public CA refused to issue the certificate: the request names an internal name "
+    "(such as a .local name), which public CAs have not issued certificates for since 2015.")
 LAB_INSTALL_FROM_INTERNET = _c(
     "LAB_INSTALL_FROM_INTERNET", 0, "lab",
     "ConfigMgr does not support installing a client directly from an internet-based "

@@ -15,6 +15,14 @@ the simulated network all ask here, so a name one of them accepts is never refus
 * :func:`printable`: any value from a file the user did not write (a title, a file name, a
   certificate field, a ccmsetup line), made safe for a terminal, an HTML page or a log line:
   control characters are shown escaped, never interpreted, and one value stays on one line.
+* :func:`is_wildcard_name`, :func:`wildcard_problem`, :func:`host_matches`: a certificate's
+  DNS name with a wildcard, and whether it covers a host name (reference §3.6): ``*`` only as
+  the whole left-most label, covering exactly one label, with at least two labels after it
+  (``*.fabrikam.com`` covers ``mp.fabrikam.com``, not ``fabrikam.com`` nor
+  ``a.b.fabrikam.com``; ``*.com`` and ``m*.fabrikam.com`` cover nothing).
+* :func:`is_internal_name`: a name no public CA issues for since the CA/Browser Forum's
+  deadline (single-label names and names under a TLD that is not in the public DNS, reference
+  §3.7).
 
 Imports nothing from the lab: every layer may use it.
 """
@@ -54,6 +62,60 @@ def in_domain(host: str, domain: str | None) -> bool:
     host = host.lower().rstrip(".")
     domain = domain.lower().rstrip(".")
     return host == domain or host.endswith("." + domain)
+
+
+def is_wildcard_name(name: str) -> bool:
+    """Whether ``name`` is a usable wildcard DNS name: ``*.`` then a DNS name of at least two
+    labels (``*.fabrikam.com``; not ``*.com``, ``m*.fabrikam.com`` or ``a.*.fabrikam.com``)."""
+    return wildcard_problem(name) is None
+
+
+def wildcard_problem(name: str) -> str | None:
+    """Why ``name`` (which contains ``*``) is no usable wildcard, or None when it is one."""
+    if not name.startswith("*."):
+        return ("a wildcard must be the whole left-most label ('*.fabrikam.com'); partial "
+                "or inner wildcards such as 'm*.fabrikam.com' match nothing")
+    rest = name[2:]
+    if "*" in rest:
+        return "only one '*', as the whole left-most label"
+    if not is_dns_name(rest, allow_root_dot=True):
+        return f"after '*.' expected a DNS host name, got {rest!r}"
+    if "." not in rest.rstrip("."):
+        return (f"'*.{rest}' would cover a whole top-level domain: a wildcard needs at least "
+                "two labels after it")
+    return None
+
+
+def host_matches(host: str, name: str) -> bool:
+    """Whether a certificate's DNS ``name`` covers ``host`` (case and a final dot aside):
+    equal, or a usable wildcard covering exactly the host's left-most label."""
+    host = host.lower().rstrip(".")
+    name = name.lower().rstrip(".")
+    if name == host:
+        return True
+    if "*" not in name or not is_wildcard_name(name):
+        return False
+    first, dot, parent = host.partition(".")
+    return bool(first) and bool(dot) and first != "*" and parent == name[2:]
+
+
+INTERNAL_TLDS: Final = frozenset({
+    "local", "localdomain", "localhost", "internal", "lan", "corp", "home", "intranet",
+    "private", "test", "example", "invalid", "mail"})
+"""Top-level labels that are not in the public DNS root zone and that internal networks use
+(RFC 6761/6762 special-use names, ICANN's undelegated collision strings, ``.internal``)."""
+
+
+def is_internal_name(name: str) -> bool:
+    """Whether ``name`` is an internal name in the CA/Browser Forum's sense: a single label, or
+    a name under a top-level domain that the public DNS does not have (the lab's list:
+    :data:`INTERNAL_TLDS`)."""
+    name = name.lower().rstrip(".")
+    if name.startswith("*."):
+        name = name[2:]
+    if "." not in name:
+        return True
+    return name.rsplit(".", 1)[1] in INTERNAL_TLDS
 
 
 def is_printable_url(url: str) -> bool:

@@ -819,3 +819,91 @@ def test_pkcs12_peek_reads_the_mac_iteration_count(tmp_path: Path) -> None:
     assert der_length(der_bytes) == len(der_bytes)
     assert mac_iterations(der_bytes[:10]) is None
 
+
+
+# ------------------------------------------------------------------------------------------
+# Replay conditions: "our CRL moved"
+# ------------------------------------------------------------------------------------------
+
+
+def test_crl_moved_unreachable_from_the_internet_fails_internet_clients(
+        certs_dir: Path, tmp_path: Path) -> None:
+    # The twin is http_published: the same certificate, every cell ok.
+    path = pem(tmp_path / "moved.pem", mp_cert(cdp=(LDAP_CDP, HTTP_INTERNET_CDP)))
+    code, doc = cli_json(certs_dir, path, "--url-unreachable", f"{HTTP_INTERNET_CDP}@internet")
+    assert code == doc["exit_code"] == 1
+    assert doc["replay_setup"]["conditions"] == [
+        {"url": HTTP_INTERNET_CDP, "state": "unreachable", "from": ["internet"]}]
+    assert cells(doc) == {
+        ("intranet", "on"): OK, ("workgroup", "on"): OK, ("vpn", "on"): OK,
+        ("internet", "on"): OFFLINE,
+        ("intranet", "off"): OK, ("workgroup", "off"): OK, ("vpn", "off"): OK,
+        ("internet", "off"): OK}
+    internet = next(c for c in doc["replay"] if (c["situation"], c["site_crl"]) == (
+        "internet", "on"))
+    urls = internet["steps"][3]["revocation"]["urls"]
+    assert [(u["url"], u["result"]) for u in urls] == [
+        (LDAP_CDP, "failed"), (HTTP_INTERNET_CDP, "failed")]
+
+
+@pytest.mark.parametrize(("option", "result"), [
+    ("--url-crl-expired", "expired"), ("--url-crl-missing", "failed")])
+def test_an_expired_or_missing_crl_fails_whoever_depends_on_that_url(
+        certs_dir: Path, tmp_path: Path, option: str, result: str) -> None:
+    path = pem(tmp_path / "moved.pem", mp_cert(cdp=(LDAP_CDP, HTTP_INTERNET_CDP)))
+    code, doc = cli_json(certs_dir, path, option, HTTP_INTERNET_CDP)
+    assert code == 1
+    got = cells(doc)
+    # Inside, the LDAP CDP still answers; the workgroup and internet clients had only HTTP.
+    assert (got[("intranet", "on")], got[("vpn", "on")]) == (OK, OK)
+    assert (got[("workgroup", "on")], got[("internet", "on")]) == (OFFLINE, OFFLINE)
+    assert {got[(s, "off")] for s in SITS} == {OK}
+    internet = next(c for c in doc["replay"] if (c["situation"], c["site_crl"]) == (
+        "internet", "on"))
+    urls = internet["steps"][3]["revocation"]["urls"]
+    assert (urls[-1]["url"], urls[-1]["result"]) == (HTTP_INTERNET_CDP, result)
+
+
+def test_conditions_file_and_text_report(certs_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = pem(tmp_path / "moved.pem", mp_cert(cdp=(LDAP_CDP, HTTP_INTERNET_CDP)))
+    conditions = tmp_path / "moved.toml"
+    conditions.write_text(f'[[url]]\nurl = "{HTTP_INTERNET_CDP}"\nstate = "unreachable"\n'
+                          'from = ["internet", "intranet"]\n', encoding="utf-8")
+    code, out, err = cli(capsys, path, "--conditions", conditions, "--certs", certs_dir)
+    assert code == 1 and err == ""
+    assert f"condition {HTTP_INTERNET_CDP} unreachable from internet, intranet" in " ".join(
+        out.split())
+    assert "except as the conditions below say" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(("argv", "toml", "expected"), [
+    (["--url-unreachable", f"{HTTP_INTERNET_CDP}@moon"], None,
+     "--url-unreachable: expected zones from intranet, internet, vpn, dmz, got 'moon'"),
+    (["--url-crl-missing", "http://elsewhere.example/x.crl"], None,
+     "--url-crl-missing: 'http://elsewhere.example/x.crl' is not a CDP URL of the certificate"),
+    (["--url-crl-expired", HTTP_INTERNET_CDP, "--url-crl-missing", HTTP_INTERNET_CDP], None,
+     "is given twice"),
+    ([], '[[url]]\nurl = "U"\nstate = "gone"\n', ":1: url[0].state: expected one of "
+     "unreachable, crl-expired, crl-missing, got 'gone'"),
+    ([], f'\n[[url]]\nurl = "{HTTP_INTERNET_CDP}"\nstate = "crl-expired"\nfrom = ["internet"]\n',
+     ":2: url[0].from: only an 'unreachable' URL takes zones"),
+    ([], '[[link]]\nurl = "U"\n', "link: expected only [[url]] tables"),
+    ([], '[[url]]\nurl = "U"\nstate = "unreachable"\nzones = ["internet"]\n',
+     "url[0].zones: expected one of url, state, from"),
+    ([], '[[url]\n', "Expected ']]' at the end of an array declaration (at line 1"),
+    (["--no-replay", "--url-crl-missing", HTTP_INTERNET_CDP], None,
+     "--no-replay: replay conditions need the replay"),
+])
+def test_bad_conditions_exit_2_naming_the_flag_or_key(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, certs_dir: Path,
+        argv: list[str], toml: str | None, expected: str) -> None:
+    path = pem(tmp_path / "moved.pem", mp_cert(cdp=(LDAP_CDP, HTTP_INTERNET_CDP)))
+    extra: list[str | Path] = list(argv)
+    if toml is not None:
+        conditions = tmp_path / "c.toml"
+        conditions.write_text(toml, encoding="utf-8")
+        extra += ["--conditions", conditions]
+    code, out, err = cli(capsys, path, *extra, "--certs", certs_dir)
+    assert code == 2 and out == ""
+    assert expected in one_error_line(err)

@@ -196,6 +196,19 @@ def test_cli_matrix_formats_and_bad_input(certs_dir: Path, tmp_path: Path,
 
 def test_selection_rejects_unknown_values() -> None:
     with pytest.raises(UsageError, match="--names: expected values from both, intranet, "
-                                         "internet, got 'all'"):
+                                         "internet, wildcard, got 'all'"):
         make_selection({"names": ["all"]})
     assert make_selection({"names": ["internet", "internet"]}).values["names"] == ("internet",)
+
+
+def test_wildcard_names_are_a_value_to_ask_for(certs_dir: Path) -> None:
+    # Not swept by default (the full grid keeps 240 rows), taken when asked for.
+    assert "wildcard" not in make_selection({}).values["names"]
+    choice = {**SMALL, "cdp": ["http-internet"], "names": ["wildcard", "intranet"],
+              "site_crl": ["off"]}
+    result = run_matrix(make_selection(choice, ["internet"]), certs=certs_dir, jobs=1)
+    scenario = scenario_for(row(result, names="wildcard").config, ["internet"])
+    assert scenario.mp.cert.san == ("IBCM-Intra.contoso.local", "*.public.com")
+    # *.public.com covers IBCM-Internet.public.com; the intranet-only twin does not
+    assert row(result, names="wildcard").cells["internet"].short == "ok"
+    assert row(result, names="intranet").cells["internet"].short != "ok"

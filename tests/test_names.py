@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from lab.names import in_domain, is_ccm_host, is_dns_name, is_printable_url, is_site_code
+from lab.names import (
+    host_matches,
+    in_domain,
+    is_ccm_host,
+    is_dns_name,
+    is_internal_name,
+    is_printable_url,
+    is_site_code,
+    is_wildcard_name,
+    wildcard_problem,
+)
 
 
 @pytest.mark.parametrize(("name", "ok"), [
@@ -53,3 +63,42 @@ def test_domain_membership(host: str, domain: str | None, ok: bool) -> None:
 ])
 def test_printable_urls(url: str, ok: bool) -> None:
     assert is_printable_url(url) is ok
+
+
+# A wildcard covers exactly one left-most label, as Windows matches it label by label and
+# OpenSSL's check with NO_PARTIAL_WILDCARDS does (reference §3.6).
+@pytest.mark.parametrize(("host", "name", "ok"), [
+    ("mp.fabrikam.com", "*.fabrikam.com", True),
+    ("MP.Fabrikam.COM.", "*.fabrikam.com", True),
+    ("fabrikam.com", "*.fabrikam.com", False),
+    ("a.b.fabrikam.com", "*.fabrikam.com", False),
+    ("mp.fabrikam.com", "m*.fabrikam.com", False),
+    ("fabrikam.com", "*.com", False),
+    ("mp.fabrikam.com", "mp.fabrikam.com", True),
+    ("mp.fabrikam.com", "mp.fabrikam.com.", True),
+    ("*.fabrikam.com", "*.fabrikam.com", True),
+])
+def test_wildcards_cover_one_left_most_label(host: str, name: str, ok: bool) -> None:
+    assert host_matches(host, name) is ok
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("*.fabrikam.com", None), ("*.ibcm.public.com.", None),
+    ("*.com", "two labels after it"), ("m*.fabrikam.com", "whole left-most label"),
+    ("a.*.fabrikam.com", "whole left-most label"), ("*.*.fabrikam.com", "only one '*'"),
+    ("*.-bad.com", "expected a DNS host name"),
+])
+def test_wildcard_problems_say_what_is_wrong(name: str, problem: str | None) -> None:
+    got = wildcard_problem(name)
+    assert (got is None) if problem is None else (got is not None and problem in got)
+    assert is_wildcard_name(name) is (problem is None)
+
+
+@pytest.mark.parametrize(("name", "internal"), [
+    ("IBCM-Intra.contoso.local", True), ("SCCM01", True), ("mp.corp", True),
+    ("mp.contoso.internal.", True), ("*.contoso.local", True),
+    ("IBCM-Intra.corp.public.com", False), ("IBCM-Internet.public.com", False),
+    ("mp.localhost.example.com", False),
+])
+def test_internal_names(name: str, internal: bool) -> None:
+    assert is_internal_name(name) is internal

@@ -43,6 +43,10 @@ from lab.pki.urls import cert_aia_urls, cert_cdp_urls
 from lab.scenario.loader import load_scenario_text
 from lab.scenario.model import Scenario
 
+PUBLIC_INTRA = "IBCM-Intra.corp.public.com"
+"""An intranet FQDN under a public domain: what a public CA issues for (reference §3.7)."""
+PUBLIC_MP = f'issuer = "Fabrikam Public CA"\nsan = ["{PUBLIC_INTRA}", "{INTERNET}"]'
+
 
 def scenario_text(*, cas: str | None = None, mp_cert: str = 'issuer = "Contoso-CA"',
                   clients: str = PC01) -> str:
@@ -131,8 +135,7 @@ def test_ca_name_with_spaces_is_percent_encoded(cache: PKICache) -> None:
 
 
 def test_public_ca_writes_http_urls_on_its_host(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam(),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=PUBLIC_MP), cache)
     assert pki.mp is not None
     assert cert_cdp_urls(pki.mp.cert) == (PUBLIC_CDP,)
     assert cert_aia_urls(pki.mp.cert) == (PUBLIC_AIA,)
@@ -209,8 +212,9 @@ def test_mp_cert_san_eku_and_key_usage(default_pki: BuiltPKI) -> None:
     assert ku_ext.critical is True
     assert ku.digital_signature and ku.key_encipherment
     assert not ku.key_cert_sign and not ku.crl_sign
-    bc = ext(cert, x509.BasicConstraints)
-    assert bc.critical is True and bc.value.ca is False
+    # AD CS templates write no Basic Constraints into end-entity certificates (reference §3.3c).
+    with pytest.raises(x509.ExtensionNotFound):
+        ext(cert, x509.BasicConstraints)
     assert mp.thumbprint == cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
@@ -231,9 +235,12 @@ def test_client_cert_subject_is_fqdn_with_client_auth(default_pki: BuiltPKI) -> 
     cert = issued.cert
     assert issued.label == "client:PC01:0" and issued.issuer == "Contoso-CA"
     assert default_pki.stores["PC01"] == (issued,)
-    assert cert.subject.rfc4514_string() == "CN=PC01.contoso.local"
-    san = ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    assert san == ["PC01.contoso.local"]
+    # Workstation Authentication: subject name format None, the DNS name in the SAN only,
+    # which RFC 5280 then wants critical.
+    assert cert.subject.rfc4514_string() == ""
+    san_ext = ext(cert, x509.SubjectAlternativeName)
+    assert san_ext.value.get_values_for_type(x509.DNSName) == ["PC01.contoso.local"]
+    assert san_ext.critical is True
     assert list(ext(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
@@ -258,7 +265,82 @@ location = "intranet"
 """
     pki = build(scenario_text(clients=clients), cache)
     assert sorted(pki.clients) == ["PC01", "WG01"]
-    assert pki.clients["WG01"].cert.subject.rfc4514_string() == "CN=wg01.fabrikam.example"
+    wg01 = pki.clients["WG01"].cert
+    assert wg01.subject.rfc4514_string() == ""
+    assert ext(wg01, x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["wg01.fabrikam.example"]
+
+
+def _template_info(cert: x509.Certificate) -> tuple[str, int, int]:
+    """Certificate Template Information (1.3.6.1.4.1.311.21.7) as cryptography parses it."""
+    found = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.311.21.7"))
+    value = found.value
+    assert isinstance(value, x509.MSCertificateTemplate)
+    assert value.major_version is not None and value.minor_version is not None
+    return value.template_id.dotted_string, value.major_version, value.minor_version
+
+
+def _application_policies(cert: x509.Certificate) -> list[str]:
+    raw = cert.extensions.get_extension_for_oid(
+        x509.ObjectIdentifier("1.3.6.1.4.1.311.21.10")).value
+    assert isinstance(raw, x509.UnrecognizedExtension)
+    from pyasn1.codec.der import decoder
+
+    seq, _ = decoder.decode(raw.value)
+    return [str(info[0]) for info in seq]
+
+
+def test_enterprise_certs_carry_template_information_and_application_policies(
+        default_pki: BuiltPKI) -> None:
+    assert default_pki.mp is not None
+    mp, client = default_pki.mp.cert, default_pki.clients["PC01"].cert
+    mp_oid, major, minor = _template_info(mp)
+    client_oid, _, _ = _template_info(client)
+    # A duplicated template's OID lies under the forest's 1.3.6.1.4.1.311.21.8 arc; the two
+    # templates differ only in their last arc.
+    assert mp_oid.startswith("1.3.6.1.4.1.311.21.8.") and client_oid.startswith(
+        "1.3.6.1.4.1.311.21.8.")
+    assert mp_oid.rsplit(".", 1)[0] == client_oid.rsplit(".", 1)[0] and mp_oid != client_oid
+    assert major >= 100 and minor >= 0
+    assert _application_policies(mp) == ["1.3.6.1.5.5.7.3.1"]
+    assert _application_policies(client) == ["1.3.6.1.5.5.7.3.2"]
+    for cert in (mp, client):
+        assert not cert.extensions.get_extension_for_oid(
+            x509.ObjectIdentifier("1.3.6.1.4.1.311.21.7")).critical
+
+
+@pytest.mark.parametrize("extra", ["", "CCMCERTSEL=SubjectStr:pc01",
+                                   "CCMCERTSEL=Subject:PC01.contoso.local"])
+def test_client_selection_finds_the_workstation_authentication_certificate(
+        default_pki: BuiltPKI, extra: str) -> None:
+    # The subject is empty: the computer name and CCMCERTSEL match on the SAN (reference §3.4).
+    from lab.client.certselect import select_certificate
+    from lab.configmgr.ccmsetup import parse_ccmsetup
+
+    store = default_pki.stores["PC01"]
+    command = parse_ccmsetup(f"ccmsetup.exe /UsePKICert SMSSITECODE=P01 {extra}".strip())
+    got = select_certificate(store, command, "PC01.contoso.local", START)
+    assert (got.cert, got.error) == (store[0], None)
+
+
+def test_leaf_not_before_is_ten_minutes_back_as_ad_cs_does(tmp_path: Path) -> None:
+    pki = build(scenario_text(), PKICache(tmp_path / "fresh"))
+    assert pki.mp is not None
+    for cert in (pki.mp.cert, pki.clients["PC01"].cert):
+        assert START - cert.not_valid_before_utc == dt.timedelta(minutes=10)
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=365)
+
+
+def test_public_ca_leaf_has_basic_constraints_and_no_template(cache: PKICache) -> None:
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=(
+        'issuer = "Fabrikam Public CA"\nsan = ["IBCM-Internet.public.com"]')), cache)
+    assert pki.mp is not None
+    public = pki.mp.cert
+    bc = ext(public, x509.BasicConstraints)
+    assert bc.critical is True and bc.value.ca is False
+    oids = {e.oid.dotted_string for e in public.extensions}
+    assert "1.3.6.1.4.1.311.21.7" not in oids and "1.3.6.1.4.1.311.21.10" not in oids
+    assert public.subject.rfc4514_string() == "CN=IBCM-Internet.public.com"
 
 
 def test_mp_eku_client_auth_only(cache: PKICache) -> None:
@@ -299,8 +381,8 @@ def test_revoked_serial_is_on_the_crl_and_good_one_is_not(cache: PKICache) -> No
 def test_revoked_client_goes_on_its_own_issuers_crl(cache: PKICache) -> None:
     clients = PC01.replace('location = "intranet"\n', 'location = "intranet"\n\n'
                            '[client.cert]\nissuer = "Contoso-CA"\nrevoked = true\n', 1)
-    pki = build(scenario_text(cas=contoso() + fabrikam(),
-                              mp_cert='issuer = "Fabrikam Public CA"', clients=clients), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=PUBLIC_MP, clients=clients),
+                cache)
     assert pki.mp is not None
     serial = pki.clients["PC01"].cert.serial_number
     assert pki.cas["Contoso-CA"].crl.get_revoked_certificate_by_serial_number(serial) is not None
@@ -338,16 +420,17 @@ def test_crl_times_come_from_the_clock(cache: PKICache) -> None:
 
 
 def test_public_ca_name_limit_refuses_the_mp_cert(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 1"),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 1"), mp_cert=PUBLIC_MP),
+                cache)
     assert pki.mp is None
     refusal = pki.mp_refusal
     assert refusal is not None
     assert (refusal.label, refusal.ca, refusal.limit) == ("mp", "Fabrikam Public CA", 1)
-    assert refusal.requested == (INTRA, INTERNET)
+    assert refusal.requested == (PUBLIC_INTRA, INTERNET)
+    assert refusal.code.name == "LAB_CA_PLAN_NAME_LIMIT"
     assert refusal.message == (
         "Fabrikam Public CA refused the request: its plan allows 1 subject name per "
-        "certificate, the request asked for 2 (IBCM-Intra.contoso.local, "
+        "certificate, the request asked for 2 (IBCM-Intra.corp.public.com, "
         "IBCM-Internet.public.com)")
     # Nothing was published for a certificate that does not exist, but the CA still is.
     assert [p.url for p in pki.publications if p.ca == "Fabrikam Public CA"] == [
@@ -356,12 +439,27 @@ def test_public_ca_name_limit_refuses_the_mp_cert(cache: PKICache) -> None:
 
 
 def test_public_ca_name_limit_twin_two_names_issue(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 2"),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 2"), mp_cert=PUBLIC_MP),
+                cache)
     assert pki.mp_refusal is None
     assert pki.mp is not None
     san = ext(pki.mp.cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    assert san == [INTRA, INTERNET]
+    assert san == [PUBLIC_INTRA, INTERNET]
+
+
+def test_public_ca_refuses_internal_names(cache: PKICache) -> None:
+    # The CA/Browser Forum's Baseline Requirements: no public CA issues for .local names.
+    pki = build(scenario_text(cas=contoso() + fabrikam("max_names = 2"),
+                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    assert pki.mp is None
+    refusal = pki.mp_refusal
+    assert refusal is not None and refusal.internal == (INTRA,)
+    assert refusal.code.name == "LAB_CA_INTERNAL_NAME"
+    assert refusal.message.startswith(
+        "Fabrikam Public CA refused the request: IBCM-Intra.contoso.local is an internal name")
+    assert "1 November 2015" in refusal.message and "enterprise CA" in refusal.message
+    # Twin: the enterprise CA issues for the same names.
+    assert build(scenario_text(), cache).mp is not None
 
 
 def test_public_ca_name_limit_single_name_twin(cache: PKICache) -> None:
@@ -492,8 +590,7 @@ def test_damaged_key_file_is_regenerated(private_cache_dir: Path, damage: bytes)
 
 
 def test_publications_list_each_crl_and_ca_cert_at_each_url(cache: PKICache) -> None:
-    pki = build(scenario_text(cas=contoso() + fabrikam(),
-                              mp_cert='issuer = "Fabrikam Public CA"'), cache)
+    pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=PUBLIC_MP), cache)
     contoso_ca = pki.cas["Contoso-CA"]
     fabrikam_ca = pki.cas["Fabrikam Public CA"]
     assert [(p.url, p.kind, p.ca) for p in pki.publications] == [

@@ -618,10 +618,16 @@ CASES: list[Case] = [
          'domain = "contoso.example"', lambda s: s.ad_domain == "contoso.example",
          "ca[0].domain", 'domain = "contoso local"', ("got 'contoso local'",)),
     Case("bad-dns-in-san", 'issuer = "Contoso-CA"',
-         'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local", "*.public.com"]',
+         'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local", "www..public.com"]',
          'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local", "www.public.com"]',
          lambda s: s.mp.cert.san[1] == "www.public.com", "mp.cert.san[1]", "san =",
-         ("expected a DNS host name", "got '*.public.com'")),
+         ("expected a DNS host name", "got 'www..public.com'")),
+    # A wildcard is a name now (reference §3.6); a partial one is not.
+    Case("partial-wildcard-in-san", 'issuer = "Contoso-CA"',
+         'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local", "w*.public.com"]',
+         'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local", "*.public.com"]',
+         lambda s: s.mp.cert.san[1] == "*.public.com", "mp.cert.san[1]", "san =",
+         ("or a wildcard such as '*.fabrikam.com'", "whole left-most label")),
     Case("empty-san", 'issuer = "Contoso-CA"', 'issuer = "Contoso-CA"\nsan = []',
          'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local"]',
          lambda s: len(s.mp.cert.san) == 1, "mp.cert.san", "san = []",
@@ -1095,3 +1101,22 @@ def test_several_client_certificates_load_in_order() -> None:
     assert [c.subject for c in s.clients[0].certs] == ["first", "second"]
     assert s.clients[0].certs[1].not_after == dt.timedelta(days=700)
     assert s.clients[0].cert is s.clients[0].certs[0]
+
+
+def test_a_wildcard_san_loads() -> None:
+    s = load(mutate(BASE, 'issuer = "Contoso-CA"\n',
+                    'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local", "*.public.com"]\n'))
+    assert s.mp.cert.san == ("IBCM-Intra.contoso.local", "*.public.com")
+
+
+@pytest.mark.parametrize(("wildcard", "expected"), [
+    ("*.com", "would cover a whole top-level domain"),
+    ("m*.public.com", "must be the whole left-most label"),
+    ("ibcm.*.com", "must be the whole left-most label"),
+])
+def test_unusable_wildcards_are_refused_with_the_key(wildcard: str, expected: str) -> None:
+    text = mutate(BASE, 'issuer = "Contoso-CA"\n',
+                  f'issuer = "Contoso-CA"\nsan = ["IBCM-Intra.contoso.local", "{wildcard}"]\n')
+    err = load_fails(text)
+    assert err.key == "mp.cert.san[1]" and err.line == line_of(text, "san = [")
+    assert expected in err.message and repr(wildcard) in err.message

@@ -243,6 +243,17 @@ async def test_a_scenario_file_runs_as_written(aiohttp_client: Any, certs_dir: P
     assert verdict["fix_switches"] is None  # a file's fix is its Fix text, not a switch
 
 
+async def test_file_mode_takes_a_wildcard_san(aiohttp_client: Any, certs_dir: Path) -> None:
+    # *.public.com covers IBCM-Internet.public.com (one label): the roaming client passes.
+    scenario = load_scenario(bundled_dir() / "server-mp-cert-wildcard.toml")
+    assert "*.public.com" in scenario.mp.cert.san
+    client = await aiohttp_client(make_app(certs=certs_dir, scenario=scenario))
+    events = await stream(client, {"source": "file"})
+    verdict = events[-1][1]
+    assert verdict["expectations"] == {"met": 5, "total": 5}
+    assert verdict["passed"] is True and verdict["failure"] is None
+
+
 async def test_lab_labels_are_marked(client: TestClient[Any, Any]) -> None:
     preset = PRESETS[1]  # seed §2: a public CA plan that allows one name
     events = await stream(client, {"switches": dict(preset.switches), "scene": preset.scene})

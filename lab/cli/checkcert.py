@@ -31,6 +31,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                     help="the MP's intranet FQDN (must be in the certificate)")
     cc.add_argument("--internet-fqdn", default=None, metavar="FQDN",
                     help="the MP's internet FQDN (must be in the certificate)")
+    cc.add_argument("--url-unreachable", action="append", default=[], metavar="URL[@ZONES]",
+                    help="replay with this CDP URL's host unreachable from the zones "
+                         "(intranet,internet,vpn,dmz; default all); repeatable")
+    cc.add_argument("--url-crl-expired", action="append", default=[], metavar="URL",
+                    help="replay with this CDP URL serving an expired CRL; repeatable")
+    cc.add_argument("--url-crl-missing", action="append", default=[], metavar="URL",
+                    help="replay with no CRL at this CDP URL (404, no LDAP object); repeatable")
+    cc.add_argument("--conditions", default=None, metavar="FILE",
+                    help="replay conditions in TOML: [[url]] tables with url, state "
+                         "(unreachable, crl-expired, crl-missing) and from (zones)")
     cc.add_argument("--no-replay", action="store_true", help="lint only, no lab replay")
     cc.add_argument("--format", choices=("text", "json"), default="text")
     cc.add_argument("--certs", default=None, help=certs_help)
@@ -64,12 +74,22 @@ def _fqdn(option: str, value: str | None) -> str | None:
 
 def command(args: argparse.Namespace) -> int:
     from lab.tools.checkcert import check_certificate
+    from lab.tools.checkcert.conditions import from_flag, load_file
     from lab.tools.checkcert.render import render_json, render_text
 
     intranet = _fqdn("--intranet-fqdn", args.intranet_fqdn)
     internet = _fqdn("--internet-fqdn", args.internet_fqdn)
+    conditions = [
+        *(from_flag("--url-unreachable", v, "unreachable") for v in args.url_unreachable),
+        *(from_flag("--url-crl-expired", v, "crl-expired") for v in args.url_crl_expired),
+        *(from_flag("--url-crl-missing", v, "crl-missing") for v in args.url_crl_missing),
+        *(load_file(args.conditions) if args.conditions is not None else ()),
+    ]
+    if conditions and args.no_replay:
+        raise UsageError("--no-replay: replay conditions need the replay")
     report = check_certificate(args.file, chain=args.chain, password=_password(args),
                                intranet_fqdn=intranet, internet_fqdn=internet,
-                               replay=not args.no_replay, certs=certs_folder(args.certs))
+                               replay=not args.no_replay, certs=certs_folder(args.certs),
+                               conditions=conditions)
     sys.stdout.write(render_json(report) if args.format == "json" else render_text(report))
     return report.exit_code

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
     for dim in DIMENSIONS:
         mx.add_argument(f"--{dim.key.replace('_', '-')}", default=None, metavar="V[,V...]",
-                        help=f"{dim.title}: {', '.join(dim.values)} (default: all)")
+                        help=f"{dim.title}: {', '.join(dim.values)} (default: all)"
+                             + (f"; also {', '.join(dim.extra)}" if dim.extra else ""))
     mx.add_argument("--clients", default=None, metavar="C[,C...]",
                     help=f"client situations: {', '.join(s.key for s in SITUATIONS)} "
                          "(default: all)")

@@ -16,6 +16,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab import codes
 from lab.codes import WinHttpFlag
+from lab.names import host_matches
+from lab.pki.display import subject_label
 from lab.results.observations import ChainProblem, RevocationResult
 
 USAGE_NAMES = {
@@ -79,15 +81,8 @@ def name_matches(host: str, cert: x509.Certificate) -> bool:
 
 def host_in_names(host: str, names: Sequence[str]) -> bool:
     """Is ``host`` one of ``names`` (case and a trailing dot aside), or covered by a ``*.``
-    wildcard one label deep?"""
-    host = host.lower().rstrip(".")
-    for name in names:
-        name = name.lower().rstrip(".")
-        if name == host:
-            return True
-        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
-            return True
-    return False
+    wildcard one label deep (:func:`lab.names.host_matches`, reference §3.6)?"""
+    return any(host_matches(host, name) for name in names)
 
 
 def dns_names(cert: x509.Certificate) -> list[str]:
@@ -128,7 +123,7 @@ def policy_problems(
         if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):
             problems.append(ChainProblem(
                 codes.CERT_E_EXPIRED, WinHttpFlag.CERT_DATE_INVALID, "date",
-                f"{cert.subject.rfc4514_string()} is valid from "
+                f"{subject_label(cert)} is valid from "
                 f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}"))
             break
     if not has_usage(leaf, usage):

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from lab import codes
 from lab.cryptoapi.retrieval import Retrieval, Retriever, load_crl
+from lab.pki.display import subject_label
 from lab.pki.urls import cert_cdp_urls
 from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt, crl_number
 
@@ -92,7 +93,7 @@ async def check_element(
     crls: list[x509.CertificateRevocationList],
 ) -> ElementStatus:
     urls = cert_cdp_urls(cert)
-    subject = cert.subject.rfc4514_string()
+    subject = subject_label(cert)
     issuer_name = issuer.subject.rfc4514_string()
     if not urls:
         return ElementStatus(subject, issuer_name, cert.serial_number, "no_check",

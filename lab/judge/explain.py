@@ -477,6 +477,16 @@ class Explainer:
         refusal = self.pki.mp_refusal
         if refusal is not None and req is not None and req.connect_error is \
                 codes.ERROR_WINHTTP_CANNOT_CONNECT:
+            if refusal.internal:
+                return (f"The MP has no server certificate: {refusal.message}. Without a "
+                        "certificate IIS has no HTTPS binding, so nothing answers on port 443 "
+                        f"and {self.client.name} cannot connect (seed §2, reference §3.7).",
+                        [Fix(Rank.REISSUE,
+                             "Give the MP an intranet FQDN under a public domain the company "
+                             "owns (for example IBCM-Intra.corp.public.com, resolved only "
+                             "inside) and order both names from the public CA, or issue the MP "
+                             "certificate from the enterprise CA, which may name "
+                             "IBCM-Intra.contoso.local.")])
             return (f"The MP has no server certificate: {refusal.message}. Without a "
                     "certificate IIS has no HTTPS binding, so nothing answers on port 443 and "
                     f"{self.client.name} cannot connect. A certificate with only one of the "

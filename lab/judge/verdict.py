@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lab import codes
 from lab.codes import Code, flag_names
 from lab.judge.explain import explain
 from lab.pki.build import BuiltPKI
@@ -59,7 +58,7 @@ def mp_answer(records: Sequence[MpRecord]) -> MpAnswer | None:
 
 def judge_step(scenario: Scenario, pki: BuiltPKI, client: ClientSpec, index: int,
                step: StepSpec, obs: StepObservation, answer: MpAnswer | None) -> StepResult:
-    refusal_code = codes.LAB_CA_PLAN_NAME_LIMIT if (
+    refusal_code = pki.mp_refusal.code if (
         pki.mp_refusal is not None and obs.outcome == "fail" and obs.failure is FailureKind.CONNECT
     ) else None
     ids = _identifiers(obs, answer, refusal_code)

@@ -54,6 +54,8 @@ __all__ = ["make_selection", "run_matrix", "scenario_for"]
 INTRA = "IBCM-Intra.contoso.local"
 INTERNET = "IBCM-Internet.public.com"
 PUBLISHED_CRL = "http://pki.contoso.com/CertEnroll/Contoso-CA.crl"
+WILDCARD = "*.public.com"
+"""The ``names = wildcard`` row's second SAN: covers INTERNET, one label deep (reference §3.6)."""
 
 
 def make_selection(choices: Mapping[str, Sequence[str] | None],
@@ -66,9 +68,9 @@ def make_selection(choices: Mapping[str, Sequence[str] | None],
             values[dim.key] = dim.values
             continue
         for v in chosen:
-            if v not in dim.values:
+            if v not in dim.values + dim.extra:
                 raise UsageError(f"--{dim.key.replace('_', '-')}: expected values from "
-                                 f"{', '.join(dim.values)}, got {v!r}")
+                                 f"{', '.join(dim.values + dim.extra)}, got {v!r}")
         values[dim.key] = tuple(dict.fromkeys(chosen))
     sits = tuple(situations) if situations else tuple(s.key for s in SITUATIONS)
     for s in sits:
@@ -91,7 +93,8 @@ def scenario_for(config: Mapping[str, str], situations: Sequence[str | Situation
     # certificate, not about IIS checking the clients'.
     client_ca = CASpec(name="Contoso-Clients-CA", kind=CAKind.ENTERPRISE,
                        host="ca03.contoso.local", domain="contoso.local")
-    san = {"both": (INTRA, INTERNET), "intranet": (INTRA,), "internet": (INTERNET,)}
+    san = {"both": (INTRA, INTERNET), "intranet": (INTRA,), "internet": (INTERNET,),
+           "wildcard": (INTRA, WILDCARD)}
     mp = MPSpec(intranet_fqdn=INTRA, internet_fqdn=INTERNET,
                 cert=CertSpec(issuer="Contoso-CA", san=san[config["names"]]))
     line = "ccmsetup.exe /UsePKICert"

@@ -20,16 +20,25 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from lab import codes
 from lab.clock import Clock
+from lab.codes import Code
+from lab.names import is_internal_name
 from lab.pki.cache import PKICache, PrivateKey
 from lab.pki.schedule import CrlIssue, CrlSchedule
 from lab.pki.urls import cert_cdp_urls, expand, expand_delta
 from lab.scenario.model import EKU, CAKind, CASpec, CertSpec, Scenario
 
-PROFILE_VERSION = "1"
+PROFILE_VERSION = "2"
+"""Bumped whenever what a certificate carries changes, so cached certificates are reissued.
+2: end-entity certificates as AD CS templates make them (reference §3.3c)."""
 CA_VALIDITY = dt.timedelta(days=5 * 365)
 LEAF_VALIDITY = dt.timedelta(days=365)
 BACKDATE = dt.timedelta(days=1)
+"""How far back a CA certificate's notBefore lies (the lab's choice for its CAs)."""
+LEAF_BACKDATE = dt.timedelta(minutes=10)
+"""AD CS sets an issued certificate's notBefore ``ClockSkewMinutes`` (default 10) before the
+time of issue (reference §3.3c); the lab's public CA does the same [I]."""
 RENEW_BEFORE = dt.timedelta(days=30)
 # How far a cached certificate's explicit dates may drift from the dates asked for.
 EXPLICIT_DATES_TOLERANCE = dt.timedelta(minutes=1)
@@ -41,6 +50,50 @@ DELTA_CRL_VALIDITY = CASpec.delta_period
 
 EKU_OIDS = {EKU.SERVER_AUTH: ExtendedKeyUsageOID.SERVER_AUTH,
             EKU.CLIENT_AUTH: ExtendedKeyUsageOID.CLIENT_AUTH}
+
+APPLICATION_POLICIES_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.21.10")
+"""szOID_APPLICATION_CERT_POLICIES: Application Policies, encoded as Certificate Policies with
+one PolicyInformation per OID (MS-WCCE 2.2.2.7.7.3)."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A duplicated (version 2) AD CS template as ConfigMgr's PKI example creates it."""
+
+    name: str
+    """Its display name (what certlm.msc's Certificate Template column shows)."""
+    arc: int
+    """The last arc of its OID under the forest's 1.3.6.1.4.1.311.21.8.x.y.z arc."""
+    major: int = 100
+    minor: int = 3
+
+
+WEB_SERVER_TEMPLATE = Template("ConfigMgr Web Server Certificate", 1)
+"""Duplicated from Web Server; subject supplied in the request (reference §3.3b)."""
+CLIENT_TEMPLATE = Template("ConfigMgr Client Certificate", 2)
+"""Duplicated from Workstation Authentication; subject built from AD: an empty subject and
+the computer's DNS name in the SAN (reference §3.3b)."""
+
+
+def template_oid(domain: str | None, template: Template) -> str:
+    """The template's OID: AD CS gives each forest a random arc under 1.3.6.1.4.1.311.21.8;
+    the lab derives it from the domain so that it is stable from run to run."""
+    seed = hashlib.sha256((domain or "").lower().encode()).digest()
+    forest = ".".join(str(int.from_bytes(seed[i:i + 3], "big")) for i in range(0, 18, 3))
+    return f"1.3.6.1.4.1.311.21.8.{forest}.{template.arc}"
+
+
+def template_extension(domain: str | None, template: Template) -> x509.MSCertificateTemplate:
+    """Certificate Template Information: SEQUENCE {templateID, majorVersion, minorVersion}."""
+    return x509.MSCertificateTemplate(x509.ObjectIdentifier(template_oid(domain, template)),
+                                      template.major, template.minor)
+
+
+def application_policies(usages: list[x509.ObjectIdentifier]) -> x509.UnrecognizedExtension:
+    """Application Policies mirroring the EKU, as a version 2 template writes them."""
+    value = x509.CertificatePolicies(
+        [x509.PolicyInformation(u, None) for u in usages]).public_bytes()
+    return x509.UnrecognizedExtension(APPLICATION_POLICIES_OID, value)
 
 
 @dataclass(frozen=True)
@@ -103,7 +156,8 @@ class Publication:
 
     url: str
     kind: str
-    """``crl`` or ``cacert``."""
+    """``crl`` or ``cacert``; ``missing``: a CRL withheld (check-cert's replay condition),
+    served as nothing at all."""
     ca: str
     data: bytes
     """DER bytes."""
@@ -115,15 +169,31 @@ class Publication:
 
 @dataclass(frozen=True)
 class IssuanceRefusal:
-    """A CA declined to issue a certificate (a public CA plan's name limit)."""
+    """A CA declined to issue a certificate: a public CA plan's name limit, or a public CA
+    asked for internal names (reference §3.7)."""
 
     label: str
     ca: str
     requested: tuple[str, ...]
     limit: int
+    internal: tuple[str, ...] = ()
+    """The internal names that made a public CA refuse (empty: the plan's limit did)."""
+
+    @property
+    def code(self) -> Code:
+        return codes.LAB_CA_INTERNAL_NAME if self.internal else codes.LAB_CA_PLAN_NAME_LIMIT
 
     @property
     def message(self) -> str:
+        if self.internal:
+            names = ", ".join(self.internal)
+            plural = len(self.internal) != 1
+            return (f"{self.ca} refused the request: {names} {'are' if plural else 'is an'} "
+                    f"internal name{'s' if plural else ''} (a single label or a top-level "
+                    "domain that is not in the public DNS). Public CAs have not issued "
+                    "certificates for internal names since the CA/Browser Forum's deadline "
+                    "of 1 November 2015; use an intranet FQDN under a public domain, or an "
+                    "enterprise CA for the intranet name")
         names = ", ".join(self.requested)
         return (f"{self.ca} refused the request: its plan allows {self.limit} "
                 f"subject name{'s' if self.limit != 1 else ''} per certificate, "
@@ -237,6 +307,18 @@ def _leaf_subject(common_name: str) -> x509.Name:
     return x509.Name([])
 
 
+def _client_subject(scenario: Scenario, spec: CertSpec, fqdn: str) -> str | None:
+    """A client certificate's subject CN: the scenario's ``subject``; else none at all from an
+    enterprise CA (Workstation Authentication builds the subject from AD with subject name
+    format None and puts the DNS name into the SAN, reference §3.3b); else the FQDN (a
+    public CA's request names it)."""
+    if spec.subject:
+        return spec.subject
+    if scenario.ca(spec.issuer).kind is CAKind.ENTERPRISE:
+        return None
+    return fqdn
+
+
 def _parents_first(specs: tuple[CASpec, ...]) -> list[CASpec]:
     by_name = {s.name: s for s in specs}
     ordered: list[CASpec] = []
@@ -318,43 +400,62 @@ class _Builder:
         self.cas[spec.name] = material
         return material
 
-    def issue(self, label: str, spec: CertSpec, *, subject_cn: str, default_eku: EKU,
-              key_label: str) -> IssuedCert:
+    def issue(self, label: str, spec: CertSpec, *, subject_cn: str | None, default_eku: EKU,
+              key_label: str, template: Template) -> IssuedCert:
+        """Issue a leaf as its CA makes it (reference §3.3c): an enterprise CA through a
+        version 2 template (Certificate Template Information and Application Policies, no
+        Basic Constraints), a public CA with a critical Basic Constraints CA:FALSE. ``subject_cn``
+        None means an empty subject (Workstation Authentication's "None" subject format)."""
         ca = self.cas[spec.issuer]
+        kind = ca.spec.kind
         key = self.cache.key(key_label)
         eku = spec.eku if spec.eku is not None else (default_eku,)
         cdp = ca.cdp_urls if spec.cdp is None else expand(ca.spec, spec.cdp)
         explicit = spec.not_before is not None or spec.not_after is not None
-        not_before = self.now + (spec.not_before if spec.not_before is not None else -BACKDATE)
+        not_before = self.now + (spec.not_before if spec.not_before is not None
+                                 else -LEAF_BACKDATE)
         not_after = (self.now + spec.not_after if spec.not_after is not None
                      else not_before + LEAF_VALIDITY)
+        use_template = kind is CAKind.ENTERPRISE
         digest = _digest("leaf", PROFILE_VERSION, subject_cn, spec.san, [e.value for e in eku],
                          cdp, ca.aia_urls, ca.cert.fingerprint(hashes.SHA256()).hex(), _spki(key),
-                         explicit)
+                         explicit, kind, template.name if use_template else None)
         cert = (self._reuse(digest, not_before, not_after) if explicit
                 else self._reuse(digest))
         if cert is None:
+            subject = _leaf_subject(subject_cn) if subject_cn is not None else x509.Name([])
             builder = (
                 x509.CertificateBuilder()
-                .subject_name(_leaf_subject(subject_cn))
+                .subject_name(subject)
                 .issuer_name(ca.cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(not_before)
                 .not_valid_after(not_after)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(_key_usage(ca=False), critical=True)
+            )
+            if kind is CAKind.PUBLIC:
+                builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                                critical=True)
+            builder = (
+                builder.add_extension(_key_usage(ca=False), critical=True)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                                critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                     ca.key.public_key()), critical=False)
             )
             if spec.san:
+                # RFC 5280 4.2.1.6: with an empty subject the SAN is critical.
                 builder = builder.add_extension(
                     x509.SubjectAlternativeName([x509.DNSName(n) for n in spec.san]),
-                    critical=False)
+                    critical=len(subject) == 0)
             if eku:
                 builder = builder.add_extension(
                     x509.ExtendedKeyUsage([EKU_OIDS[e] for e in eku]), critical=False)
+            if use_template:
+                builder = builder.add_extension(template_extension(ca.spec.domain, template),
+                                                critical=False)
+                if eku:
+                    builder = builder.add_extension(
+                        application_policies([EKU_OIDS[e] for e in eku]), critical=False)
             if cdp:
                 builder = builder.add_extension(_cdp_ext(cdp), critical=False)
             if ca.aia_urls:
@@ -502,20 +603,26 @@ def build_pki(scenario: Scenario, clock: Clock, cache: PKICache) -> BuiltPKI:
     refusal: IssuanceRefusal | None = None
     issuer = scenario.ca(mp_spec.issuer)
     names = tuple(dict.fromkeys(n.lower() for n in mp_spec.san))
-    if issuer.max_names is not None and len(names) > issuer.max_names:
+    internal = tuple(n for n in dict.fromkeys((*mp_spec.san, *(
+        [mp_spec.subject] if mp_spec.subject else []))) if is_internal_name(n))
+    if issuer.kind is CAKind.PUBLIC and internal:
+        refusal = IssuanceRefusal(label="mp", ca=issuer.name, requested=mp_spec.san,
+                                  limit=issuer.max_names or 0, internal=internal)
+    elif issuer.max_names is not None and len(names) > issuer.max_names:
         refusal = IssuanceRefusal(label="mp", ca=issuer.name, requested=mp_spec.san,
                                   limit=issuer.max_names)
     else:
         subject = mp_spec.subject or (mp_spec.san[0] if mp_spec.san else
                                       scenario.mp.intranet_fqdn)
         mp = b.issue("mp", mp_spec, subject_cn=subject, default_eku=EKU.SERVER_AUTH,
-                     key_label=f"mp-{scenario.mp.intranet_fqdn}")
+                     key_label=f"mp-{scenario.mp.intranet_fqdn}", template=WEB_SERVER_TEMPLATE)
 
     stores: dict[str, tuple[IssuedCert, ...]] = {}
     for client in scenario.clients:
         stores[client.name] = tuple(
-            b.issue(f"client:{client.name}:{i}", spec, subject_cn=spec.subject or client.fqdn,
-                    default_eku=EKU.CLIENT_AUTH,
+            b.issue(f"client:{client.name}:{i}", spec, subject_cn=_client_subject(scenario, spec,
+                                                                                  client.fqdn),
+                    default_eku=EKU.CLIENT_AUTH, template=CLIENT_TEMPLATE,
                     key_label=f"client-{client.fqdn}" + (f"-{i}" if i else ""))
             for i, spec in enumerate(client.certs))
     clients = {name: store[0] for name, store in stores.items() if store}

@@ -21,6 +21,9 @@ class Dimension:
     values: tuple[str, ...]
     labels: Mapping[str, str]
     """value -> what it means, for the legend and the HTML report."""
+    extra: tuple[str, ...] = ()
+    """Values taken when asked for (``--names wildcard``) but not swept by default, so the
+    default grid keeps its size."""
 
 
 DIMENSIONS: tuple[Dimension, ...] = (
@@ -42,7 +45,9 @@ DIMENSIONS: tuple[Dimension, ...] = (
         "both": "the MP certificate names both FQDNs",
         "intranet": "the MP certificate names the intranet FQDN only",
         "internet": "the MP certificate names the internet FQDN only",
-    })),
+        "wildcard": "the MP certificate names the intranet FQDN and *.public.com, which "
+                    "covers the internet FQDN (one label)",
+    }), extra=("wildcard",)),
     Dimension("smsmp", "SMSMP", ("https", "plain"), MappingProxyType({
         "https": "SMSMP=https://<intranet FQDN>", "plain": "SMSMP=<intranet FQDN> (no https://)"})),
     Dimension("ccmhostname", "CCMHOSTNAME", ("given", "omitted"), MappingProxyType({

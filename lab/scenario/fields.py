@@ -9,7 +9,7 @@ import re
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from lab.names import is_dns_name, is_printable_url
+from lab.names import is_dns_name, is_printable_url, wildcard_problem
 from lab.scenario.model import CAKind
 from lab.scenario.toml_source import Context
 
@@ -197,6 +197,18 @@ def dns_name(ctx: Context, key: str, value: str) -> str:
     if not is_dns_name(value):
         raise ctx.error(key, f"expected a DNS host name (letters, digits, '-', '.'), got {value!r}")
     return value
+
+
+def san_name(ctx: Context, key: str, value: str) -> str:
+    """A SAN DNS name: a DNS host name or a wildcard as Windows matches it (``*.`` as the
+    whole left-most label, :func:`lab.names.wildcard_problem`)."""
+    if "*" in value:
+        problem = wildcard_problem(value)
+        if problem is not None:
+            raise ctx.error(key, f"expected a DNS host name or a wildcard such as "
+                            f"'*.fabrikam.com', got {value!r}: {problem}")
+        return value
+    return dns_name(ctx, key, value)
 
 
 def url_entries(

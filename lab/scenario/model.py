@@ -279,6 +279,9 @@ class Faults:
     """Nothing listens on the MP's ports."""
     mp_status: int | None = None
     """The MP answers every request with this HTTP status (500)."""
+    crl_at: tuple[tuple[str, str], ...] = ()
+    """Per CDP URL: ``expired`` (the CRL served there is past its nextUpdate) or ``missing``
+    (nothing is served there). Set by ``check-cert``'s replay conditions, not in TOML."""
 
     def active(self) -> list[str]:
         """The knobs that are on, as ``name=value``."""

@@ -19,6 +19,7 @@ from lab.scenario.fields import (
     duration,
     enum_value,
     offset,
+    san_name,
     type_name,
     url_entries,
 )
@@ -61,7 +62,7 @@ def _cert(ctx: Context, t: Table, *, default_issuer: str | None, cas: dict[str, 
         if not san:
             raise ctx.error(t.key("san"), "expected at least one DNS name")
         for i, name in enumerate(san):
-            dns_name(ctx, f"{t.key('san')}[{i}]", name)
+            san_name(ctx, f"{t.key('san')}[{i}]", name)
     eku_names = t.str_list("eku")
     eku = (
         tuple(enum_value(ctx, f"{t.key('eku')}[{i}]", n, EKU) for i, n in enumerate(eku_names))
@@ -78,7 +79,8 @@ def _cert(ctx: Context, t: Table, *, default_issuer: str | None, cas: dict[str, 
                         f"got {subject!r}")
     not_before = offset(ctx, t, "not_before")
     not_after = offset(ctx, t, "not_after")
-    start = not_before if not_before is not None else -dt.timedelta(days=1)
+    # AD CS backdates notBefore ClockSkewMinutes (10) before issue (reference §3.3c).
+    start = not_before if not_before is not None else -dt.timedelta(minutes=10)
     if not_after is not None and not_after <= start:
         raise ctx.error(t.key("not_after"), "must be later than not_before (the certificate "
                         "would never be valid)")

@@ -27,7 +27,7 @@ async def publication(request: web.Request) -> web.StreamResponse:
             name, _, port = host.rpartition(":")
             if own is not None and port == str(own[1]):
                 pub = deployment.http_publications.get((f"{name}:80", path))
-    if pub is None:
+    if pub is None or pub.kind == "missing":  # check-cert's --url-crl-missing
         return web.Response(status=404, text="Not Found")
     return web.Response(body=pub.data, content_type=pub.content_type)
 

@@ -54,7 +54,7 @@ class Directory:
         objects: dict[str, tuple[str, dict[str, list[bytes]]]] = {}
         self._count = 0
         for pub in publications:
-            if not pub.url.lower().startswith("ldap:"):
+            if not pub.url.lower().startswith("ldap:") or pub.kind == "missing":
                 continue
             parsed = parse_url(pub.url)
             key = dn_key(parsed.path)

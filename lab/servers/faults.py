@@ -136,7 +136,32 @@ def _resign(crl: x509.CertificateRevocationList, signer: Signer,
 def published(pki: BuiltPKI, faults: Faults, now: dt.datetime,
               target: str) -> tuple[Publication, ...]:
     """The publications as the servers will serve them: the CRL faults apply to the CRL of
-    ``target``, the CA that issued the MP's certificate (the CRL clients check)."""
+    ``target``, the CA that issued the MP's certificate (the CRL clients check); then the
+    per-URL states of ``crl_at`` (an expired CRL, or none)."""
+    return _per_url(_published(pki, faults, now, target), pki, faults, now)
+
+
+def _per_url(publications: tuple[Publication, ...], pki: BuiltPKI, faults: Faults,
+             now: dt.datetime) -> tuple[Publication, ...]:
+    states = dict(faults.crl_at)
+    if not states:
+        return publications
+    out: list[Publication] = []
+    for p in publications:
+        state = states.get(p.url) if p.kind == "crl" else None
+        if state == "missing":
+            # Kept in place (one entry per publication); the servers answer 404 / no object.
+            p = replace(p, kind="missing", data=b"")
+        elif state == "expired":
+            p = replace(p, data=_resign(x509.load_der_x509_crl(p.data), pki.cas[p.ca].key,
+                                        this_update=now - dt.timedelta(days=8),
+                                        next_update=now - dt.timedelta(hours=1)))
+        out.append(p)
+    return tuple(out)
+
+
+def _published(pki: BuiltPKI, faults: Faults, now: dt.datetime,
+               target: str) -> tuple[Publication, ...]:
     if not (faults.crl_stale or faults.crl_foreign_signature or faults.crl_huge
             or faults.crl_body):
         return pki.publications

@@ -38,6 +38,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from lab import codes
 from lab.cryptoapi.chain import build_chain, has_usage
 from lab.cryptoapi.revocation import check_chain
+from lab.pki.display import issued_to as cert_issued_to
+from lab.pki.display import subject_label
 from lab.protocols.network import read_bounded
 from lab.results.logline import LogLine, thread_id
 from lab.results.records import MpRecord
@@ -119,7 +121,7 @@ async def _judge_client_cert(staged: Staged, cert: x509.Certificate) -> ClientCe
     deployment = staged.deployment
     assert deployment is not None and staged.retriever is not None
     now = deployment.clock.now()
-    subject = cert.subject.rfc4514_string()
+    subject = subject_label(cert)
     pki = deployment.pki
     anchors = pki.roots(deployment.scenario.site.trusted_roots)
     chain, trusted = build_chain(cert, anchors, pki.intermediates())
@@ -202,8 +204,7 @@ def _log_registration(staged: Staged, request: web.Request, root: ET.Element) ->
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     if der:
         cert = x509.load_der_x509_certificate(der)
-        names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        issued_to = str(names[0].value) if names else cert.subject.rfc4514_string()
+        issued_to = cert_issued_to(cert)
         thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()
         log(f"Begin validation of Certificate [Thumbprint {thumbprint}] issued to "
             f"'{issued_to}'")

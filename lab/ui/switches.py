@@ -89,6 +89,9 @@ LOCATIONS: Mapping[str, tuple[Zone, Zone, Zone, Zone]] = MappingProxyType({
 
 PUBLIC_CA = "Fabrikam Public CA"
 PUBLIC_CA_HOST = "crl.fabrikam-trust.example"
+PUBLIC_INTRA = "IBCM-Intra.corp.public.com"
+"""The MP's intranet FQDN when a public CA issues its certificate: a name under a public
+domain, resolved only inside (a public CA refuses .local names, reference §3.7)."""
 
 SWITCHES: tuple[Switch, ...] = (
     _dimension("cdp"),
@@ -185,10 +188,16 @@ def build_scenario(switches: Mapping[str, str]) -> Scenario:
 
     cas = list(base.cas)
     mp_cert = base.mp.cert
+    mp = base.mp
     if sw["mp_ca"] != "enterprise":
         cas.append(CASpec(name=PUBLIC_CA, kind=CAKind.PUBLIC, host=PUBLIC_CA_HOST,
                           max_names=1 if sw["mp_ca"] == "public-one-name" else 2))
-        mp_cert = dataclasses.replace(mp_cert, issuer=PUBLIC_CA)
+        intra = mp.intranet_fqdn
+        mp_cert = dataclasses.replace(mp_cert, issuer=PUBLIC_CA, san=tuple(
+            PUBLIC_INTRA if n == intra else n for n in mp_cert.san))
+        mp = dataclasses.replace(mp, intranet_fqdn=PUBLIC_INTRA)
+        client = dataclasses.replace(client, ccmsetup=parse_ccmsetup(
+            client.ccmsetup.raw.replace(intra, PUBLIC_INTRA)))
     if sw["mp_revoked"] == "yes":
         mp_cert = dataclasses.replace(mp_cert, revoked=True)
     if sw["crl_expired"] == "yes":
@@ -201,7 +210,7 @@ def build_scenario(switches: Mapping[str, str]) -> Scenario:
     return dataclasses.replace(
         base, name="console", file=None,
         info=ScenarioInfo(title=f"Training console: {title}", source="ibcm-lab ui"),
-        cas=tuple(cas), mp=dataclasses.replace(base.mp, cert=mp_cert), clients=(client,))
+        cas=tuple(cas), mp=dataclasses.replace(mp, cert=mp_cert), clients=(client,))
 
 
 # -- presets: the seed's scenes ---------------------------------------------------------------

@@ -73,6 +73,7 @@ def report_dict(report: CheckCertReport) -> dict[str, Any]:
             "ccmsetup": ccmsetup_line(profile) if profile.intranet_fqdn else None,
             "notes": profile.notes,
             "skipped": profile.skip_reason,
+            "conditions": [c.as_dict() for c in report.conditions],
         },
         "replay": None if report.replay is None else [c.as_dict() for c in report.replay],
         "exit_code": report.exit_code,
@@ -156,7 +157,11 @@ def _render_replay(report: CheckCertReport) -> list[str]:
                             "installs and registers inside, then runs policy on the internet")
     lines += _wrap("not", "replayed: the signature hash, key size and key usage (the lab signs "
                           "with SHA-256 and its own RSA 2048 key) and the real CRL's contents "
-                          "(the lab publishes a fresh, valid CRL at every URL)")
+                          "(the lab publishes a fresh, valid CRL at every URL"
+                          + (", except as the conditions below say)" if report.conditions
+                             else ")"))
+    for condition in report.conditions:
+        lines += _wrap("condition", condition.describe())
     for note in profile.notes:
         lines += _wrap("note", note)
     lines.append("")

@@ -22,6 +22,8 @@ from lab.pki.build import build_pki
 from lab.pki.cache import PKICache
 from lab.report.jsonout import step_dict
 from lab.results.verdicts import StepResult
+from lab.tools.checkcert.conditions import UrlCondition
+from lab.tools.checkcert.conditions import apply as apply_conditions
 from lab.tools.checkcert.inputs import short_error
 from lab.tools.checkcert.profile import Profile, replay_scenarios, situations
 
@@ -80,12 +82,14 @@ def _cell(situation: str, site_crl: str, steps: Sequence[StepResult]) -> Cell:
                 failed.fix, crl, [step_dict(s) for s in steps])
 
 
-def run_replay(profile: Profile, certs: str | Path) -> list[Cell] | None:
+def run_replay(profile: Profile, certs: str | Path,
+               conditions: Sequence[UrlCondition] = ()) -> list[Cell] | None:
     """Build the clone, run the eight cells in one lab run, return them (CRL on first).
-    None (and ``profile.skip_reason`` set) when the lab cannot issue the clone."""
+    None (and ``profile.skip_reason`` set) when the lab cannot issue the clone.
+    ``conditions`` make CDP URLs unreachable, or serve an expired or no CRL there."""
     from lab.run import run_loaded
 
-    scenarios = replay_scenarios(profile)
+    scenarios = apply_conditions(replay_scenarios(profile), conditions)
     try:
         build_pki(scenarios[0], Clock(), PKICache(certs))
     except ValueError as e:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.clock import system_now
 from lab.pki.urls import cert_aia_urls, cert_cdp_urls
 from lab.tools.checkcert.catalogue import ERROR, Finding
+from lab.tools.checkcert.conditions import UrlCondition, check_urls
 from lab.tools.checkcert.inputs import LoadedCert
 from lab.tools.checkcert.profile import Profile, build_profile
 from lab.tools.checkcert.reach import lab_network, url_reach
@@ -26,6 +28,8 @@ class CheckCertReport:
     """None with ``--no-replay`` or when the replay was skipped (``profile.skip_reason``)."""
     reach: dict[str, tuple[list[str], str]]
     """CDP and AIA URL -> (situations that can fetch it, why)."""
+    conditions: tuple[UrlCondition, ...] = ()
+    """The replay conditions the user gave ("our CRL moved")."""
 
     @property
     def exit_code(self) -> int:
@@ -38,8 +42,11 @@ class CheckCertReport:
 
 
 def check(loaded: LoadedCert, *, intranet: str | None = None, internet: str | None = None,
-          replay: bool = True, certs: str | Path = "certs") -> CheckCertReport:
-    """Lint ``loaded`` and (unless ``replay`` is False) replay it in the lab."""
+          replay: bool = True, certs: str | Path = "certs",
+          conditions: Sequence[UrlCondition] = ()) -> CheckCertReport:
+    """Lint ``loaded`` and (unless ``replay`` is False) replay it in the lab, under
+    ``conditions`` (each naming one of the certificate's CDP URLs, else UsageError)."""
+    check_urls(conditions, cert_cdp_urls(loaded.cert))
     now = system_now()
     profile = build_profile(loaded, intranet, internet, now)
     findings = lint(loaded, profile, intranet_given=intranet is not None,
@@ -49,5 +56,5 @@ def check(loaded: LoadedCert, *, intranet: str | None = None, internet: str | No
     reach = {u: url_reach(u, network, profile.ad_domain) for u in urls}
     cells = None
     if replay and profile.skip_reason is None:
-        cells = run_replay(profile, certs)
-    return CheckCertReport(loaded, profile, findings, cells, reach)
+        cells = run_replay(profile, certs, conditions)
+    return CheckCertReport(loaded, profile, findings, cells, reach, tuple(conditions))
