@@ -87,6 +87,8 @@ URLS_PER_EXTENSION = Limit("urls_per_extension", 100, "URLs",
                            "URLs in one certificate's CDP or AIA extension", "check-cert")
 EXTENSION_BYTES = Limit("extension_bytes", 64 * 1024, "bytes",
                         "DER size of one certificate extension", "check-cert")
+SCENARIO_FILE_BYTES = Limit("scenario_file_bytes", 1024 * 1024, "bytes",
+                            "size of a scenario file", "run, serve, ui, pytest plugin")
 CRL_BYTES = Limit("crl_bytes", 10 * 1024 * 1024, "bytes", "size of a CRL file read from disk",
                   "readers of customer files (diagnose)")
 LOG_LINE_CHARS = Limit("log_line_chars", 64 * 1024, "bytes", "one line of a log file",
@@ -100,7 +102,8 @@ ZIP_RATIO = Limit("zip_ratio", 100, "times", "expansion ratio of one zip member"
 
 ALL: tuple[Limit, ...] = (
     CERT_FILE_BYTES, CERTS_PER_FILE, PKCS12_ITERATIONS, PKCS12_TOTAL_ITERATIONS, PKCS12_BAGS,
-    PKCS12_NESTING, SAN_ENTRIES, URLS_PER_EXTENSION, EXTENSION_BYTES, CRL_BYTES,
+    PKCS12_NESTING, SAN_ENTRIES, URLS_PER_EXTENSION, EXTENSION_BYTES, SCENARIO_FILE_BYTES,
+    CRL_BYTES,
     LOG_LINE_CHARS, ZIP_MEMBERS, ZIP_EXPANDED_BYTES, ZIP_RATIO,
 )
 
@@ -166,6 +169,7 @@ def bounded_lines(stream: BinaryIO, name: str) -> Iterator[bytes]:
 
 __all__ = ["ALL", "CERTS_PER_FILE", "CERT_FILE_BYTES", "CRL_BYTES", "ENV_PREFIX",
            "EXTENSION_BYTES", "LOG_LINE_CHARS", "PKCS12_BAGS", "PKCS12_ITERATIONS",
-           "PKCS12_NESTING", "PKCS12_TOTAL_ITERATIONS", "SAN_ENTRIES", "URLS_PER_EXTENSION",
+           "PKCS12_NESTING", "PKCS12_TOTAL_ITERATIONS", "SAN_ENTRIES", "SCENARIO_FILE_BYTES",
+           "URLS_PER_EXTENSION",
            "ZIP_EXPANDED_BYTES", "ZIP_MEMBERS", "ZIP_RATIO", "Limit", "bounded_lines",
            "read_member", "zip_members"]
