@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shlex
 import signal
 import sys
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lab.clock import Clock
 from lab.errors import UsageError
+from lab.files import make_folders, write_atomic
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK, Network
@@ -86,13 +86,7 @@ def _ldap_lines(directory: Directory, pki: BuiltPKI, lab: RunningLab, addr: str,
 
 
 def _write_public(folder: Path, name: str, data: bytes) -> Path:
-    path = folder / name
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(folder / name, data)  # a planted symbolic link is refused
 
 
 def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder: Path,
@@ -100,7 +94,7 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
     """The text ``serve`` prints: hosts, ports and ready commands, as a bash script (labels
     and notes on ``#`` lines; the hosts-file entries are the only lines that are not
     commands)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folders(folder)
     every_ca = b"".join(ca.cert.public_bytes(serialization.Encoding.PEM)
                         for ca in pki.cas.values())
     ca_file = _write_public(folder, "lab-cas.pem", every_ca)

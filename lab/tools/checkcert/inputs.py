@@ -63,7 +63,7 @@ def read_bytes(path: str) -> bytes:
         raise UsageError(f"{path}: not a regular file (expected {EXPECTED})")
     cap = limits.CERT_FILE_BYTES.value
     too_big = (f"{path}: the file is too large for a certificate ({{size}} bytes; the limit is "
-               f"{cap} bytes, a certificate is a few KB; raise it with "
+               f"{cap // 1024} KiB, a certificate is a few KB; raise it with "
                f"{limits.CERT_FILE_BYTES.env}=N): expected {EXPECTED}")
     if st.st_size > cap:
         raise LimitExceeded(too_big.format(size=st.st_size), limit="cert_file_bytes")
@@ -91,13 +91,6 @@ def _touch(cert: x509.Certificate, path: str) -> x509.Certificate:
                          f"({e})") from None
     for ext in extensions:
         value = ext.value
-        try:
-            size = len(value.value if isinstance(value, x509.UnrecognizedExtension)
-                       else value.public_bytes())
-        except (NotImplementedError, ValueError):
-            size = 0
-        limits.EXTENSION_BYTES.check(f"{path}: the certificate's extension {ext.oid.dotted_string}"
-                                     " is", size)
         if isinstance(value, x509.SubjectAlternativeName):
             limits.SAN_ENTRIES.check(f"{path}: the certificate's Subject Alternative Name "
                                      "holds", len(value))
@@ -108,6 +101,13 @@ def _touch(cert: x509.Certificate, path: str) -> x509.Certificate:
         elif isinstance(value, x509.AuthorityInformationAccess):
             limits.URLS_PER_EXTENSION.check(
                 f"{path}: the certificate's Authority Information Access holds", len(value))
+        try:
+            size = len(value.value if isinstance(value, x509.UnrecognizedExtension)
+                       else value.public_bytes())
+        except (NotImplementedError, ValueError):
+            size = 0
+        limits.EXTENSION_BYTES.check(
+            f"{path}: the certificate's extension {ext.oid.dotted_string} takes", size)
     return cert
 
 
