@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lab.clock import Clock
 from lab.errors import UsageError
-from lab.files import make_folders, write_atomic
+from lab.files import make_folders, safe_component, write_atomic
 from lab.pki.build import BuiltPKI, build_pki
 from lab.pki.cache import PKICache
 from lab.protocols.network import LOOPBACK, Network
@@ -191,7 +191,7 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
         async with start_lab(host=bind, scratch=scratch) as lab:
             await lab.stage(deployment)
             guide = connection_guide(scenario, pki, lab, Path(cache.root) / "serve" /
-                                     scenario.name, bind)
+                                     safe_component(scenario.name), bind)
             out.write(guide)
             out.flush()
             with contextlib.suppress(TimeoutError):
