@@ -78,6 +78,10 @@ PKCS12_ITERATIONS = Limit("pkcs12_iterations", 2_000_000, "iterations",
 PKCS12_TOTAL_ITERATIONS = Limit("pkcs12_total_iterations", 10_000_000, "iterations",
                                 "MAC and key-derivation iterations of one PKCS#12 file, "
                                 "summed over every bag and every password tried", "check-cert")
+PKCS12_LEGACY_ITERATIONS = Limit(
+    "pkcs12_legacy_iterations", 200_000, "iterations",
+    "iterations of SafeContents encrypted with the legacy PKCS#12 3DES scheme, which the lab "
+    "decrypts itself to count the bags inside", "check-cert")
 PKCS12_BAGS = Limit("pkcs12_bags", 1000, "bags", "safe bags of one PKCS#12 file", "check-cert")
 PKCS12_NESTING = Limit("pkcs12_nesting", 3, "levels",
                        "nested SafeContents bags in a PKCS#12 file", "check-cert")
@@ -101,7 +105,8 @@ ZIP_RATIO = Limit("zip_ratio", 100, "times", "expansion ratio of one zip member"
                   "zip_members (diagnose)")
 
 ALL: tuple[Limit, ...] = (
-    CERT_FILE_BYTES, CERTS_PER_FILE, PKCS12_ITERATIONS, PKCS12_TOTAL_ITERATIONS, PKCS12_BAGS,
+    CERT_FILE_BYTES, CERTS_PER_FILE, PKCS12_ITERATIONS, PKCS12_TOTAL_ITERATIONS,
+    PKCS12_LEGACY_ITERATIONS, PKCS12_BAGS,
     PKCS12_NESTING, SAN_ENTRIES, URLS_PER_EXTENSION, EXTENSION_BYTES, SCENARIO_FILE_BYTES,
     CRL_BYTES,
     LOG_LINE_CHARS, ZIP_MEMBERS, ZIP_EXPANDED_BYTES, ZIP_RATIO,
@@ -169,6 +174,7 @@ def bounded_lines(stream: BinaryIO, name: str) -> Iterator[bytes]:
 
 __all__ = ["ALL", "CERTS_PER_FILE", "CERT_FILE_BYTES", "CRL_BYTES", "ENV_PREFIX",
            "EXTENSION_BYTES", "LOG_LINE_CHARS", "PKCS12_BAGS", "PKCS12_ITERATIONS",
+           "PKCS12_LEGACY_ITERATIONS",
            "PKCS12_NESTING", "PKCS12_TOTAL_ITERATIONS", "SAN_ENTRIES", "SCENARIO_FILE_BYTES",
            "URLS_PER_EXTENSION",
            "ZIP_EXPANDED_BYTES", "ZIP_MEMBERS", "ZIP_RATIO", "Limit", "bounded_lines",

@@ -279,6 +279,23 @@ def test_an_encrypted_safe_contents_is_looked_into(tmp_path: Path) -> None:
     assert code in (0, 1) and out
 
 
+def test_legacy_3des_safe_contents_are_looked_into_up_to_their_cap(tmp_path: Path) -> None:
+    """The layout of Windows' older exports (3DES, SHA-1): the walker derives the key itself
+    (RFC 7292 B.2), so its own work has a cap of its own."""
+    from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+
+    enc = (PrivateFormat.PKCS12.encryption_builder().kdf_rounds(1000)
+           .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+           .hmac_hash(hashes.SHA1()).build(PASSWORD.encode()))
+    data = pkcs12.serialize_key_and_certificates(b"mp", _KEY, CERT, None, enc)
+    code, _, err = check(tmp_path, data, env={limits.PKCS12_BAGS.env: "1"})
+    assert code == 2 and "2 bags" in one_line(err)  # the certificate inside was counted
+    code, _, err = check(tmp_path, data, env={limits.PKCS12_LEGACY_ITERATIONS.env: "999"})
+    assert code == 2 and f"{limits.PKCS12_LEGACY_ITERATIONS.env}=N" in one_line(err)
+    code, out, err = check(tmp_path, data)
+    assert code in (0, 1) and not err and out
+
+
 def test_an_absurd_env_value_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(limits.PKCS12_BAGS.env, "lots")
     with pytest.raises(UsageError, match="IBCM_LAB_LIMIT_PKCS12_BAGS='lots': expected a whole"):

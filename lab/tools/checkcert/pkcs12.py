@@ -11,8 +11,10 @@ Three questions, answered without decoding the whole file:
   checked against the caps of :mod:`lab.limits` *before* OpenSSL is called, so a file built
   to take minutes (a valid MAC over bags asking for 2**31 PBKDF2 rounds each) is refused in
   milliseconds. Encrypted SafeContents are decrypted here (PBES2 with AES or 3DES, and the
-  PKCS#12 3DES scheme) to see the bags inside them; RC2- and RC4-encrypted ones (legacy
-  exports, which hold certificates) are counted by their own key derivation only.
+  PKCS#12 3DES scheme, up to ``IBCM_LAB_LIMIT_PKCS12_LEGACY_ITERATIONS``: its SHA-1 key
+  derivation runs in Python here) to see the bags inside them; RC2- and RC4-encrypted ones
+  (legacy exports, which hold certificates) are counted by their own key derivation only:
+  the bags inside them are not seen before OpenSSL opens them.
 
 Every function reads at most the bytes it is given and returns None (or False) for what it
 cannot read; the caller decides what to say.
@@ -275,7 +277,8 @@ def _p12_kdf(password: bytes, salt: bytes, which: int, iterations: int, size: in
     return out[:size]
 
 
-def _decrypt(kdf: _Kdf, password: bytes | None, ciphertext: bytes) -> bytes | None:
+def _decrypt(kdf: _Kdf, password: bytes | None, ciphertext: bytes, subject: str
+             ) -> bytes | None:
     """The plaintext of encrypted SafeContents, or None when the walker cannot decrypt them
     (another cipher, or a wrong password: OpenSSL then fails as well)."""
     try:
@@ -292,6 +295,9 @@ def _decrypt(kdf: _Kdf, password: bytes | None, ciphertext: bytes) -> bytes | No
             else:
                 return None
         elif kdf.scheme == _PKCS12_PBE + b"\x03":
+            limits.PKCS12_LEGACY_ITERATIONS.check(
+                f"{subject}: encrypted SafeContents of the PKCS#12 file (legacy 3DES) ask for",
+                kdf.iterations)
             bmp = (password.decode("utf-8").encode("utf-16-be") + b"\x00\x00"
                    if password is not None else b"")
             key = _p12_kdf(bmp, kdf.salt, 1, kdf.iterations, 24)
@@ -392,7 +398,7 @@ def survey(data: bytes, password: bytes | None, subject: str, attempts: int = 1)
             kdf = _algorithm(safe, eci[1], subject)
             _count(out, kdf, subject)
             ciphertext = _octets(safe, *eci[2]) if len(eci) > 2 else b""
-            plain_or_none = _decrypt(kdf, password, ciphertext)
+            plain_or_none = _decrypt(kdf, password, ciphertext, subject)
             if plain_or_none is None:
                 out.opaque += 1
             else:
