@@ -10,7 +10,8 @@ variable that raises it::
     IBCM_LAB_LIMIT_PKCS12_ITERATIONS=5000000 ibcm-lab check-cert slow.pfx
 
 The table of every cap is docs/limits.md (tests/test_limits.py checks the two agree). The zip
-and log-line helpers (:func:`zip_members`, :func:`read_member`, :func:`bounded_lines`) are
+and log-line helpers (:func:`read_untrusted`, :func:`zip_members`, :func:`read_member`,
+:func:`bounded_lines`) are
 here, at layer 0, so that every reader of customer files (``check-cert`` today, a log
 ``diagnose`` command later) applies the same caps.
 """
@@ -18,6 +19,7 @@ here, at layer 0, so that every reader of customer files (``check-cert`` today, 
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -113,6 +115,31 @@ ALL: tuple[Limit, ...] = (
 )
 
 
+# -- files -------------------------------------------------------------------------------------
+
+def read_untrusted(path: str | os.PathLike[str], limit: Limit, expected: str) -> bytes:
+    """The bytes of a customer's file (a CRL with :data:`CRL_BYTES`, ...): refused
+    (UsageError) when it is not a regular file (a named pipe, a device, a folder: never
+    opened, so nothing blocks), and (LimitExceeded) when over ``limit``, from its size before
+    reading and from the bytes read (a file growing meanwhile)."""
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+    except OSError as e:
+        raise UsageError(f"{name}: cannot read it ({e.strerror or e}); expected {expected}"
+                         ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{name}: not a regular file (expected {expected})")
+    limit.check(f"{name}: the file has", st.st_size)
+    try:
+        with open(name, "rb") as f:
+            data = f.read(limit.value + 1)
+    except OSError as e:
+        raise UsageError(f"{name}: cannot read it ({e.strerror or e})") from None
+    limit.check(f"{name}: the file has", len(data))
+    return data
+
+
 # -- zip files ---------------------------------------------------------------------------------
 
 def zip_members(zf: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
@@ -178,4 +205,4 @@ __all__ = ["ALL", "CERTS_PER_FILE", "CERT_FILE_BYTES", "CRL_BYTES", "ENV_PREFIX"
            "PKCS12_NESTING", "PKCS12_TOTAL_ITERATIONS", "SAN_ENTRIES", "SCENARIO_FILE_BYTES",
            "URLS_PER_EXTENSION",
            "ZIP_EXPANDED_BYTES", "ZIP_MEMBERS", "ZIP_RATIO", "Limit", "bounded_lines",
-           "read_member", "zip_members"]
+           "read_member", "read_untrusted", "zip_members"]

@@ -393,6 +393,23 @@ def _zip(members: dict[str, bytes]) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
 
 
+def test_read_untrusted_refuses_pipes_devices_and_big_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(b"0" * 2000)
+    assert limits.read_untrusted(crl, limits.CRL_BYTES, "a CRL") == b"0" * 2000
+    monkeypatch.setenv(limits.CRL_BYTES.env, "1000")
+    with pytest.raises(LimitExceeded, match="2000 bytes, more than the limit of 1000"):
+        limits.read_untrusted(crl, limits.CRL_BYTES, "a CRL")
+    for odd in (Path("/dev/zero"), tmp_path):
+        with pytest.raises(UsageError, match="not a regular file"):
+            limits.read_untrusted(odd, limits.CRL_BYTES, "a CRL")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.crl")
+        with pytest.raises(UsageError, match="not a regular file"):
+            limits.read_untrusted(tmp_path / "pipe.crl", limits.CRL_BYTES, "a CRL")
+
+
 def test_a_normal_zip_is_read() -> None:
     zf = _zip({"CcmMessaging.log": b"line\n" * 100, "logs/LocationServices.log": b"x\n"})
     members = limits.zip_members(zf, "logs.zip")
