@@ -8,7 +8,7 @@
   over the target, so a reader never sees half of it; a symbolic link planted at the target
   is refused, never followed;
 * :class:`FolderLock`: one run at a time writes a folder of results (two runs on one
-  ``--logs`` folder take turns instead of interleaving their files).
+  ``--out`` folder take turns instead of interleaving their files).
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from types import TracebackType
 from typing import ClassVar
 
 from lab.errors import UsageError
-
-LOCK_NAME = ".ibcm-lab.lock"
 
 
 def safe_component(name: str, fallback: str = "scenario") -> str:
@@ -95,10 +93,11 @@ def write_atomic(path: str | Path, data: bytes, mode: int = 0o644) -> Path:
 
 
 class FolderLock:
-    """An exclusive lock on ``folder`` (the file ``.ibcm-lab.lock`` in it) for as long as the
-    ``with`` block runs: another run waits up to ``wait`` seconds for it, then stops with a
-    UsageError naming the folder. Where ``fcntl`` is missing it locks nothing. Re-entrant
-    within one process (``run`` holds it around the logs and the traces it writes)."""
+    """An exclusive lock on ``folder`` (``flock`` on the folder itself: no file is left in
+    it) for as long as the ``with`` block runs: another run waits up to ``wait`` seconds for
+    it, then stops with a UsageError naming the folder. Where ``fcntl`` is missing it locks
+    nothing. Re-entrant within one process (``run`` holds it around the logs and the traces
+    it writes)."""
 
     _held: ClassVar[dict[str, int]] = {}
 
@@ -116,9 +115,7 @@ class FolderLock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             return self
-        path = self.folder / LOCK_NAME
-        refuse_link(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         deadline = time.monotonic() + self.wait
         while True:
             try:
@@ -129,7 +126,7 @@ class FolderLock:
                     os.close(fd)
                     raise UsageError(
                         f"{self.folder}: another ibcm-lab run is writing to this folder (it "
-                        f"holds {path}); wait for it to finish or choose another folder"
+                        "holds a lock on it); wait for it to finish or choose another folder"
                     ) from None
                 time.sleep(0.05)
         self._fd = fd
@@ -148,5 +145,5 @@ class FolderLock:
             self._fd = None
 
 
-__all__ = ["LOCK_NAME", "FolderLock", "make_folders", "refuse_link", "refuse_shared",
+__all__ = ["FolderLock", "make_folders", "refuse_link", "refuse_shared",
            "safe_component", "write_atomic"]

@@ -27,7 +27,7 @@ from labtest import SCENARIOS
 
 from lab.cli import main
 from lab.errors import UsageError
-from lab.files import LOCK_NAME, FolderLock, make_folders, safe_component, write_atomic
+from lab.files import FolderLock, make_folders, safe_component, write_atomic
 from lab.pki.cache import PKICache
 
 SCENARIO = SCENARIOS / "seed3-smsmp-with-https.toml"
@@ -168,7 +168,7 @@ def test_a_second_run_on_a_locked_folder_waits_then_stops(tmp_path: Path) -> Non
         # Another process's lock, as the kernel sees it (a second open file description).
         import fcntl
 
-        fd = os.open(out / LOCK_NAME, os.O_RDWR)
+        fd = os.open(out, os.O_RDONLY)
         try:
             FolderLock._held.clear()  # as if this were another process
             with pytest.raises(UsageError, match="another ibcm-lab run is writing"), \
@@ -213,7 +213,7 @@ def test_a_hostile_scenario_file_name_stays_in_the_output_folder(tmp_path: Path,
     assert code == 0, err
     outside = [p for p in (tmp_path / "box").iterdir() if p.name != "out"]
     assert outside == []  # nothing beside the output folder (main wrote box/PC01 for '..')
-    written = [p for p in out.rglob("*") if p.is_file() and p.name != LOCK_NAME]
+    written = [p for p in out.rglob("*") if p.is_file()]
     assert written
     for p in written:
         assert "\n" not in str(p.relative_to(out))

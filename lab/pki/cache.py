@@ -51,6 +51,7 @@ class PKICache:
                 make_folders(self.root / sub, 0o700 if sub == "keys" else 0o755)
             for folder in (self.root, *(self.root / sub for sub in ("keys", "certs", "public"))):
                 refuse_shared(folder, "the certificate cache folder")
+            os.chmod(self.root / "keys", 0o700)  # readable by others (0755): tightened
         except OSError as e:
             raise PKIBuildError(
                 f"cannot use the certificate cache folder {self.root}: {e.strerror}"
