@@ -4,8 +4,11 @@ Hierarchy (each class carries the process exit code the CLI maps it to)::
 
     LabError                      exit 2  base class, never raised directly
     ├── UsageError                exit 2  bad command-line usage (missing path, bad flag value)
-    │   └── SwitchError           exit 2  a training-console switch with a value it does not
-    │                                     take (the console's HTTP API answers 400)
+    │   ├── SwitchError           exit 2  a training-console switch with a value it does not
+    │   │                                 take (the console's HTTP API answers 400)
+    │   └── LimitExceeded         exit 2  untrusted input over one of the caps of
+    │                                     ``lab.limits`` (the message names the cap and the
+    │                                     environment variable that raises it)
     ├── ScenarioError             exit 2  a scenario file is unusable (syntax, unknown key,
     │   │                                 wrong type, dangling reference, impossible combination)
     │   └── CcmsetupSyntaxError   exit 2  a ccmsetup command line cannot be parsed
@@ -55,6 +58,15 @@ class SwitchError(UsageError):
         super().__init__(f"{_one_line(key)[:80]}: expected {expected}{shown}")
         self.key = key
         self.expected = expected
+
+
+class LimitExceeded(UsageError):
+    """Untrusted input (a certificate file, a zip, a log) goes over a cap of
+    :mod:`lab.limits`; ``limit`` names the cap (its environment variable raises it)."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class ScenarioError(LabError, ValueError):

@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 import pytest
 
 from lab.errors import LabError, ScenarioError
+from lab.files import make_folders
 from lab.logs.writer import write_logs
 from lab.results.runs import RunResult, ScenarioResult
 from lab.scenario.loader import load_scenario
@@ -146,7 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
     out = logs_dir(config)
     if out is not None:
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            make_folders(out)
         except OSError as e:
             raise pytest.UsageError(
                 f"--ibcm-logs: cannot create {out}: {e.strerror or e}") from None

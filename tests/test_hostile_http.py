@@ -377,6 +377,27 @@ async def test_a_20_mb_body_is_drained_in_bounded_memory(target: Target) -> None
     await still_serving(target)
 
 
+async def test_a_100_mb_post_is_413_and_memory_stays_flat(target: Target) -> None:
+    """Issue 20: 100 MB sent whole, in 64 KB pieces made on the fly: the MP answers 413 and
+    its memory does not grow with the body."""
+    size, piece = 100 * MIB, padded(64 * 1024)
+
+    def body() -> Iterable[bytes]:
+        yield ccm_post(b"", length=size)
+        for _ in range(size // len(piece)):
+            yield piece
+
+    with peak_memory() as peak:
+        try:
+            reply = await mp(target, body())
+        except (ConnectionError, ssl.SSLError):
+            reply = None  # the MP answered and closed before the whole body was sent
+    if reply is not None:
+        assert reply.status == 413, reply.status
+    assert peak[0] < 32 * MIB, f"{peak[0] / MIB:.1f} MiB"
+    await still_serving(target)
+
+
 async def test_body_under_an_https_only_mp_s_http_site_is_not_read(target: Target) -> None:
     """Port 80 answers 403.4 (SSL required) at once, without waiting for a 50 MB body: none
     of it is sent, so an answer at all means the server did not wait for it."""
@@ -703,6 +724,20 @@ async def test_100_half_open_connections_do_not_block_others(target: Target) -> 
             writers.append(await _open_slow(target, SLOW[i % len(SLOW)]))
         for _ in range(3):
             await still_serving(target)
+    finally:
+        await _close_all(writers)
+    await still_serving(target)
+
+
+async def test_500_half_open_connections_do_not_block_a_real_client(target: Target) -> None:
+    """Issue 20: 500 connections that stopped half way (no TLS handshake, half a ClientHello,
+    half the headers...) and a real client is still answered, by the MP and the CDP."""
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        for i in range(500):
+            writers.append(await _open_slow(target, SLOW[i % len(SLOW)]))
+        await still_serving(target)
+        assert (await mp(target, ccm_post())).status == 200
     finally:
         await _close_all(writers)
     await still_serving(target)

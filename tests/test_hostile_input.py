@@ -961,6 +961,9 @@ ODD_CERTS: dict[str, Callable[[], x509.Certificate]] = {
 
 MALFORMED = {"an empty EKU extension"}
 """Encodings that break the X.509 ASN.1 (EKU is SEQUENCE SIZE (1..MAX)): unreadable, exit 2."""
+OVER_LIMITS = {"10000 SAN names": "IBCM_LAB_LIMIT_SAN_ENTRIES",
+               "2000 CDP URLs": "IBCM_LAB_LIMIT_URLS_PER_EXTENSION"}
+"""Over a cap of lab.limits (docs/limits.md): refused with exit 2 naming the cap."""
 
 
 @pytest.mark.parametrize("odd", sorted(ODD_CERTS))
@@ -971,6 +974,9 @@ def test_certificates_with_odd_extensions_are_linted(odd: str) -> None:
     if odd in MALFORMED:
         assert (code, out) == (2, "")
         assert "cannot be parsed" in one_error_line(err)
+    elif odd in OVER_LIMITS:
+        assert (code, out) == (2, "")
+        assert f"{OVER_LIMITS[odd]}=N" in one_error_line(err)
     else:
         assert code in (0, 1), err
         assert not err and out.startswith("{")

@@ -19,7 +19,8 @@ LAB = ROOT / "lab"
 
 # Low to high. A module belongs to the first entry whose name is its name or a prefix of it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("lab.errors", "lab.clock", "lab.codes", "lab.names"),          # foundation
+    ("lab.errors", "lab.clock", "lab.codes", "lab.names", "lab.limits",
+     "lab.files"),                                                   # foundation
     ("lab.configmgr", "lab.scenario"),                               # describe
     ("lab.pki",),                                                    # build
     ("lab.protocols", "lab.results"),                                # the network; plain data

@@ -229,6 +229,26 @@ async def test_only_this_machine_and_only_json(client: TestClient[Any, Any]) -> 
     assert (await client.get("/", headers={"Host": "localhost:8080"})).status == 200
 
 
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Origin": "http://evil.example"}, 403),
+    ({"Origin": "null"}, 403),
+    ({"Origin": "http://127.0.0.1:1"}, 403),  # another port is another origin
+    ({"Sec-Fetch-Site": "cross-site"}, 403),
+    ({}, 200),  # curl, a script: no Origin
+    ({"Origin": "SELF", "Sec-Fetch-Site": "same-origin"}, 200),  # the page itself
+])
+async def test_state_changing_requests_only_from_the_console_s_own_origin(
+        client: TestClient[Any, Any], headers: dict[str, str], status: int) -> None:
+    """A page elsewhere POSTing to the console (cross-site request forgery) is refused
+    before anything runs, whatever its content type; the console's own page is served."""
+    own = f"http://{client.host}:{client.port}"
+    sent = {k: (own if v == "SELF" else v) for k, v in headers.items()}
+    response = await client.post("/api/preview", json={"switches": {}}, headers=sent)
+    assert response.status == status, await response.text()
+    if status == 403:
+        assert (await response.json())["key"] == "Origin"
+
+
 async def test_a_scenario_file_runs_as_written(aiohttp_client: Any, certs_dir: Path) -> None:
     scenario = load_scenario(bundled_dir() / "seed4-internet-client-ldap-cdp-crl-on.toml")
     client = await aiohttp_client(make_app(certs=certs_dir, scenario=scenario))

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.files import make_folders, write_atomic
 
 CERTS_HELP = "certificate and key cache folder (default: ./certs, or $IBCM_LAB_CERTS)"
 
@@ -20,7 +21,7 @@ def certs_folder(value: str | None) -> str:
 def check_writable(folder: Path) -> None:
     """Fail before a run, not after it, when --out cannot be written."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folders(folder)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".ibcm-lab-probe-"):
             pass
     except OSError as e:
@@ -34,11 +35,8 @@ def emit(text: str, out: str | None) -> None:
         return
     target = Path(out)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=".ibcm-lab-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        # Atomic, mode 0644 whatever the umask; a symbolic link at --out is refused.
+        write_atomic(target, text.encode("utf-8"))
     except OSError as e:
         raise UsageError(f"--out {target}: cannot write it ({e.strerror or e})") from None
 

@@ -52,11 +52,13 @@ def command(args: argparse.Namespace) -> int:
         emit(text, args.out)
         return result.exit_code
     if out_dir is not None:
+        from lab.files import FolderLock
         from lab.logs.writer import write_logs
         from lab.report.certutil import write_traces
 
-        write_logs(result, out_dir)
-        write_traces(result, out_dir)
+        with FolderLock(out_dir):  # two runs on one folder take turns (docs/limits.md)
+            write_logs(result, out_dir)
+            write_traces(result, out_dir)
     if args.format == "json":
         single_file = len(args.paths) == 1 and not Path(args.paths[0]).is_dir()
         sys.stdout.write(render_json(result, as_list=not single_file))

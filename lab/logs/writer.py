@@ -35,6 +35,7 @@ from pathlib import Path
 
 from lab.clock import zone_info
 from lab.errors import UsageError
+from lab.files import FolderLock, make_folders, refuse_link, safe_component
 from lab.logs.cmtrace import EOL, format_entries
 from lab.logs.cmtrace import format_log as format_cmtrace
 from lab.logs.ldaplog import FILE_NAME as LDAP_LOG
@@ -67,7 +68,7 @@ def scenario_folders(run: RunResult) -> list[str]:
     taken: set[str] = set()
     names: list[str] = []
     for result in run.scenarios:
-        base = result.scenario.name
+        base = safe_component(result.scenario.name)  # a file stem may be '..' or hold '\n'
         name, n = base, 1
         while name.lower() in taken:
             n += 1
@@ -120,9 +121,11 @@ def _reason(error: OSError, out: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    refuse_link(path)  # a planted symbolic link is refused, never followed
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -147,7 +150,7 @@ def _write_machine(machine: _Machine) -> list[Path]:
     stale = _previous(folder) - set(machine.files)
     written: list[Path] = []
     if machine.files:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folders(folder)
         for name, content in machine.files.items():
             path = folder / name
             _write_atomic(path, content.encode("utf-8"))
@@ -189,7 +192,7 @@ def _machines(result: ScenarioResult, folder: Path) -> tuple[list[_Machine], lis
     return list(machines.values()), refs
 
 
-def write_logs(run: RunResult, out: Path) -> list[Path]:
+def write_logs(run: RunResult, out: Path, lock_wait: float = 60.0) -> list[Path]:
     """Write the logs of every scenario of ``run`` under ``out`` (see the module docstring),
     fill failed steps' ``log_refs``, and return the paths written.
 
@@ -198,13 +201,15 @@ def write_logs(run: RunResult, out: Path) -> list[Path]:
     out = Path(out)
     written: list[Path] = []
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        for result, name in zip(run.scenarios, scenario_folders(run), strict=True):
-            machines, refs = _machines(result, out / name)
-            for machine in machines:
-                written += _write_machine(machine)
-            for step, step_refs in refs:
-                step.log_refs.extend(r for r in step_refs if r not in step.log_refs)
+        make_folders(out)
+        # One run at a time writes the folder: two runs on it take turns, never mixing files.
+        with FolderLock(out, wait=lock_wait):
+            for result, name in zip(run.scenarios, scenario_folders(run), strict=True):
+                machines, refs = _machines(result, out / name)
+                for machine in machines:
+                    written += _write_machine(machine)
+                for step, step_refs in refs:
+                    step.log_refs.extend(r for r in step_refs if r not in step.log_refs)
     except OSError as e:
         raise UsageError(f"cannot write the logs to {out}: {_reason(e, out)}") from e
     return written

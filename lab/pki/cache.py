@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab.errors import PKIBuildError
+from lab.files import make_folders, refuse_link, refuse_shared
 
 PrivateKey = rsa.RSAPrivateKey
 
@@ -51,9 +52,14 @@ class PKICache:
         self._keys: dict[str, PrivateKey] = {}
         self._stop: threading.Event | None = None
         try:
+            # Owner-only folders whatever the umask; one that others can write to is refused:
+            # another user could replace a cached CA certificate that later runs trust.
+            make_folders(self.root)
             for sub in ("keys", "certs", "public"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            os.chmod(self.root / "keys", 0o700)
+                make_folders(self.root / sub, 0o700 if sub == "keys" else 0o755)
+            for folder in (self.root, *(self.root / sub for sub in ("keys", "certs", "public"))):
+                refuse_shared(folder, "the certificate cache folder")
+            os.chmod(self.root / "keys", 0o700)  # readable by others (0755): tightened
         except OSError as e:
             raise PKIBuildError(
                 f"cannot use the certificate cache folder {self.root}: {e.strerror}"
@@ -77,6 +83,7 @@ class PKICache:
 
     # -- writing ------------------------------------------------------------------------
     def _atomic_write(self, path: Path, data: bytes, mode: int = 0o644) -> None:
+        refuse_link(path)
         try:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
             try:
@@ -129,6 +136,7 @@ class PKICache:
         if label in self._keys:
             return self._keys[label]
         path = self.key_path(label)
+        refuse_link(path)  # a planted link would hand the lab someone else's key
         key = self._load_key(path)
         if key is None:
             if self._stop is not None and self._stop.is_set():
@@ -158,7 +166,8 @@ class PKICache:
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
-                    # Another run published its key first: use that one.
+                    # Another run published its key first: use that one (never a link).
+                    refuse_link(path)
                     other = self._load_key(path)
                     if other is not None:
                         return other

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from lab.clock import zone_info
 from lab.codes import Code
 from lab.errors import UsageError
+from lab.files import make_folders, refuse_link, safe_component
 from lab.names import printable
 from lab.pki.urls import cert_aia_urls, cert_ocsp_urls
 from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt, crl_number
@@ -387,6 +388,8 @@ def _step_heading(scenario: str, step: StepResult) -> str:
 
 
 def _render_steps(scenario: str, steps: Iterable[StepResult], timezone: str) -> list[str]:
+    # The scenario's name is its file's stem: a line break in it must not start a line.
+    scenario = "".join(c if c.isprintable() else repr(c)[1:-1] for c in scenario)
     blocks: list[str] = []
     for step in steps:
         heading = _step_heading(scenario, step)
@@ -410,7 +413,8 @@ def render_trace(run: RunResult) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
+    refuse_link(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -436,7 +440,7 @@ def write_traces(run: RunResult, out: Path) -> list[Path]:
         for client in result.clients:
             if not client.steps:
                 continue
-            path = out / result.scenario.name / client.name / TRACE_FILE
+            path = out / safe_component(result.scenario.name) / client.name / TRACE_FILE
             text = "\n".join(_render_steps(result.scenario.name, client.steps, tz))
             try:
                 _write_atomic(path, text)

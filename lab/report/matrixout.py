@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lab.files import write_atomic
 from lab.results.grid import DIMENSIONS, SITUATION_BY_KEY
 from lab.results.matrix import MatrixResult, fold
 
@@ -91,8 +92,7 @@ def print_grid(result: MatrixResult, *, fold_rows: bool = True, out: str | None 
                   f"({result.cells_per_second:.0f} cells/s, {result.jobs} worker"
                   f"{'s' if result.jobs != 1 else ''})")
     if buffer is not None and out is not None:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(buffer.getvalue())
+        write_atomic(out, buffer.getvalue().encode("utf-8"))
 
 
 def matrix_dict(result: MatrixResult) -> dict[str, Any]:

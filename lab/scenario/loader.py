@@ -12,11 +12,13 @@ The work is split by job: :mod:`lab.scenario.toml_source` (parsing, key path -> 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import limits
 from lab.errors import ScenarioError, UsageError
 from lab.scenario.model import Scenario
 from lab.scenario.sections import read_scenario
@@ -110,7 +112,15 @@ def load_scenario(path: str | Path) -> Scenario:
     """Load one scenario file."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        # Not a regular file (a named pipe, a device): refused before it is opened, so that
+        # reading cannot block or run forever; a file over the cap is refused unread.
+        if not stat.S_ISREG(p.stat().st_mode) and not p.is_dir():
+            raise ScenarioError("is not a regular file (a named pipe, a device?), expected a "
+                                ".toml file", file=str(p))
+        cap = limits.SCENARIO_FILE_BYTES.value
+        with p.open("rb") as f:
+            raw = f.read(cap + 1)
+        limits.SCENARIO_FILE_BYTES.check(f"{p}: the scenario file has", len(raw))
     except FileNotFoundError:
         raise ScenarioError("no such file", file=str(p)) from None
     except IsADirectoryError:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shlex
 import signal
 import sys
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lab.clock import Clock
 from lab.errors import UsageError
+from lab.files import make_folders, safe_component, write_atomic
 from lab.logs.stream import LogStream
 from lab.names import printable
 from lab.pki.background import build_pki_async
@@ -89,13 +89,7 @@ def _ldap_lines(directory: Directory, pki: BuiltPKI, lab: RunningLab, addr: str,
 
 
 def _write_public(folder: Path, name: str, data: bytes) -> Path:
-    path = folder / name
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(folder / name, data)  # a planted symbolic link is refused
 
 
 def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder: Path,
@@ -103,7 +97,7 @@ def connection_guide(scenario: Scenario, pki: BuiltPKI, lab: RunningLab, folder:
     """The text ``serve`` prints: hosts, ports and ready commands, as a bash script (labels
     and notes on ``#`` lines; the hosts-file entries are the only lines that are not
     commands)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folders(folder)
     every_ca = b"".join(ca.cert.public_bytes(serialization.Encoding.PEM)
                         for ca in pki.cas.values())
     ca_file = _write_public(folder, "lab-cas.pem", every_ca)
@@ -210,7 +204,7 @@ async def serve(scenario: Scenario, *, certs: str, host: str | None, for_seconds
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal, int(sig))
-    folder = Path(cache.root) / "serve" / scenario.name
+    folder = Path(cache.root) / "serve" / safe_component(scenario.name)
     # Only the last SERVE_WINDOW entries of each journal stay in memory; every request is
     # written to the log files as it is answered (a client looping on the MP grows a file,
     # not the process).

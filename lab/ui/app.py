@@ -173,13 +173,24 @@ async def only_this_machine(request: web.Request,
                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                             ) -> web.StreamResponse:
     """Answer only requests addressed to this machine's loopback name (a page elsewhere that
-    rebinds its DNS name to 127.0.0.1 gets nothing), and take API bodies only as JSON (a
-    cross-site form cannot start runs)."""
+    rebinds its DNS name to 127.0.0.1 gets nothing), refuse state-changing requests from other
+    origins, and take API bodies only as JSON (a cross-site form cannot start runs)."""
     host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
     if host not in LOCAL_HOSTS:
         return web.json_response({"error": f"Host: expected 127.0.0.1 or localhost, got "
                                            f"{host[:80]!r}", "key": "Host",
                                   "expected": "127.0.0.1 or localhost"}, status=403)
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        # A state-changing request from a page of another origin (a browser always sends
+        # Origin on a POST; curl sends none) is refused, whatever its content type.
+        origin = request.headers.get("Origin")
+        own = f"{request.scheme}://{request.host}"
+        if (origin is not None and origin != own) or \
+                request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin",
+                                                                             "none"):
+            return web.json_response({"error": f"Origin: expected {own}, got "
+                                               f"{(origin or 'another site')[:80]!r}",
+                                      "key": "Origin", "expected": own}, status=403)
     if request.method == "POST" and request.can_read_body \
             and request.content_type != "application/json":
         return web.json_response({"error": "Content-Type: expected application/json, got "

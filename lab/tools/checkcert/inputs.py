@@ -22,17 +22,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.utils import CryptographyDeprecationWarning
 
-from lab.errors import UsageError
-from lab.tools.checkcert.pkcs12 import (
-    MAX_PKCS12_ITERATIONS,
-    der_length,
-    looks_like_pkcs12,
-    mac_iterations,
-)
+from lab import limits
+from lab.errors import LimitExceeded, UsageError
+from lab.tools.checkcert.pkcs12 import Unreadable, der_length, looks_like_pkcs12, survey
 
-MAX_FILE_BYTES = 1024 * 1024
+MAX_FILE_BYTES = limits.CERT_FILE_BYTES.default
 """A certificate is a few KB, a PKCS#12 file with a chain a few tens: anything over 1 MiB is
-refused before it is read."""
+refused before it is read (``IBCM_LAB_LIMIT_CERT_FILE_BYTES`` raises it)."""
 PASSWORD_ENV = "IBCM_LAB_PFX_PASSWORD"
 """Where the CLI finds a PKCS#12 password when none is given (the error text names it)."""
 EXPECTED = "a certificate: PEM, DER, PKCS#7 (.p7b) or PKCS#12 (.pfx)"
@@ -65,30 +61,53 @@ def read_bytes(path: str) -> bytes:
         raise UsageError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not p.is_file():
         raise UsageError(f"{path}: not a regular file (expected {EXPECTED})")
+    cap = limits.CERT_FILE_BYTES.value
     too_big = (f"{path}: the file is too large for a certificate ({{size}} bytes; the limit is "
-               f"{MAX_FILE_BYTES // 1024} KiB, a certificate is a few KB): expected {EXPECTED}")
-    if st.st_size > MAX_FILE_BYTES:
-        raise UsageError(too_big.format(size=st.st_size))
+               f"{cap // 1024} KiB, a certificate is a few KB; raise it with "
+               f"{limits.CERT_FILE_BYTES.env}=N): expected {EXPECTED}")
+    if st.st_size > cap:
+        raise LimitExceeded(too_big.format(size=st.st_size), limit="cert_file_bytes")
     try:
         with p.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = f.read(cap + 1)
     except OSError as e:
         raise UsageError(f"{path}: cannot read it ({e.strerror or e})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UsageError(too_big.format(size=f"over {MAX_FILE_BYTES}"))
+    if len(data) > cap:
+        raise LimitExceeded(too_big.format(size=f"over {cap}"), limit="cert_file_bytes")
     if not data.strip():
         raise UsageError(f"{path}: the file is empty (expected {EXPECTED})")
     return data
 
 
 def _touch(cert: x509.Certificate, path: str) -> x509.Certificate:
-    """Parse the extensions now, so a malformed one is an input error, not a crash later."""
+    """Parse the extensions now, so a malformed one is an input error, not a crash later, and
+    hold each to the caps of :mod:`lab.limits` (the lint and the replay walk every name and
+    URL of them)."""
     try:
-        _ = cert.extensions
+        extensions = cert.extensions
         _ = cert.subject, cert.issuer
     except ValueError as e:
         raise UsageError(f"{path}: the certificate's extensions or names cannot be parsed "
                          f"({e})") from None
+    for ext in extensions:
+        value = ext.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            limits.SAN_ENTRIES.check(f"{path}: the certificate's Subject Alternative Name "
+                                     "holds", len(value))
+        elif isinstance(value, x509.CRLDistributionPoints):
+            limits.URLS_PER_EXTENSION.check(
+                f"{path}: the certificate's CRL Distribution Points hold",
+                sum(len(dp.full_name or ()) for dp in value))
+        elif isinstance(value, x509.AuthorityInformationAccess):
+            limits.URLS_PER_EXTENSION.check(
+                f"{path}: the certificate's Authority Information Access holds", len(value))
+        try:
+            size = len(value.value if isinstance(value, x509.UnrecognizedExtension)
+                       else value.public_bytes())
+        except (NotImplementedError, ValueError):
+            size = 0
+        limits.EXTENSION_BYTES.check(
+            f"{path}: the certificate's extension {ext.oid.dotted_string} takes", size)
     return cert
 
 
@@ -124,7 +143,9 @@ def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
 def _from_pem(data: bytes, path: str) -> list[x509.Certificate]:
     certs: list[x509.Certificate] = []
     labels: list[str] = []
-    for i, (label, block) in enumerate(_pem_blocks(data), start=1):
+    blocks = _pem_blocks(data)
+    limits.CERTS_PER_FILE.check(f"{path}: the PEM file holds", len(blocks))
+    for i, (label, block) in enumerate(blocks, start=1):
         labels.append(label)
         try:
             if label in ("CERTIFICATE", "X509 CERTIFICATE"):
@@ -153,12 +174,13 @@ def _from_pkcs12(data: bytes, path: str, password: bytes | None
                  ) -> tuple[list[x509.Certificate], Any, x509.Certificate | None]:
     """(certificates, key or None, the key's certificate or None) of a PFX, opened with
     ``password``, or without one and then with the empty one."""
-    iterations = mac_iterations(data)
-    if iterations is not None and iterations > MAX_PKCS12_ITERATIONS:
-        raise UsageError(f"{path}: the PKCS#12 file asks for {iterations} MAC iterations "
-                         f"(more than {MAX_PKCS12_ITERATIONS}): refused, it would take "
-                         "minutes to open; re-export it with a normal iteration count")
     attempts: list[bytes | None] = [password] if password is not None else [None, b""]
+    try:
+        # What OpenSSL would do, counted before it does it (lab.limits caps each count).
+        survey(data, password if password is not None else b"", path, len(attempts))
+    except Unreadable as e:
+        raise UsageError(f"{path}: the PKCS#12 structure cannot be followed ({e}): refused "
+                         f"unopened (expected {EXPECTED})") from None
     for attempt in attempts:
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, attempt)
@@ -236,12 +258,15 @@ def read_certificates(path: str, password: bytes | None = None
         # A non-positive serial number is parsed with a deprecation warning: not the user's
         # concern here, and a warning must not break the one-line error contract.
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        # A BER-encoded PKCS#12 file is read with a UserWarning ("could not be parsed as DER").
+        warnings.simplefilter("ignore", UserWarning)
         if b"-----BEGIN" in data:
             certs = _from_pem(data, path)
             result: tuple[str, list[x509.Certificate], Any, x509.Certificate | None] = (
                 "PEM", certs, None, None)
         else:
             result = _binary_certs(data, path, password)
+    limits.CERTS_PER_FILE.check(f"{path}: the file holds", len(result[1]))
     for cert in result[1]:
         _touch(cert, path)
     return result
