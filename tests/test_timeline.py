@@ -346,3 +346,34 @@ def test_a_session_client_steps_at_a_later_time(certs_dir: Path) -> None:
         assert failed.since_start is not None and failed.since_start >= 8 * DAY
         with pytest.raises(ValueError, match="not both"):
             client.step("policy", "internet", at=DAY, after=DAY)
+
+
+def test_it_worked_yesterday_and_its_twin(certs_dir: Path) -> None:
+    # A laptop caches the CRL on the intranet, works from that cache at home all week, and
+    # fails on the first request after the cached CRL's nextUpdate; with an HTTP CDP on the
+    # internet the same laptop fetches the new CRL from home and keeps working.
+    run = run_paths([SCENARIOS / "it-worked-yesterday.toml",
+                     SCENARIOS / "it-worked-yesterday-http-cdp.toml"], certs=certs_dir)
+    failing, twin = run.scenarios
+    assert failing.passed and twin.passed
+    steps = failing.clients[0].scenario_steps
+    assert [format_offset(s.since_start) for s in steps[2:] if s.since_start is not None] == [
+        "+08:00:02", "+3d 00:00:00", "+7d 11:00:00", "+7d 13:00:00"]
+    assert [s.outcome for s in steps] == ["ok"] * 5 + ["fail"]
+    # at home, every request until the nextUpdate is served from the memory cache
+    for step in steps[2:5]:
+        assert step.location == "internet" and step.revocation is not None
+        assert {u.origin for u in step.revocation.urls if u.result == "verified"} == {"memory"}
+        assert step.simulated_ms == 0
+    last = steps[-1]
+    assert last.error is not None and last.error.name == "CRYPT_E_REVOCATION_OFFLINE"
+    assert last.revocation is not None
+    assert [(u.result, u.origin, u.simulated_ms) for u in last.revocation.urls] == [
+        ("failed", "network", 15000), ("failed", "network", 15000)]
+    assert "cached until its nextUpdate" in last.explanation
+    assert "has expired, so CryptoAPI went to the network for it" in last.explanation
+    # the twin: after the nextUpdate, LDAP waits out 15 s and HTTP brings the new CRL
+    good = twin.clients[0].scenario_steps[-1]
+    assert good.outcome == "ok" and good.revocation is not None
+    assert [(u.result, u.origin) for u in good.revocation.urls] == [
+        ("failed", "network"), ("verified", "network")]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
@@ -148,8 +148,12 @@ class Retriever:
             return cache.lookup(url, self.now()) or got
         future: asyncio.Future[Retrieval] = asyncio.get_running_loop().create_future()
         cache.pending[url] = future
+        expired = cache.expired(url, self.now())
         try:
             got = await self._fetch(url)
+            if expired:  # why the machine went to the network at all ("it worked yesterday")
+                got = replace(got, detail=f"{got.detail} ({expired}, so CryptoAPI went to the "
+                              "network for it)")
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # retrieved: no "never retrieved" warning

@@ -121,6 +121,17 @@ class UrlCache:
             f"from the {where}: the {entry.kind} retrieved {entry.stored_at:%Y-%m-%d %H:%M} "
             f"is kept {until}"))
 
+    def expired(self, url: str, now: dt.datetime) -> str:
+        """Why ``url`` goes to the network although the machine had it cached: ``"the CRL
+        retrieved 2026-12-07 10:00 and cached until its nextUpdate 2026-12-14 22:00 has
+        expired"``; empty when no tier holds an object for it that is no longer valid."""
+        entry = self.memory.get(url) or self.disk.get(url)
+        if entry is None or entry.valid_at(now) or entry.expires is None or now < entry.expires:
+            return ""
+        end = "nextUpdate" if entry.kind == "CRL" else "notAfter"
+        return (f"the {entry.kind} retrieved {entry.stored_at:%Y-%m-%d %H:%M} and cached until "
+                f"its {end} {entry.expires:%Y-%m-%d %H:%M} has expired")
+
     def failed_earlier(self, url: str) -> Retrieval | None:
         """A failure of ``url`` earlier in this step, as the next attempt reports it (at
         once, no time-out): the lab's assumption."""
