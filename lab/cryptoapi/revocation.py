@@ -29,11 +29,17 @@ from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt
 
 
 def _attempt(url: str, result: str, detail: str, got: Retrieval,
-             number: int | None) -> UrlAttempt:
+             number: int | None, crl: str = "base") -> UrlAttempt:
     """A URL whose bytes were retrieved, judged: over LDAP, the detail says from where."""
     source = got.detail if got.protocol == "ldap" else ""
     return UrlAttempt(url, result, None, f"{detail}; {source}" if source else detail,
-                      got.simulated_ms, number, source)
+                      got.simulated_ms, number, source, crl=crl)
+
+
+def _failed(got: Retrieval, detail: str, crl: str = "base") -> UrlAttempt:
+    """A URL that gave no bytes (unreachable, timed out, an HTTP error)."""
+    return UrlAttempt(got.url, "failed", got.error, detail, got.simulated_ms, crl=crl,
+                      http_status=got.http_status)
 
 
 def _issuer_can_sign_crls(issuer: x509.Certificate) -> bool:
@@ -104,7 +110,7 @@ async def check_element(
             continue
         got: Retrieval = await retriever.fetch(url)
         if got.data is None:
-            attempts.append(UrlAttempt(url, "failed", got.error, got.detail, got.simulated_ms))
+            attempts.append(_failed(got, got.detail))
             continue
         result, detail, crl = judge_crl(got.data, cert, issuer, now)
         number = crl_number(crl) if crl is not None else None
@@ -142,12 +148,12 @@ async def _delta(cert: x509.Certificate, issuer: x509.Certificate,
     for url in freshest_urls(base):
         if found is not None:
             attempts.append(UrlAttempt(url, "not_tried", None,
-                                       "not tried: an earlier URL gave a good delta CRL", 0))
+                                       "not tried: an earlier URL gave a good delta CRL", 0,
+                                       crl="delta"))
             continue
         got = await retriever.fetch(url)
         if got.data is None:
-            attempts.append(UrlAttempt(url, "failed", got.error, f"delta CRL: {got.detail}",
-                                       got.simulated_ms))
+            attempts.append(_failed(got, f"delta CRL: {got.detail}", "delta"))
             continue
         result, detail, crl = judge_crl(got.data, cert, issuer, now)
         if crl is not None and result == "verified":
@@ -159,7 +165,7 @@ async def _delta(cert: x509.Certificate, issuer: x509.Certificate,
         if crl is not None:
             crls.append(crl)
         attempts.append(_attempt(url, result, f"delta CRL: {detail}", got,
-                                 crl_number(crl) if crl is not None else None))
+                                 crl_number(crl) if crl is not None else None, "delta"))
         if result == "verified":
             found = crl
     return attempts, found

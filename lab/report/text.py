@@ -68,7 +68,8 @@ def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
             took = f" [{u.simulated_ms / 1000:g} s]" if u.simulated_ms else ""
             err = f" {u.error.hex} {u.error.name}" if u.error else ""
             style = {"verified": "green", "not_tried": "dim"}.get(u.result, "red")
-            items.append(("crl", f"{u.result:<13} {u.url}{took}{err}", style))
+            items.append((u.crl if u.crl == "delta" else "crl",
+                          f"{u.result:<13} {u.url}{took}{err}", style))
     if step.openssl is not None and (step.outcome == "fail" or not step.openssl.agrees):
         agree = "agrees" if step.openssl.agrees else "DISAGREES"
         items.append(("openssl", f"verify code {step.openssl.verify_code} "

@@ -35,6 +35,11 @@ class UrlAttempt:
     source: str = ""
     """How the bytes came when they came over LDAP (``retrieved over LDAP from
     DC01.contoso.local (127.0.0.1:port)``); empty otherwise."""
+    crl: str = "base"
+    """``base`` (a CDP URL of the certificate) or ``delta`` (a delta CRL URL named by the base
+    CRL's Freshest CRL extension)."""
+    http_status: int | None = None
+    """The HTTP status the web server answered, when it answered with an error."""
 
 
 @dataclass(frozen=True)

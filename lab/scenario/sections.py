@@ -112,7 +112,8 @@ def _ca(ctx: Context, t: Table) -> CASpec:
         parent=t.text("parent"), crl_this_update=this_update, crl_next_update=next_update,
         crl_signer=t.text("crl_signer"), crl_sign=t.flag("crl_sign", True),
         revoked=t.flag("revoked", False),
-        delta_cdp=url_entries(ctx, t.key("delta_cdp"), t.str_list("delta_cdp"), kind))
+        delta_cdp=url_entries(ctx, t.key("delta_cdp"), t.str_list("delta_cdp"), kind),
+        iis_allow_double_escaping=t.flag("iis_allow_double_escaping", True))
     t.done()
     return spec
 

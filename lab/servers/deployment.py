@@ -106,6 +106,9 @@ class Deployment:
     publications: tuple[Publication, ...] = field(init=False)
     """What the servers serve: the PKI's publications with the CRL faults applied."""
     http_publications: Mapping[tuple[str, str], Publication] = field(init=False)
+    double_escaping: Mapping[str, bool] = field(init=False)
+    """``host:port`` -> whether the IIS there allows double escaping (request filtering's
+    ``allowDoubleEscaping``; False refuses a ``+`` in the URL with 404.11)."""
 
     def __post_init__(self) -> None:
         faults = self.scenario.faults
@@ -118,6 +121,14 @@ class Deployment:
             if parsed.scheme == "http":
                 http[(f"{parsed.host}:{parsed.port}", parsed.path)] = pub
         self.http_publications = http
+        # One web server per host: it refuses '+' if any CA publishing there says so.
+        escaping: dict[str, bool] = {}
+        specs = {ca.name: ca for ca in self.scenario.cas}
+        for (host_port, _path), pub in http.items():
+            spec = specs.get(pub.ca)
+            allowed = spec.iis_allow_double_escaping if spec is not None else True
+            escaping[host_port] = escaping.get(host_port, True) and allowed
+        self.double_escaping = MappingProxyType(escaping)
 
     @property
     def faults(self) -> Faults:
