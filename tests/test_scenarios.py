@@ -149,7 +149,10 @@ def test_internet_client_with_ldap_first_cdps(bundled: dict[str, ScenarioResult]
     assert [s.options for s in r] == [192, 192, 192, 63, 63]
     # ...on the intranet the domain-joined client gets the CRL from the directory
     assert r[3].revocation is not None
-    assert [u.result for u in r[3].revocation.urls] == ["verified", "not_tried"]
+    # (and the delta CRL the base CRL names, the same way: AD CS publishes deltas by default)
+    assert [(u.result, u.crl) for u in r[3].revocation.urls] == [
+        ("verified", "base"), ("not_tried", "base"), ("verified", "delta"),
+        ("not_tried", "delta")]
     last = r[4]
     assert last.error is not None and last.error.name == "CRYPT_E_REVOCATION_OFFLINE"
     assert last.flags == 0x1
@@ -180,9 +183,11 @@ def test_http_cdp_published_twin_waits_for_ldap_first(
     last = steps(bundled["seed4-internet-client-http-cdp-published"])[-1]
     assert last.outcome == "ok" and last.crl_check is True
     assert last.revocation is not None
-    assert [(u.result, u.simulated_ms) for u in last.revocation.urls] == [
-        ("failed", 15000), ("verified", 0)]
-    assert "after 15 s" in last.explanation
+    # the LDAP URL times out for the base CRL and again for the delta CRL it names
+    assert [(u.result, u.simulated_ms, u.crl) for u in last.revocation.urls] == [
+        ("failed", 15000, "base"), ("verified", 0, "base"),
+        ("failed", 15000, "delta"), ("verified", 0, "delta")]
+    assert "after 30 s" in last.explanation
 
 
 def test_workgroup_client_and_domain_joined_neighbour(

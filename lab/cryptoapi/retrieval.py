@@ -38,7 +38,7 @@ CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT each URL times out after half of what
 
 DOUBLE_ESCAPING_HINT = (" (the path has a '+': IIS request filtering refuses it with 404.11 "
                         "unless allowDoubleEscaping is on)")
-"""Why a 404 on a ``+`` URL is likely IIS's double-escaping filter (reference §8.3): the
+"""Why a 404 on a ``+`` URL is likely IIS's double-escaping filter (reference §8.4): the
 client sees only 404, the substatus is in the server's log."""
 
 MAX_CRL_BYTES = 16 * 1024 * 1024

@@ -10,7 +10,11 @@ Semantics (reference §5.1-5.2, docs/openssl-certutil.md §6):
 * a CRL whose nextUpdate has passed, or that is not yet valid, or whose signature or issuer
   does not check out, is not "good": the next URL is tried, and when none is good the
   verdict is CRYPT_E_REVOCATION_OFFLINE, never "revoked";
-* a good CRL that lists the serial number gives CRYPT_E_REVOKED;
+* a good base CRL whose Freshest CRL extension names delta CRLs needs a good delta CRL too
+  (reference §4.4): its URLs are tried in that order, first good one wins, at the same cost
+  per unreachable URL; with none good the verdict is CRYPT_E_REVOCATION_OFFLINE; every delta
+  attempt is recorded (``UrlAttempt.crl == "delta"``) after the base CRL's URLs;
+* a good CRL (base or delta) that lists the serial number gives CRYPT_E_REVOKED;
 * a certificate with no CDP extension gives CRYPT_E_NO_REVOCATION_CHECK.
 """
 

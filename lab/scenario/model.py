@@ -125,7 +125,7 @@ class CASpec:
     """Request filtering's ``allowDoubleEscaping`` on the IIS that serves this CA's HTTP CDP
     locations. False (IIS's own default) refuses every URL with ``+`` (the delta CRL's
     file name) with 404.11; True is what Microsoft's deployment guide sets on the CRL web
-    server (reference §8.3)."""
+    server (reference §8.4)."""
     revoked: bool = False
     """An issuing CA revoked by its parent (it appears on the parent's CRL)."""
 

@@ -4,7 +4,7 @@ the certificates, and nothing else (never a key, never a file outside the public
 It plays IIS on the CRL web server (``http://<CA host>/CertEnroll/``, or the web server a
 CA publishes to): request filtering comes first, as in IIS. With ``allowDoubleEscaping``
 false (IIS's default) a URL whose path has a ``+``, as the delta CRL's ``<CaName>+.crl`` has,
-or that unescapes differently twice, is refused with 404.11 (reference §8.3); each request is
+or that unescapes differently twice, is refused with 404.11 (reference §8.4); each request is
 recorded with its status and substatus for the web server's W3C log.
 """
 
@@ -23,7 +23,7 @@ from lab.servers.routing import ROUTE_OPTIONS, STAGED, application
 from lab.servers.state import Staging
 
 URL_DOUBLE_ESCAPED = 11
-"""IIS's substatus for a request refused as double escaped (404.11, reference §8.3)."""
+"""IIS's substatus for a request refused as double escaped (404.11, reference §8.4)."""
 
 
 @dataclass
