@@ -45,6 +45,7 @@ from lab.pki.build import (
     build_pki,
 )
 from lab.pki.cache import PKICache
+from lab.report.certutil import render_step_trace
 from lab.report.jsonout import render_json
 from lab.report.text import render_scenario
 from lab.results.runs import RunResult
@@ -248,3 +249,16 @@ def test_the_text_report_labels_delta_attempts(double_escaping: RunResult) -> No
     assert f"crl      verified      {PKI_CDP}" in lines
     assert (f"delta    failed        {DELTA_LDAP} [15 s] 0x8007203A ERROR_DS_SERVER_DOWN"
             in lines)
+
+
+def test_the_trace_lists_the_refused_delta(double_escaping: RunResult) -> None:
+    step = double_escaping.scenarios[0].clients[0].steps[4]
+    lines = render_step_trace(step).splitlines()
+    at = lines.index("  ---------------- Base CRL CDP ----------------")
+    assert lines[at + 1].startswith('  Lab: failed "Delta CRL" Time: 0')
+    assert lines[at + 2].startswith("    Error retrieving URL: ")
+    assert lines[at + 3].startswith("    Lab: the web server answered HTTP 404 (a '+' in the "
+                                    "path: IIS request filtering refuses it with 404.11")
+    assert lines[at + 4] == f"    [0.0] {PKI_DELTA}"
+    # the base CRL above it, verified
+    assert f"    [0.0] {PKI_CDP}" in lines[:at]
