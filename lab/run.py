@@ -209,7 +209,8 @@ async def run_scenario(lab: RunningLab, scenario: Scenario, cache: PKICache,
                           (time.perf_counter() - started) * 1000,
                           mp_records=list(lab.mp_state.records), mp_log=list(lab.mp_state.log),
                           faults=list(lab.active_faults),
-                          directory_log=list(lab.directory_log))
+                          directory_log=list(lab.directory_log),
+                          cdp_records=list(lab.cdp_state.cdp_records))
 
 
 async def run_loaded(scenarios: Sequence[Scenario], *, certs: str | Path = DEFAULT_CERTS,

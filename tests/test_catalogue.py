@@ -40,6 +40,9 @@ ISSUING_CA_HTTP = "http://ca01.contoso.local/CertEnroll/Contoso%20Issuing%20CA.c
 ROOT_CA_CDP = "http://pki.contoso.com/CertEnroll/Contoso%20Root%20CA.crl"
 CONTOSO_HTTP = "http://ca01.contoso.local/CertEnroll/Contoso-CA.crl"
 DELTA_LDAP = LDAP_CDP.replace("?certificateRevocationList?", "?deltaRevocationList?")
+# Delta CRLs are on by default: next to every LDAP and HTTP CDP location, <CaName>+.crl.
+CONTOSO_HTTP_DELTA = "http://ca01.contoso.local/CertEnroll/Contoso-CA+.crl"
+PKI_DELTA = PKI_CDP.replace(".crl", "+.crl")
 
 
 def _selection_with_register() -> str:
@@ -187,7 +190,8 @@ def assert_offline_with_twin(result: ScenarioResult, openssl_code: int, openssl_
 
 TESTED = {
     "server-ca-without-crlsign", "server-crl-expired", "server-crl-not-yet-valid",
-    "server-crl-wrong-key", "server-delta-crl-unreachable", "server-mp-cert-expired",
+    "server-crl-wrong-key", "server-delta-crl-unreachable", "server-delta-crl-double-escaping",
+    "server-delta-crl-double-escaping-allowed", "server-mp-cert-expired",
     "server-mp-cert-expired-clock-behind",
     "server-mp-cert-no-server-auth", "server-mp-cert-renewed", "server-mp-cert-revoked",
     "server-mp-cert-wildcard", "server-mp-cert-wildcard-two-labels",
@@ -214,7 +218,8 @@ def test_every_catalogue_expectation_is_met(catalogue: dict[str, ScenarioResult]
     own_file_twins = {"server-mp-cert-expired": "fail", "server-mp-cert-no-server-auth": "fail",
                       "server-mp-cert-renewed": "ok", "server-two-tier": "ok",
                       "server-mp-cert-wildcard": "ok",
-                      "timing-ldap-first-then-http": "ok"}
+                      "timing-ldap-first-then-http": "ok",
+                      "server-delta-crl-double-escaping-allowed": "ok"}
     for name, r in catalogue.items():
         own = [s for s in r.steps if not s.automatic]  # ccmexec's have no expect
         outcomes = {s.outcome for s in own}
@@ -255,9 +260,11 @@ def test_server_mp_cert_revoked(catalogue: dict[str, ScenarioResult]) -> None:
     (element,) = rev.elements
     assert (element.subject, element.status) == (f"CN={INTRA}", "revoked")
     assert element.serial == failing.chain[0].serial_number
-    # the first good CRL (from the directory) wins; the HTTP URL is never tried
-    assert [(u.url, u.result, u.simulated_ms) for u in rev.urls] == [
-        (LDAP_CDP, "verified", 0), (CONTOSO_HTTP, "not_tried", 0)]
+    # the first good CRL (from the directory) wins; the HTTP URL is never tried; then the
+    # delta CRL the base CRL names, the same way
+    assert [(u.url, u.result, u.simulated_ms, u.crl) for u in rev.urls] == [
+        (LDAP_CDP, "verified", 0, "base"), (CONTOSO_HTTP, "not_tried", 0, "base"),
+        (DELTA_LDAP, "verified", 0, "delta"), (CONTOSO_HTTP_DELTA, "not_tried", 0, "delta")]
     assert "lists the MP certificate's serial number: it is revoked" in failing.explanation
     assert failing.fix.startswith("Issue a new server certificate to the MP")
     twin = only(r, "PC02")
@@ -446,6 +453,44 @@ def test_two_tier_explanation_names_the_revoked_issuing_ca(
     failing = only(catalogue["server-two-tier-issuing-ca-revoked"], "PC01")
     assert "MP certificate's serial number" not in failing.explanation
     assert "Contoso Issuing CA" in failing.explanation
+
+
+def test_server_delta_crl_double_escaping(catalogue: dict[str, ScenarioResult]) -> None:
+    """IIS at its default request filtering refuses the delta CRL's '+' with 404.11: the base
+    CRL is good, the delta is missing, revocation is offline inside and outside; the twin,
+    with double escaping allowed, gets both."""
+    r = catalogue["server-delta-crl-double-escaping"]
+    pc01 = steps(r, "PC01")
+    assert [s.outcome for s in pc01] == ["ok", "ok", "ok", "fail", "fail"]
+    for failing in pc01[3:]:
+        assert_tls_failure(failing, "CRYPT_E_REVOCATION_OFFLINE", "0x80092013",
+                           "CERT_REV_FAILED", 0x1)
+        assert failing.openssl is not None
+        assert (failing.openssl.verify_code, failing.openssl.agrees) == (0, True)
+        rev = failing.revocation
+        assert rev is not None and rev.status == "offline"
+        (element,) = rev.elements
+        assert element.delta_missing is True
+        assert [(u.url, u.result, u.crl, u.http_status) for u in rev.urls] == [
+            (PKI_CDP, "verified", "base", None), (PKI_DELTA, "failed", "delta", 404)]
+        assert failing.simulated_ms == 0  # refused at once: no time-out
+        assert "404.11" in failing.explanation
+        assert failing.fix.startswith('On pki.contoso.com, select "Allow double escaping"')
+    # the web server's IIS log: the base CRL 200, the delta CRL 404 with substatus 11
+    assert {(rec.uri_stem, rec.status, rec.substatus) for rec in r.cdp_records
+            if rec.host.startswith("pki.contoso.com")} == {
+        ("/CertEnroll/Contoso-CA.crl", 200, 0), ("/CertEnroll/Contoso-CA+.crl", 404, 11)}
+    twin = catalogue["server-delta-crl-double-escaping-allowed"]
+    good = steps(twin, "PC01")
+    assert [s.outcome for s in good] == ["ok"] * 5
+    for step in good[3:]:
+        assert_passes(step, crl_check=True)
+        assert step.revocation is not None
+        assert [(u.url, u.result, u.crl) for u in step.revocation.urls] == [
+            (PKI_CDP, "verified", "base"), (PKI_DELTA, "verified", "delta")]
+    assert {(rec.uri_stem, rec.status, rec.substatus) for rec in twin.cdp_records
+            if rec.host.startswith("pki.contoso.com")} == {
+        ("/CertEnroll/Contoso-CA.crl", 200, 0), ("/CertEnroll/Contoso-CA+.crl", 200, 0)}
 
 
 def test_server_delta_crl_unreachable(catalogue: dict[str, ScenarioResult]) -> None:
@@ -668,7 +713,10 @@ def test_dmz_mp_cannot_check_client_certs(catalogue: dict[str, ScenarioResult]) 
     assert not any(c.revoked for s in r.pki.stores.values() for c in s)
     twin = only(r, "PC02")
     assert_passes(twin)
-    assert twin.simulated_ms == 0  # the DMZ reaches the published HTTP CDP at once
+    # the DMZ reaches the published HTTP CDP at once, then waits out the CA's default delta
+    # locations (ldap:/// and the CA host) before the delta CRL next to the base one
+    assert twin.simulated_ms == 30000
+    assert [r.time_taken_ms for r in r.mp_records if r.status == 200] == [30000]
     (cert,) = r.pki.stores["PC02"]
     cdp = cert.cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert [n.value for dp in cdp for n in (dp.full_name or [])] == [PKI_CDP]
@@ -708,7 +756,9 @@ def test_timing_all_cdps_unreachable(catalogue: dict[str, ScenarioResult]) -> No
 
 def test_timing_ldap_first_then_http(catalogue: dict[str, ScenarioResult]) -> None:
     r = catalogue["timing-ldap-first-then-http"]
-    for client, waited in (("PC01", 15000), ("PC02", 10000)):
+    # the base CRL, then the delta CRL it names (on by default), each after the LDAP URL's
+    # time-out: 15 s + 15 s per URL, or 10 s + 5 s with the accumulative budget
+    for client, (base, delta) in (("PC01", (15000, 15000)), ("PC02", (10000, 5000))):
         pc = steps(r, client)
         assert [s.outcome for s in pc] == ["ok"] * 2, client
         internet = pc[1]
@@ -716,11 +766,14 @@ def test_timing_ldap_first_then_http(catalogue: dict[str, ScenarioResult]) -> No
         assert internet.options == 63
         assert internet.target == f"https://{INTERNET}/ccm_system/request"
         assert internet.revocation is not None
-        assert [(u.url, u.result, u.simulated_ms) for u in internet.revocation.urls] == [
-            (LDAP_CDP, "failed", waited), (PKI_CDP, "verified", 0)], client
+        assert [(u.url, u.result, u.simulated_ms, u.crl)
+                for u in internet.revocation.urls] == [
+            (LDAP_CDP, "failed", base, "base"), (PKI_CDP, "verified", 0, "base"),
+            (DELTA_LDAP, "failed", delta, "delta"), (PKI_DELTA, "verified", 0, "delta")], client
+        waited = base + delta
         assert internet.simulated_ms == waited
-        assert (f"A good CRL came from {PKI_CDP} after {waited // 1000} s spent on unreachable "
-                "URLs.") in internet.explanation
+        assert (f"A good CRL came from {PKI_CDP} and a good delta CRL from {PKI_DELTA} after "
+                f"{waited / 1000:g} s spent on unreachable URLs.") in internet.explanation
 
 
 # ------------------------------------------------------------------------------------------

@@ -100,6 +100,10 @@ HYPOTHESIS = settings(max_examples=500, deadline=None, derandomize=True, databas
 
 
 def ldap_only(extra: str = "", clients: str = PC01) -> str:
+    """Contoso-CA with an LDAP-only CDP and, unless ``extra`` says otherwise, no delta CRLs
+    (so the CDP object holds the base CRL only)."""
+    if "delta_cdp" not in extra:
+        extra += "\ndelta_cdp = []"
     return scenario_toml(title="test_directory", cas=contoso('cdp = ["ldap"]\n' + extra),
                          clients=clients)
 
@@ -225,9 +229,12 @@ async def test_an_ldap_url_with_a_host_resolves_through_the_zones(lab: RunningLa
     async with zone_session(lab, dep.network, inside) as session:
         result = await check_chain(chain, Retriever(dep.network, inside, lab.hosts, session),
                                    dep.clock.now())
-    (ok,) = result.urls
+    # the base CRL, then the delta CRL the base names (on by default), from the same DC
+    ok, delta = result.urls
     assert (ok.url, ok.result) == (url, "verified")
     assert ok.source == f"retrieved over LDAP from dc02.contoso.local (127.0.0.1:{lab.ports.ldap})"
+    assert (delta.url, delta.result, delta.crl) == (
+        url.replace("?certificateRevocationList?", "?deltaRevocationList?"), "verified", "delta")
     outside = machine(Zone.INTERNET)
     async with zone_session(lab, dep.network, outside) as session:
         result = await check_chain(chain, Retriever(dep.network, outside, lab.hosts, session),

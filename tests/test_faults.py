@@ -66,9 +66,11 @@ def test_cdp_slow_and_its_twin(faults: dict[str, ScenarioResult]) -> None:
     assert url.error is not None and url.error.name == "ERROR_WINHTTP_TIMEOUT"
     assert url.simulated_ms == 15000 and "took 20 s to answer" in url.detail
     ok = step(faults["fault-cdp-slow-within-timeout"])
-    assert ok.outcome == "ok" and ok.crl_check is True and ok.simulated_ms == 5000
+    # 5 s for the base CRL, 5 s for the delta CRL next to it on the same slow server
+    assert ok.outcome == "ok" and ok.crl_check is True and ok.simulated_ms == 10000
     assert ok.revocation is not None
-    assert [(u.result, u.simulated_ms) for u in ok.revocation.urls] == [("verified", 5000)]
+    assert [(u.result, u.simulated_ms, u.crl) for u in ok.revocation.urls] == [
+        ("verified", 5000, "base"), ("verified", 5000, "delta")]
 
 
 @pytest.mark.parametrize(("name", "status"), [("fault-cdp-404", 404), ("fault-cdp-500", 500)])
@@ -133,12 +135,14 @@ def test_ldap_slow_and_its_twin(faults: dict[str, ScenarioResult]) -> None:
     assert searches and all(rec.result == "success" for rec in searches)
     # the twin: a DC that answers in 5 s gives the CRL after 5 s of simulated waiting
     ok = step(faults["fault-ldap-slow-within-timeout"])
-    # 5 s for the client, 5 s more for IIS on the MP: it fetches the client certificate's CRL
-    # (Contoso-Clients-CA, LDAP first) from the same slow DC
-    assert ok.outcome == "ok" and ok.crl_check is True and ok.simulated_ms == 10000
+    # 5 s for the base CRL and 5 s for the delta CRL (both from the DC), as much again for IIS
+    # on the MP: it fetches the client certificate's CRLs (Contoso-Clients-CA, LDAP first)
+    # from the same slow DC
+    assert ok.outcome == "ok" and ok.crl_check is True and ok.simulated_ms == 20000
     assert ok.revocation is not None
-    (good,) = ok.revocation.urls
+    good, delta = ok.revocation.urls
     assert (good.result, good.simulated_ms) == ("verified", 5000)
+    assert (delta.result, delta.simulated_ms, delta.crl) == ("verified", 5000, "delta")
     assert good.source.startswith("retrieved over LDAP from DC01.contoso.local (127.0.0.1:")
     assert good.source.endswith(" after 5 s")
 

@@ -31,6 +31,7 @@ from labtest import (
     INTERNET,
     INTRA,
     client_table,
+    contoso,
     machine,
     scenario_toml,
     site_table,
@@ -219,6 +220,7 @@ async def test_mp_listener_queues_200_simultaneous_connections(lab: RunningLab) 
 SLOW_CHECK = scenario_toml(
     title="test_load: IIS's client certificate check costs one time-out",
     site=site_table("check_crl = false"),
+    cas=contoso("delta_cdp = []"),  # the base CRL alone: one retrieval to count
     mp_cert=f'issuer = "Contoso-CA"\nsan = ["{INTRA}", "{INTERNET}"]',
     clients=client_table("PC01", '[client.cert]\ncdp = ['
                          '"http://ca01.contoso.local/CertEnroll/Contoso-CA.crl", '
@@ -276,6 +278,7 @@ async def test_client_certificate_checked_once_under_concurrent_first_requests(
 SHARED_CRL = scenario_toml(
     title="test_load: IIS retrieves the CA's CRL once for every client certificate",
     site=site_table("check_crl = false"),
+    cas=contoso("delta_cdp = []"),  # the base CRL alone: one retrieval to count
     mp_cert=f'issuer = "Contoso-CA"\nsan = ["{INTRA}", "{INTERNET}"]',
     network='[faults]\ncdp_delay = "5s"',
     clients="".join(client_table(f"PC{i:02d}", '[client.cert]\ncdp = '

@@ -593,9 +593,13 @@ def test_publications_list_each_crl_and_ca_cert_at_each_url(cache: PKICache) -> 
     pki = build(scenario_text(cas=contoso() + fabrikam(), mp_cert=PUBLIC_MP), cache)
     contoso_ca = pki.cas["Contoso-CA"]
     fabrikam_ca = pki.cas["Fabrikam Public CA"]
+    delta_ldap = LDAP_CDP.replace("?certificateRevocationList?", "?deltaRevocationList?")
+    delta_http = HTTP_CDP.replace(".crl", "+.crl")
     assert [(p.url, p.kind, p.ca) for p in pki.publications] == [
         (LDAP_CDP, "crl", "Contoso-CA"),
         (HTTP_CDP, "crl", "Contoso-CA"),
+        (delta_ldap, "crl", "Contoso-CA"),  # AD CS publishes delta CRLs by default
+        (delta_http, "crl", "Contoso-CA"),
         (LDAP_AIA, "cacert", "Contoso-CA"),
         (HTTP_AIA, "cacert", "Contoso-CA"),
         (PUBLIC_CDP, "crl", "Fabrikam Public CA"),
@@ -608,6 +612,9 @@ def test_publications_list_each_crl_and_ca_cert_at_each_url(cache: PKICache) -> 
     for url in (LDAP_AIA, HTTP_AIA):
         assert by_url[url].data == contoso_ca.cert_der
         assert by_url[url].content_type == "application/pkix-cert"
+    assert contoso_ca.delta_crl is not None
+    for url in (delta_ldap, delta_http):
+        assert by_url[url].data == contoso_ca.delta_crl.public_bytes(serialization.Encoding.DER)
     assert by_url[PUBLIC_CDP].data == fabrikam_ca.crl_der
     assert by_url[PUBLIC_AIA].data == fabrikam_ca.cert_der
     assert x509.load_der_x509_crl(by_url[PUBLIC_CDP].data).issuer == fabrikam_ca.cert.subject

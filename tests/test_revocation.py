@@ -44,6 +44,11 @@ from lab.scenario.model import Zone
 from lab.servers.deployment import Deployment
 from lab.servers.harness import RunningLab
 
+# AD CS publishes delta CRLs by default: next to each CDP location (reference §4.4).
+DELTA_LDAP = LDAP_CDP.replace("?certificateRevocationList?", "?deltaRevocationList?")
+DELTA_HTTP = HTTP_CDP.replace(".crl", "+.crl")
+PKI_DELTA = PKI_CDP.replace(".crl", "+.crl")
+
 
 def scenario_text(*, ca_extra: str = "", mp_extra: str = "") -> str:
     return scenario_toml(title="test_revocation", cas=contoso(ca_extra),
@@ -93,20 +98,28 @@ async def test_domain_joined_inside_gets_the_crl_from_ldap(lab: RunningLab, cach
     dep = await stage(lab, cache, scenario_text())
     result = await check_mp(lab, dep, zone)
     assert (result.checked, result.status, result.error) == (True, "good", None)
+    # the base CRL, then the delta CRL it names, each from the directory first
     assert attempts(result) == [
         (LDAP_CDP, "verified", None, 0),
         (HTTP_CDP, "not_tried", None, 0),
+        (DELTA_LDAP, "verified", None, 0),
+        (DELTA_HTTP, "not_tried", None, 0),
     ]
+    assert [u.crl for u in result.urls] == ["base", "base", "delta", "delta"]
     assert result.simulated_ms == 0
-    first, second = result.urls
+    first, second, delta, _ = result.urls
+    assert delta.crl_number is not None and first.crl_number is not None
+    assert delta.crl_number > first.crl_number
     assert first.detail == ("a good CRL; retrieved over LDAP from DC01.contoso.local "
                             f"(127.0.0.1:{lab.ports.ldap})")
     assert first.source == ("retrieved over LDAP from DC01.contoso.local "
                             f"(127.0.0.1:{lab.ports.ldap})")
     assert first.crl_number == crl_number(dep.pki.cas["Contoso-CA"])
     assert second.detail == "not tried: an earlier URL gave a good CRL"
+    ca = dep.pki.cas["Contoso-CA"]
+    assert ca.delta_crl is not None
     assert [c.public_bytes(serialization.Encoding.DER) for c in result.crls] == [
-        dep.pki.cas["Contoso-CA"].crl_der]
+        ca.crl_der, ca.delta_crl.public_bytes(serialization.Encoding.DER)]
     (element,) = result.elements
     assert dep.pki.mp is not None
     assert element.serial == dep.pki.mp.cert.serial_number
@@ -143,10 +156,12 @@ async def test_workgroup_intranet_machine_falls_back_to_http(lab: RunningLab,
     assert attempts(result) == [
         (LDAP_CDP, "failed", "ERROR_DS_SERVER_DOWN", 15000),
         (HTTP_CDP, "verified", None, 0),
+        (DELTA_LDAP, "failed", "ERROR_DS_SERVER_DOWN", 15000),
+        (DELTA_HTTP, "verified", None, 0),
     ]
     assert result.urls[0].detail.endswith("the machine is not domain-joined")
     assert result.status == "good"
-    assert result.simulated_ms == 15000
+    assert result.simulated_ms == 30000
 
 
 async def test_internet_reaches_a_public_http_cdp_after_the_ldap_timeout(
@@ -156,12 +171,16 @@ async def test_internet_reaches_a_public_http_cdp_after_the_ldap_timeout(
     assert attempts(result) == [
         (LDAP_CDP, "failed", "ERROR_DS_SERVER_DOWN", 15000),
         (PKI_CDP, "verified", None, 0),
+        (DELTA_LDAP, "failed", "ERROR_DS_SERVER_DOWN", 15000),
+        (PKI_DELTA, "verified", None, 0),
     ]
     assert result.status == "good" and result.error is None
-    assert result.simulated_ms == 15000
+    assert result.simulated_ms == 30000
     assert result.urls[1].crl_number == crl_number(dep.pki.cas["Contoso-CA"])
+    ca = dep.pki.cas["Contoso-CA"]
+    assert ca.delta_crl is not None
     assert [c.public_bytes(serialization.Encoding.DER) for c in result.crls] == [
-        dep.pki.cas["Contoso-CA"].crl_der]
+        ca.crl_der, ca.delta_crl.public_bytes(serialization.Encoding.DER)]
 
 
 @pytest.mark.parametrize(("revoked", "status", "error"), [

@@ -611,13 +611,20 @@ async def test_cdp_serves_every_published_url_with_exact_der(lab: RunningLab,
     dep = await stage(lab, cache, CDP_SCENARIO)
     pki = dep.pki
     http_pubs = [p for p in pki.publications if p.url.startswith("http://")]
+    # the delta CRLs next to both HTTP CDP locations (AD CS's default), served with their '+'
+    # (double escaping allowed: the default)
+    delta_http, delta_pki = (u.replace(".crl", "+.crl") for u in (HTTP_CDP, PKI_CDP))
     assert [p.url for p in http_pubs] == [
-        HTTP_CDP, PKI_CDP, HTTP_AIA, PUBLIC_CDP, PUBLIC_AIA,
+        HTTP_CDP, PKI_CDP, delta_http, delta_pki, HTTP_AIA, PUBLIC_CDP, PUBLIC_AIA,
         "http://crl.example.net/CertEnroll/mp.crl"]
+    delta = pki.cas["Contoso-CA"].delta_crl
+    assert delta is not None
     async with intranet_session(lab, dep) as session:
         for pub in http_pubs:
             ca = pki.cas[pub.ca]
             expected = ca.crl_der if pub.kind == "crl" else ca.cert_der
+            if pub.url in (delta_http, delta_pki):
+                expected = delta.public_bytes(serialization.Encoding.DER)
             async with session.get(pub.url) as resp:
                 body = await resp.read()
                 assert resp.status == 200, pub.url
@@ -763,5 +770,6 @@ async def test_staging_a_second_deployment_switches_everything(lab: RunningLab,
     aia = await exchange(ports.cdp, http_request(
         "GET", "/CertEnroll/ca01.contoso.local_Contoso-CA.crt", "ca01.contoso.local"))
     assert (aia.status, aia.body) == (200, second.pki.cas["Contoso-CA"].cert_der)
-    # The directory switched too: the ldap:/// CRL is gone, the ldap:/// CA certificate stays.
-    assert (len(first.directory), len(second.directory)) == (2, 1)
+    # The directory switched too: the ldap:/// CRL and delta CRL are gone, the ldap:/// CA
+    # certificate stays.
+    assert (len(first.directory), len(second.directory)) == (3, 1)

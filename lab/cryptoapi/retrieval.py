@@ -43,6 +43,11 @@ ACCUMULATIVE_TIMEOUT_MS = 20_000
 CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT each URL times out after half of what remains
 (10 s, 5 s, 2.5 s, ...), 20 s in all (reference §5.1)."""
 
+DOUBLE_ESCAPING_HINT = (" (the path has a '+': IIS request filtering refuses it with 404.11 "
+                        "unless allowDoubleEscaping is on)")
+"""Why a 404 on a ``+`` URL is likely IIS's double-escaping filter (reference §8.4): the
+client sees only 404, the substatus is in the server's log."""
+
 MAX_CRL_BYTES = 16 * 1024 * 1024
 MAX_LDAP_PDU = MAX_CRL_BYTES + 64 * 1024
 """The largest LDAP response read: a CRL of MAX_CRL_BYTES with its DN and envelope."""
@@ -198,8 +203,10 @@ class Retriever:
                         f"time-out is {budget / 1000:g} s")
                 body = await read_bounded(resp.content, MAX_CRL_BYTES + 1)
                 if resp.status != 200:
-                    return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
-                                     f"HTTP {resp.status} {resp.reason}", 0, resp.status)
+                    why = f"HTTP {resp.status} {resp.reason}"
+                    if resp.status == 404 and "+" in parsed.path:
+                        why += DOUBLE_ESCAPING_HINT
+                    return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND, why, 0, resp.status)
                 if len(body) > MAX_CRL_BYTES:
                     return Retrieval(url, None, codes.CRYPT_E_NOT_FOUND,
                                      "response larger than the lab accepts", 0, resp.status)

@@ -10,7 +10,11 @@ Semantics (reference §5.1-5.2, docs/openssl-certutil.md §6):
 * a CRL whose nextUpdate has passed, or that is not yet valid, or whose signature or issuer
   does not check out, is not "good": the next URL is tried, and when none is good the
   verdict is CRYPT_E_REVOCATION_OFFLINE, never "revoked";
-* a good CRL that lists the serial number gives CRYPT_E_REVOKED;
+* a good base CRL whose Freshest CRL extension names delta CRLs needs a good delta CRL too
+  (reference §4.4): its URLs are tried in that order, first good one wins, at the same cost
+  per unreachable URL; with none good the verdict is CRYPT_E_REVOCATION_OFFLINE; every delta
+  attempt is recorded (``UrlAttempt.crl == "delta"``) after the base CRL's URLs;
+* a good CRL (base or delta) that lists the serial number gives CRYPT_E_REVOKED;
 * a certificate with no CDP extension gives CRYPT_E_NO_REVOCATION_CHECK.
 """
 
@@ -30,13 +34,19 @@ from lab.results.observations import ElementStatus, RevocationResult, UrlAttempt
 
 
 def _attempt(url: str, result: str, detail: str, got: Retrieval,
-             number: int | None) -> UrlAttempt:
+             number: int | None, crl: str = "base") -> UrlAttempt:
     """A URL whose bytes were retrieved, judged: over LDAP, the detail says from where."""
     source = got.detail if got.protocol == "ldap" else ""
     if got.cached:
         detail = f"{detail}; {got.detail}"
     return UrlAttempt(url, result, None, f"{detail}; {source}" if source else detail,
-                      got.simulated_ms, number, source, got.origin)
+                      got.simulated_ms, number, source, got.origin, crl=crl)
+
+
+def _failed(got: Retrieval, detail: str, crl: str = "base") -> UrlAttempt:
+    """A URL that gave no bytes (unreachable, timed out, an HTTP error)."""
+    return UrlAttempt(got.url, "failed", got.error, detail, got.simulated_ms,
+                      origin=got.origin, crl=crl, http_status=got.http_status)
 
 
 def _issuer_can_sign_crls(issuer: x509.Certificate) -> bool:
@@ -107,8 +117,7 @@ async def check_element(
             continue
         got: Retrieval = await retriever.fetch(url)
         if got.data is None:
-            attempts.append(UrlAttempt(url, "failed", got.error, got.detail, got.simulated_ms,
-                                       origin=got.origin))
+            attempts.append(_failed(got, got.detail))
             continue
         result, detail, crl = judge_crl(got.data, cert, issuer, now)
         number = crl_number(crl) if crl is not None else None
@@ -146,12 +155,12 @@ async def _delta(cert: x509.Certificate, issuer: x509.Certificate,
     for url in freshest_urls(base):
         if found is not None:
             attempts.append(UrlAttempt(url, "not_tried", None,
-                                       "not tried: an earlier URL gave a good delta CRL", 0))
+                                       "not tried: an earlier URL gave a good delta CRL", 0,
+                                       crl="delta"))
             continue
         got = await retriever.fetch(url)
         if got.data is None:
-            attempts.append(UrlAttempt(url, "failed", got.error, f"delta CRL: {got.detail}",
-                                       got.simulated_ms, origin=got.origin))
+            attempts.append(_failed(got, f"delta CRL: {got.detail}", "delta"))
             continue
         result, detail, crl = judge_crl(got.data, cert, issuer, now)
         if crl is not None and result == "verified":
@@ -163,7 +172,7 @@ async def _delta(cert: x509.Certificate, issuer: x509.Certificate,
         if crl is not None:
             crls.append(crl)
         attempts.append(_attempt(url, result, f"delta CRL: {detail}", got,
-                                 crl_number(crl) if crl is not None else None))
+                                 crl_number(crl) if crl is not None else None, "delta"))
         if result == "verified":
             found = crl
     return attempts, found

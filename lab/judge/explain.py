@@ -18,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lab import codes
 from lab.codes import flag_names
 from lab.pki.build import BuiltPKI
+from lab.pki.urls import url_host
 from lab.results.observations import (
     ChainVerdict,
     ElementStatus,
@@ -160,9 +161,13 @@ class Explainer:
                         if r.verdict is not None and r.verdict.revocation.checked), None)
             if rev is not None:
                 waited = rev.simulated_ms
-                good = next((u.url for u in rev.urls if u.result == "verified"), None)
+                good = next((u.url for u in rev.urls
+                             if u.result == "verified" and u.crl == "base"), None)
+                delta = next((u.url for u in rev.urls
+                              if u.result == "verified" and u.crl == "delta"), None)
                 if good:
                     parts.append(f"A good CRL came from {good}"
+                                 + (f" and a good delta CRL from {delta}" if delta else "")
                                  + (f" after {_seconds(waited)} spent on unreachable URLs."
                                     if waited else "."))
         parts += obs.notes
@@ -193,10 +198,24 @@ class Explainer:
                             "CryptoAPI says 'offline' and WinHTTP refuses the connection. "
                             "OpenSSL does not require delta CRLs, so its acceptance here is a "
                             "known difference, not a disagreement.")
-                fixes.append(Fix(Rank.RESTORE,
-                                 "Publish the delta CRL where clients reach it (the same place "
-                                 "as the base CRL, e.g. over HTTP on the internet), or stop "
-                                 "publishing delta CRLs so the base CRL stops announcing them."))
+                refused = [u for e in offline for u in e.delta_urls
+                           if u.http_status == 404 and "+" in u.url]
+                if refused:
+                    host = url_host(refused[0].url) or "the CRL web server"
+                    body.append(f"{host} refused the delta CRL's name (<CaName>+.crl): its "
+                                "W3C log shows 404.11, request filtering's double-escaping "
+                                "check, which the AD CS Best Practices Analyzer warns about.")
+                    fixes.append(Fix(Rank.RESTORE,
+                                     f"On {host}, select \"Allow double escaping\" in the CRL "
+                                     "folder's Request Filtering settings "
+                                     "(allowDoubleEscaping=true), or stop publishing delta CRLs "
+                                     "so the base CRL stops announcing them."))
+                else:
+                    fixes.append(Fix(Rank.RESTORE,
+                                     "Publish the delta CRL where clients reach it (the same "
+                                     "place as the base CRL, e.g. over HTTP on the internet), or "
+                                     "stop publishing delta CRLs so the base CRL stops "
+                                     "announcing them."))
             else:
                 body += self.offline_story(verdict, offline)
                 fixes += self.offline_fix(verdict, offline)

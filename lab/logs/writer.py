@@ -7,6 +7,9 @@
     DIR/<scenario>/<MP machine>/u_exYYMMDD.log         IIS W3C (UTC), one per UTC day
     DIR/<scenario>/<MP machine>/MP_RegistrationManager.log   CMTrace
     DIR/<scenario>/DC01/ibcm-lab-ldap.log               the DC's LDAP operations (the lab's format)
+    DIR/<scenario>/<CDP web host>/u_exYYMMDD.log       the CRL web server's IIS W3C log (UTC):
+                                                        ``404 11`` is request filtering refusing
+                                                        a delta CRL's ``+``
 
 ``<scenario>`` is the scenario's name (its file stem; a second scenario of the same name in
 one run gets ``-2``, ...), ``<MP machine>`` the first label of the MP's intranet FQDN. Only
@@ -43,6 +46,7 @@ from lab.logs.ldaplog import format_log as format_ldap_log
 from lab.logs.w3c import format_w3c
 from lab.protocols.network import Network
 from lab.results.logline import LogLine
+from lab.results.records import MpRecord
 from lab.results.runs import RunResult, ScenarioResult
 from lab.results.verdicts import StepResult
 
@@ -186,6 +190,16 @@ def _machines(result: ScenarioResult, folder: Path) -> tuple[list[_Machine], lis
     mp.files.update(format_w3c(result.mp_records, server_ip=MP_SERVER_IP))
     if result.mp_log:
         mp.files[MP_REGISTRATION_LOG] = format_cmtrace(result.mp_log, tz)
+    # The CDP web server: one IIS per host name (ca01, pki, ...), each with its W3C log.
+    by_host: dict[str, list[MpRecord]] = {}
+    for record in result.cdp_records:
+        host = (record.host or "").rsplit(":", 1)[0] if record.host else ""
+        if host:
+            by_host.setdefault(machine_name(host), []).append(record)
+    for name, records in by_host.items():
+        web = machine(name)
+        for file_name, content in format_w3c(records, server_ip=MP_SERVER_IP).items():
+            web.files[file_name] = web.files.get(file_name, "") + content
     if result.directory_log:
         dc = Network(scenario).dc_host()
         machine(machine_name(dc)).files[LDAP_LOG] = format_ldap_log(result.directory_log, dc)

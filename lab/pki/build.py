@@ -26,7 +26,7 @@ from lab.codes import Code
 from lab.names import is_internal_name
 from lab.pki.cache import PKICache, PrivateKey
 from lab.pki.schedule import CrlIssue, CrlSchedule
-from lab.pki.urls import cert_cdp_urls, expand, expand_delta
+from lab.pki.urls import cert_cdp_urls, delta_url, expand, expand_delta
 from lab.scenario.model import EKU, CAKind, CASpec, CertSpec, Scenario
 
 PROFILE_VERSION = "2"
@@ -335,6 +335,64 @@ def _parents_first(specs: tuple[CASpec, ...]) -> list[CASpec]:
     return ordered
 
 
+CA_VERSION_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.21.1")
+"""szOID_CERTSRV_CA_VERSION, certutil's "CA Version" (reference §4.4)."""
+NEXT_CRL_PUBLISH_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.21.4")
+"""szOID_CRL_NEXT_PUBLISH, certutil's "Next CRL Publish" (reference §4.4)."""
+PUBLISHED_CRL_LOCATIONS_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.21.14")
+"""szOID_CRL_SELF_CDP, certutil's "Published CRL Locations" (reference §4.4)."""
+CRL_OVERLAP_MAX = dt.timedelta(hours=12)
+"""AD CS's default CRL overlap: 10% of the CRL period, at most 12 hours (reference §4.4)."""
+
+
+def _der_utctime(when: dt.datetime) -> bytes:
+    body = when.astimezone(dt.UTC).strftime("%y%m%d%H%M%SZ").encode()
+    return bytes([0x17, len(body)]) + body
+
+
+def next_crl_publish(this_update: dt.datetime, next_update: dt.datetime) -> dt.datetime:
+    """When AD CS publishes the next CRL: nextUpdate less the overlap (10% of the period, at
+    most 12 hours), never before thisUpdate (reference §4.4, [I])."""
+    overlap = min((next_update - this_update) / 10, CRL_OVERLAP_MAX)
+    return max(this_update, next_update - max(overlap, dt.timedelta(0)))
+
+
+def adcs_crl_extensions(builder: x509.CertificateRevocationListBuilder, m: _CAMaterial, *,
+                        this_update: dt.datetime, next_update: dt.datetime,
+                        delta_urls: tuple[str, ...] = (), delta_of: int | None = None,
+                        next_publish: dt.datetime | None = None,
+                        ) -> x509.CertificateRevocationListBuilder:
+    """The extensions an AD CS CA writes into its CRLs besides the CRL number and the
+    authority key identifier (reference §4.4): CA Version (V0.0: the CA's first key), Next CRL
+    Publish, on a base CRL the Freshest CRL naming the delta locations, on a delta CRL the
+    critical Delta CRL Indicator with its base's number, and Published CRL Locations (the
+    LDAP location, AD CS's "Include in all CRLs"). A public CA's CRL gets only the standard
+    ones (Freshest CRL, Delta CRL Indicator)."""
+    adcs = m.spec.kind is CAKind.ENTERPRISE
+    if adcs:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(CA_VERSION_OID, b"\x02\x01\x00"), critical=False)
+        when = next_publish if next_publish is not None else next_crl_publish(this_update,
+                                                                               next_update)
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(NEXT_CRL_PUBLISH_OID, _der_utctime(when)),
+            critical=False)
+    if delta_of is not None:
+        builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
+    elif delta_urls:
+        builder = builder.add_extension(x509.FreshestCRL([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(u) for u in delta_urls],
+            relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
+    ldap = [u for u in m.cdp_urls if u.lower().startswith("ldap:")][:1]
+    if delta_of is not None:
+        ldap = [d for d in map(delta_url, ldap) if d is not None]
+    if ldap and adcs:
+        value = _cdp_ext(tuple(ldap)).public_bytes()
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(PUBLISHED_CRL_LOCATIONS_OID, value), critical=False)
+    return builder
+
+
 class _Builder:
     def __init__(self, scenario: Scenario, clock: Clock, cache: PKICache) -> None:
         self.scenario = scenario
@@ -482,7 +540,7 @@ class _Builder:
             delta_of: int | None = None) -> x509.CertificateRevocationList:
         """The base CRL (``delta_of`` None) or a delta CRL of base number ``delta_of``, with
         the number and dates its publication gives it (:mod:`lab.pki.schedule`).
-        ``next_publish`` is the Next CRL Publish time (not written yet)."""
+        ``next_publish`` is the Next CRL Publish time its schedule gives."""
         spec = m.spec
         signer = self.cas[spec.crl_signer].key if spec.crl_signer else m.key
         builder = (
@@ -494,12 +552,9 @@ class _Builder:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 m.key.public_key()), critical=False)
         )
-        if delta_of is not None:
-            builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
-        elif delta_urls:
-            builder = builder.add_extension(x509.FreshestCRL([x509.DistributionPoint(
-                full_name=[x509.UniformResourceIdentifier(u) for u in delta_urls],
-                relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
+        builder = adcs_crl_extensions(builder, m, this_update=this_update,
+                                      next_update=next_update, next_publish=next_publish,
+                                      delta_urls=delta_urls, delta_of=delta_of)
         for revoked in self.revoked.get(spec.name, []):
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder()

@@ -68,14 +68,45 @@ def public_http_aia(ca: CASpec) -> str:
     return f"http://{ca.host}/{_enc(ca.name.replace(' ', ''))}.crt"
 
 
+def delta_url(base: str) -> str | None:
+    """The delta CRL location next to the base CRL location ``base`` (AD CS's
+    ``<DeltaCRLAllowed>`` is ``+`` for the delta CRL, reference §4.2-4.3): an LDAP URL reads
+    the CDP object's ``deltaRevocationList``, an HTTP URL ending in ``.crl`` names
+    ``<name>+.crl``. None for any other URL (``file://``, or a name AD CS's template did not
+    make)."""
+    lowered = base.lower()
+    if lowered.startswith("ldap:"):
+        marker = "?certificaterevocationlist?"
+        at = lowered.find(marker)
+        if at < 0:
+            return None
+        return base[:at] + "?deltaRevocationList?" + base[at + len(marker):]
+    if lowered.startswith("http:") and lowered.endswith(".crl") and "?" not in base:
+        return base[: -len(".crl")] + "+.crl"
+    return None
+
+
 def expand_delta(ca: CASpec) -> tuple[str, ...]:
-    """Delta CRL URLs: ``"ldap"`` = the CDP object's ``deltaRevocationList``, ``"http"`` =
-    ``<CaName>+.crl`` (AD CS's ``<DeltaCRLAllowed>`` suffix), or full URLs."""
+    """Delta CRL URLs (the base CRL's Freshest CRL), in CDP order.
+
+    ``delta_cdp`` entries: ``"ldap"`` = the CDP object's ``deltaRevocationList``, ``"http"`` =
+    ``<CaName>+.crl`` (AD CS's ``<DeltaCRLAllowed>`` suffix), or full URLs; an empty list =
+    no delta CRLs. None (not given) = AD CS's default: an enterprise CA publishes delta CRLs
+    (reference §4.4) and every LDAP and HTTP CDP location carries "Include in CRLs. Clients use
+    this to find Delta CRL locations" (the default LDAP and HTTP entries, reference §4.2; the
+    Microsoft guide ticks it for an added HTTP location too), so each gets its delta location;
+    a public CA publishes none."""
+    if ca.delta_cdp is None:
+        if ca.kind is not CAKind.ENTERPRISE:
+            return ()
+        deltas = (delta_url(u) for u in expand(ca, ca.cdp))
+        return tuple(dict.fromkeys(u for u in deltas if u is not None))
     urls: list[str] = []
-    for entry in ca.delta_cdp or ():
+    for entry in ca.delta_cdp:
         if entry == "ldap":
-            base = enterprise_ldap_cdp(ca)
-            urls.append(base.replace("?certificateRevocationList?", "?deltaRevocationList?"))
+            found = delta_url(enterprise_ldap_cdp(ca))
+            assert found is not None
+            urls.append(found)
         elif entry == "http":
             base = (enterprise_http_cdp(ca) if ca.kind is CAKind.ENTERPRISE
                     else public_http_cdp(ca))

@@ -206,6 +206,12 @@ def _url_lines(attempt: UrlAttempt, index: str, *, delta: bool = False) -> list[
             lines.append(f"    Error retrieving URL: {certutil_error(attempt.error)}")
         else:
             lines.append(f"    Lab: retrieval failed: {attempt.detail}")
+        if attempt.http_status is not None:
+            lines.append(f"    Lab: the web server answered HTTP {attempt.http_status}"
+                         + (" (a '+' in the path: IIS request filtering refuses it with 404.11 "
+                            "unless allowDoubleEscaping is on; the web server's W3C log has "
+                            "the substatus)" if attempt.http_status == 404 and "+" in attempt.url
+                            else ""))
     elif attempt.result == "not_tried":
         lines = ["  " + NOT_RETRIEVED]
     else:

@@ -34,8 +34,10 @@ def step_dict(step: StepResult) -> dict[str, Any]:
     if rev is not None:
         revocation["status"] = rev.status
         revocation["simulated_ms"] = rev.simulated_ms
+        # Every URL CryptoAPI tried, in order: per certificate (top-down), its CDP URLs,
+        # then the delta CRL URLs its base CRL named.
         for element in rev.elements:
-            for u in element.urls:
+            for u in (*element.urls, *element.delta_urls):
                 revocation["urls"].append({
                     "url": u.url,
                     "result": u.result,
@@ -44,6 +46,9 @@ def step_dict(step: StepResult) -> dict[str, Any]:
                     "certificate": element.subject,
                     "detail": u.detail,
                     "source": u.origin or None,
+                    "crl": u.crl,
+                    "crl_number": u.crl_number,
+                    "http_status": u.http_status,
                 })
     error = None
     if step.outcome == "fail" and step.error is not None:

@@ -110,7 +110,8 @@ def _evidence(step: Mapping[str, Any]) -> list[str]:
                      f"{step.get('crl_source') or '?'}")
     for url in (step.get("revocation") or {}).get("urls") or []:
         err = f" {url['error']['code']} {url['error']['name']}" if url.get("error") else ""
-        lines.append(f"crl url:   {url['result']:<13} {url['url']} "
+        label = "delta url: " if url.get("crl") == "delta" else "crl url:   "
+        lines.append(f"{label}{url['result']:<13} {url['url']} "
                      f"[{url['simulated_ms'] / 1000:g} s]{err}")
     return lines
 

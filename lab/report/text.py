@@ -92,7 +92,8 @@ def evidence_items(step: StepResult) -> list[tuple[str, str, str]]:
             err = f" {u.error.hex} {u.error.name}" if u.error else ""
             style = {"verified": "green", "not_tried": "dim"}.get(u.result, "red")
             came = f" ({ORIGIN_WORDS[u.origin]})" if u.origin in ORIGIN_WORDS else ""
-            items.append(("crl", f"{u.result:<13} {u.url}{took}{err}{came}", style))
+            items.append((u.crl if u.crl == "delta" else "crl",
+                          f"{u.result:<13} {u.url}{took}{err}{came}", style))
     if step.openssl is not None and (step.outcome == "fail" or not step.openssl.agrees):
         agree = "agrees" if step.openssl.agrees else "DISAGREES"
         items.append(("openssl", f"verify code {step.openssl.verify_code} "

@@ -38,6 +38,11 @@ class UrlAttempt:
     origin: str = ""
     """Where the machine got it: ``memory`` or ``disk`` (its URL cache), ``network``; empty
     for a URL not tried. JSON ``revocation.urls[].source``."""
+    crl: str = "base"
+    """``base`` (a CDP URL of the certificate) or ``delta`` (a delta CRL URL named by the base
+    CRL's Freshest CRL extension)."""
+    http_status: int | None = None
+    """The HTTP status the web server answered, when it answered with an error."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class MpRecord:
-    """One request the mock MP answered: the fields an IIS W3C log line carries."""
+    """One request the mock MP (or the CDP web server, its own IIS) answered: the fields an IIS
+    W3C log line carries."""
 
     time: dt.datetime
     step: str | None

@@ -38,6 +38,8 @@ class ScenarioResult:
     """The MP's own log lines (MP_RegistrationManager.log)."""
     directory_log: list[DirectoryRecord] = field(default_factory=list)
     """Every LDAP operation the DC answered (the directory's request log)."""
+    cdp_records: list[MpRecord] = field(default_factory=list)
+    """Every request the CDP web server answered (its IIS W3C log)."""
     faults: list[str] = field(default_factory=list)
     """The scenario's active fault knobs (``name=value``)."""
 

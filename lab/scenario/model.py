@@ -126,8 +126,15 @@ class CASpec:
     crl_sign: bool = True
     """Whether the CA certificate's key usage includes cRLSign."""
     delta_cdp: tuple[str, ...] | None = None
-    """Where delta CRLs are published (written into the base CRL's Freshest CRL extension);
-    None = no delta CRLs."""
+    """Where delta CRLs are published (written into the base CRL's Freshest CRL extension).
+    None = AD CS's default: an enterprise CA publishes a delta CRL next to every LDAP and
+    HTTP CDP location (``<CaName>+.crl``, ``deltaRevocationList``), a public CA none;
+    an empty tuple = no delta CRLs (reference §4.4)."""
+    iis_allow_double_escaping: bool = True
+    """Request filtering's ``allowDoubleEscaping`` on the IIS that serves this CA's HTTP CDP
+    locations. False (IIS's own default) refuses every URL with ``+`` (the delta CRL's
+    file name) with 404.11; True is what Microsoft's deployment guide sets on the CRL web
+    server (reference §8.4)."""
     revoked: bool = False
     """An issuing CA revoked by its parent (it appears on the parent's CRL)."""
     crl_period: dt.timedelta = dt.timedelta(days=7)

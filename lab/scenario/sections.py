@@ -149,7 +149,8 @@ def _ca(ctx: Context, t: Table) -> CASpec:
         revoked=t.flag("revoked", False),
         delta_cdp=url_entries(ctx, t.key("delta_cdp"), t.str_list("delta_cdp"), kind),
         crl_period=crl_period, crl_overlap=crl_overlap, delta_period=delta_period,
-        delta_overlap=delta_overlap, offline_from=offline_from)
+        delta_overlap=delta_overlap, offline_from=offline_from,
+        iis_allow_double_escaping=t.flag("iis_allow_double_escaping", True))
     t.done()
     return spec
 

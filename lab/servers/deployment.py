@@ -133,6 +133,9 @@ class Deployment:
     clock: Clock
     _faulty: Mapping[str, Publication] = field(init=False, repr=False)
     _views: dict[tuple[int, ...], PublishedView] = field(init=False, repr=False)
+    double_escaping: Mapping[str, bool] = field(init=False)
+    """``host:port`` -> whether the IIS there allows double escaping (request filtering's
+    ``allowDoubleEscaping``; False refuses a ``+`` in the URL with 404.11)."""
 
     def __post_init__(self) -> None:
         faults = self.scenario.faults
@@ -142,6 +145,18 @@ class Deployment:
             new.url: new for new, old in zip(staged, self.pki.publications, strict=True)
             if new is not old})
         self._views = {}
+        # One web server per host: it refuses '+' if any CA publishing there says so.
+        escaping: dict[str, bool] = {}
+        specs = {ca.name: ca for ca in self.scenario.cas}
+        for pub in self.pki.publications:
+            parsed = parse_url(pub.url)
+            if parsed.scheme != "http":
+                continue
+            host_port = f"{parsed.host}:{parsed.port}"
+            spec = specs.get(pub.ca)
+            allowed = spec.iis_allow_double_escaping if spec is not None else True
+            escaping[host_port] = escaping.get(host_port, True) and allowed
+        self.double_escaping = MappingProxyType(escaping)
 
     def view(self, now: dt.datetime | None = None) -> PublishedView:
         """What the servers serve at ``now`` (default: the lab clock's current time)."""

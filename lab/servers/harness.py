@@ -234,7 +234,7 @@ class RunningLab:
             return None if sink is None else (lambda entry: sink(name, entry))
 
         return {name: Journal(window, to_sink(name))
-                for name in ("records", "log", "directory_log")}
+                for name in ("records", "log", "cdp_records", "directory_log")}
 
     def bind_mp_contexts(self, contexts: Mapping[str, ssl.SSLContext]) -> None:
         """Let SNI hand out ``contexts`` (server name -> context) from now on, everything

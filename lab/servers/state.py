@@ -73,7 +73,7 @@ class ClientCertVerdict:
 class Staged:
     """One scenario as the running servers serve it (``deployment`` None: nothing staged).
 
-    No field is reassigned once it is current. The last five are the journals of this
+    No field is reassigned once it is current. The last six are the journals of this
     staging: fresh containers that the servers append to while it is current."""
 
     deployment: Deployment | None = None
@@ -90,6 +90,8 @@ class Staged:
     """What the MP's IIS logged (one record per request), for the W3C log."""
     log: MutableSequence[LogLine] = field(default_factory=list)
     """The MP's own log lines (MP_RegistrationManager.log)."""
+    cdp_records: MutableSequence[MpRecord] = field(default_factory=list)
+    """What the CDP web server's IIS logged (one record per request), for its W3C log."""
     directory_log: MutableSequence[DirectoryRecord] = field(default_factory=list)
     """Every LDAP operation the DC answered (bind, search, unbind, ...) and every PDU refused."""
     cert_cache: dict[bytes, ClientCertVerdict] = field(default_factory=dict)

@@ -75,10 +75,10 @@ def _url_rows(step: StepResult) -> list[dict[str, Any]]:
     if step.revocation is None:
         return rows
     for element in step.revocation.elements:
-        for u in element.urls:
+        for u in (*element.urls, *element.delta_urls):
             rows.append({"url": u.url, "certificate": element.subject, "result": u.result,
                          "error": code_json(u.error), "detail": u.detail,
-                         "seconds": f"{u.simulated_ms / 1000:g}"})
+                         "seconds": f"{u.simulated_ms / 1000:g}", "crl": u.crl})
     return rows
 
 

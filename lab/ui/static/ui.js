@@ -308,7 +308,7 @@ function renderStep(s) {
         el("tbody", {}, s.urls.map((u, i) => el("tr", { class: `r-${u.result}` },
           el("td", { text: String(i + 1) }),
           el("td", { class: "url", text: u.url }),
-          el("td", { class: "res", text: u.result }),
+          el("td", { class: "res", text: u.crl === "delta" ? `${u.result} (delta CRL)` : u.result }),
           el("td", {}, codeNodes(u.error), u.detail ? el("div", { text: u.detail }) : null),
           el("td", { text: `${u.seconds} s` }))))));
     }
