@@ -461,8 +461,8 @@ def test_server_delta_crl_double_escaping(catalogue: dict[str, ScenarioResult]) 
     with double escaping allowed, gets both."""
     r = catalogue["server-delta-crl-double-escaping"]
     pc01 = steps(r, "PC01")
-    assert [s.outcome for s in pc01] == ["ok", "ok", "ok", "fail", "fail"]
-    for failing in pc01[3:]:
+    assert [s.outcome for s in pc01] == ["ok", "fail", "fail"]
+    for failing in pc01[1:]:
         assert_tls_failure(failing, "CRYPT_E_REVOCATION_OFFLINE", "0x80092013",
                            "CERT_REV_FAILED", 0x1)
         assert failing.openssl is not None
@@ -482,8 +482,8 @@ def test_server_delta_crl_double_escaping(catalogue: dict[str, ScenarioResult]) 
         ("/CertEnroll/Contoso-CA.crl", 200, 0), ("/CertEnroll/Contoso-CA+.crl", 404, 11)}
     twin = catalogue["server-delta-crl-double-escaping-allowed"]
     good = steps(twin, "PC01")
-    assert [s.outcome for s in good] == ["ok"] * 5
-    for step in good[3:]:
+    assert [s.outcome for s in good] == ["ok"] * 3
+    for step in good[1:]:
         assert_passes(step, crl_check=True)
         assert step.revocation is not None
         assert [(u.url, u.result, u.crl) for u in step.revocation.urls] == [
@@ -716,7 +716,9 @@ def test_dmz_mp_cannot_check_client_certs(catalogue: dict[str, ScenarioResult]) 
     # the DMZ reaches the published HTTP CDP at once, then waits out the CA's default delta
     # locations (ldap:/// and the CA host) before the delta CRL next to the base one
     assert twin.simulated_ms == 30000
-    assert [r.time_taken_ms for r in r.mp_records if r.status == 200] == [30000]
+    # (IIS keeps its verdict: the later requests of PC02 cost nothing)
+    assert [r.time_taken_ms for r in r.mp_records if r.status == 200][:1] == [30000]
+    assert not any([r.time_taken_ms for r in r.mp_records if r.status == 200][1:])
     (cert,) = r.pki.stores["PC02"]
     cdp = cert.cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert [n.value for dp in cdp for n in (dp.full_name or [])] == [PKI_CDP]

@@ -232,7 +232,7 @@ def test_text_json_and_junit_show_the_automatic_steps(certs_dir: Path,
     lines = text.splitlines()
     assert ("    auto  1a. register (automatic, ccmexec start-up) @ intranet  FAIL "
             "CCM_E_BAD_HTTP_STATUS_CODE 0x87D0027E HTTP 403.4  (no expectation: not a step of "
-            "the scenario)") in lines
+            "the scenario)  [+00:00:06]") in lines
     assert any(line.startswith("    auto  1b. location (automatic, ccmexec start-up) @ ")
                for line in lines)
     assert lines[-1].startswith("1/1 scenarios passed, 2/2 expectations met")

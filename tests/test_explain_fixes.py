@@ -107,18 +107,23 @@ location = "intranet"
 
 
 def _skewed(skew: str) -> str:
-    """CRL checking on at install; the client's clock is off by ``skew``."""
+    """CRL checking on at install; the client's clock is off by ``skew``. The certificates
+    are a month old (a fresh one, backdated 10 minutes as AD CS does, would not yet be valid
+    by a clock an hour behind): only the CRL, published 10 minutes ago, is in its future."""
     return f"""
 [scenario]
 title = "client clock"
 
 {site_table()}
 {contoso()}
-{mp_table()}
+{mp_table('issuer = "Contoso-CA"' + chr(10) + 'not_before = "-30d"')}
 [[client]]
 name = "PC01"
 ccmsetup = "{CCMSETUP}"
 clock_skew = "{skew}"
+[client.cert]
+issuer = "Contoso-CA"
+not_before = "-30d"
 [[client.step]]
 action = "install"
 location = "intranet"

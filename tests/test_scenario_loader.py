@@ -150,8 +150,6 @@ def test_seed4_crl_on_scenario_reads_every_value() -> None:
     assert client.ccmsetup.ccmhostname == "IBCM-Internet.public.com"
     assert [(st.action, st.location, st.expect) for st in client.steps] == [
         (Action.INSTALL, Zone.INTRANET, "ok"),
-        (Action.REGISTER, Zone.INTRANET, "ok"),
-        (Action.LOCATION, Zone.INTRANET, "ok"),
         (Action.INVENTORY, Zone.INTERNET, "CRYPT_E_REVOCATION_OFFLINE"),
     ]
 

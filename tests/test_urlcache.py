@@ -172,7 +172,9 @@ INTERNET_CCMSETUP = (f"ccmsetup.exe /UsePKICert /NoCRLCheck SMSSITECODE=P01 "
                      f"SMSMP=https://{INTRA} CCMHOSTNAME={INTERNET}")
 TWO_REQUESTS = scenario_toml(
     title="A site refresh on the internet: LDAP fails once, the HTTP CRL is retrieved once",
-    site=site_table(), cas=contoso(f'cdp = ["ldap", "{PKI_CDP}"]'),
+    # no delta CRLs: the cache's story only (ccmexec refreshes the site after the install,
+    # with /NoCRLCheck still governing: no CRL is cached before the internet)
+    site=site_table(), cas=contoso(f'cdp = ["ldap", "{PKI_CDP}"]' + chr(10) + "delta_cdp = []"),
     clients=f"""
 [[client]]
 name = "PC01"
@@ -180,10 +182,6 @@ ccmsetup = "{INTERNET_CCMSETUP}"
 
 [[client.step]]
 action = "install"
-location = "intranet"
-
-[[client.step]]
-action = "location"
 location = "intranet"
 
 [[client.step]]
@@ -207,8 +205,8 @@ def two_requests(certs_dir: Path) -> ScenarioResult:
 
 def test_the_second_request_of_a_step_is_served_from_memory(two_requests: ScenarioResult
                                                             ) -> None:
-    steps = two_requests.clients[0].steps
-    first = steps[2]  # location @ internet: MPLIST, then the location request
+    steps = two_requests.clients[0].scenario_steps
+    first = steps[1]  # location @ internet: MPLIST, then the location request
     assert first.outcome == "ok"
     # One LDAP time-out for the whole step (15 s, as its text says), not one per request.
     assert first.simulated_ms == 15_000
@@ -222,7 +220,7 @@ def test_the_second_request_of_a_step_is_served_from_memory(two_requests: Scenar
     assert (f"Lab: CryptoAPI did not retrieve {LDAP_CDP} again: it failed earlier in this step "
             "(the lab's assumption)") in log
     # The next step tries LDAP again (15 s), the HTTP CRL stays in memory.
-    second = steps[3]
+    second = steps[2]
     assert second.simulated_ms == 15_000
     assert second.revocation is not None
     assert [(u.result, u.origin) for u in second.revocation.urls] == [
@@ -232,12 +230,13 @@ def test_the_second_request_of_a_step_is_served_from_memory(two_requests: Scenar
 def test_reports_show_where_each_crl_came_from(two_requests: ScenarioResult) -> None:
     run = RunResult(scenarios=[two_requests])
     data = json.loads(render_json(run, as_list=False))
-    urls = data["clients"][0]["steps"][2]["revocation"]["urls"]
+    own = [s for s in data["clients"][0]["steps"] if not s["automatic"]]
+    urls = own[1]["revocation"]["urls"]
     assert [(u["url"], u["source"], u["simulated_ms"]) for u in urls] == [
         (LDAP_CDP, "memory", 0), (PKI_CDP, "memory", 0)]
-    assert data["clients"][0]["steps"][0]["revocation"]["urls"] == []  # /NoCRLCheck
+    assert own[0]["revocation"]["urls"] == []  # /NoCRLCheck
     text = render_text(run)
-    assert "3. location @ internet  ok  (expected ok)  [CRL from the memory cache]" in text
+    assert "2. location @ internet  ok  (expected ok)  [CRL from the memory cache]" in text
     verbose = render_text(run, verbose=True)
     assert f"verified      {PKI_CDP} (from the memory cache)" in verbose
     assert "0 s <span class=\"muted\">(memory cache)</span>" in render_run_html(run)
@@ -254,7 +253,7 @@ def test_reports_show_where_each_crl_came_from(two_requests: ScenarioResult) -> 
 
 def _step(result: ScenarioResult, client: str, number: int) -> StepResult:
     found = next(c for c in result.clients if c.name == client)
-    return found.steps[number - 1]
+    return found.scenario_steps[number - 1]
 
 
 @pytest.fixture(scope="module")
@@ -269,43 +268,46 @@ def test_clearing_the_url_cache_on_the_internet_fails_the_next_request(
         bundled: dict[str, ScenarioResult]) -> None:
     cleared = bundled["cache-cleared-on-internet"]
     assert cleared.passed
-    for client, number in (("PC01", 6), ("PC02", 7)):
-        before = _step(cleared, client, 4)
+    for client, number in (("PC01", 4), ("PC02", 5)):
+        before = _step(cleared, client, 2)
         assert before.outcome == "ok" and before.revocation is not None
-        assert [u.origin for u in before.revocation.urls] == ["disk", ""]  # HTTP not tried
+        assert [u.origin for u in before.revocation.urls if u.crl == "base"] == [
+            "disk", ""]  # HTTP not tried
         after = _step(cleared, client, number)
         assert after.outcome == "fail"
         assert after.error is codes.CRYPT_E_REVOCATION_OFFLINE and after.error.hex == "0x80092013"
         assert after.revocation is not None
-        assert [(u.origin, u.simulated_ms) for u in after.revocation.urls] == [
+        assert [(u.origin, u.simulated_ms) for u in after.revocation.urls
+                if u.crl == "base"] == [
             ("network", 15_000), ("network", 15_000)]
-    resync = _step(cleared, "PC01", 5)
+    resync = _step(cleared, "PC01", 3)
     assert resync.action == "resync-chain-cache" and resync.outcome == "ok"
     assert resync.notes == [
-        "certutil -setreg chain\\ChainCacheResyncFiletime @now: 1 cached object(s) no longer "
+        "certutil -setreg chain\\ChainCacheResyncFiletime @now: 2 cached object(s) no longer "
         "used, from memory or disk (Lab: the lab's reading of \"forces a re-sync\")"]
     filled = _step(cleared, "PC01", 1).notes[0]
     assert filled.startswith("Lab: URL cache filled on the intranet at ")
-    assert filled.endswith(f"by a chain check of {INTRA}'s certificate: 1 object(s) in the disk "
-                           f"cache ({LDAP_CDP})")
+    delta = LDAP_CDP.replace("?certificateRevocationList?", "?deltaRevocationList?")
+    assert filled.endswith(f"by a chain check of {INTRA}'s certificate: 2 object(s) in the disk "
+                           f"cache ({LDAP_CDP}, {delta})")  # the base CRL and its delta
 
 
 def test_its_twin_keeps_the_cache_and_works(bundled: dict[str, ScenarioResult]) -> None:
     kept = bundled["cache-kept-on-internet"]
     assert kept.passed
     origins = {(c.name, i + 1): s.revocation.urls[0].origin
-               for c in kept.clients for i, s in enumerate(c.steps)
+               for c in kept.clients for i, s in enumerate(c.scenario_steps)
                if s.revocation is not None and s.revocation.urls}
-    assert origins == {("PC01", 4): "disk", ("PC01", 5): "memory",
-                       ("PC02", 4): "disk", ("PC02", 6): "memory",  # disk deleted, memory kept
-                       ("PC03", 4): "disk", ("PC03", 6): "disk"}  # memory dropped, disk kept
+    assert origins == {("PC01", 2): "disk", ("PC01", 3): "memory",
+                       ("PC02", 2): "disk", ("PC02", 4): "memory",  # disk deleted, memory kept
+                       ("PC03", 2): "disk", ("PC03", 4): "disk"}  # memory dropped, disk kept
     for client in kept.clients:
         assert all(s.outcome == "ok" for s in client.steps)
-    assert _step(kept, "PC02", 5).notes == [
-        "certutil -urlcache * delete: 1 object(s) deleted from the disk cache (CryptnetUrlCache); "
+    assert _step(kept, "PC02", 3).notes == [
+        "certutil -urlcache * delete: 2 object(s) deleted from the disk cache (CryptnetUrlCache); "
         "the running SMS Agent Host keeps its memory copies"]
-    assert _step(kept, "PC03", 5).notes == [
-        "The SMS Agent Host service restarted: 1 object(s) dropped from its memory URL cache; "
+    assert _step(kept, "PC03", 3).notes == [
+        "The SMS Agent Host service restarted: 2 object(s) dropped from its memory URL cache; "
         "the disk cache stays"]
 
 
@@ -363,16 +365,15 @@ def test_a_cache_filled_yesterday_holds_what_was_valid_yesterday(certs_dir: Path
     # The CA published its CRL two days ago: yesterday's fill kept it, and on the internet
     # (where neither CDP answers) the inventory checks the CRL from the disk cache.
     published = (seed4[:start] + table + seed4[start:]).replace(
-        'domain = "contoso.local"\n', 'domain = "contoso.local"\ncrl_this_update = "-2d"\n', 1)
+        'domain = "contoso.local"\n',
+        'domain = "contoso.local"\ncrl_this_update = "-2d"\ndelta_cdp = []\n', 1)
     # Twin: a CRL published ten minutes ago was not valid yet when the cache was filled.
     fresh = seed4[:start] + table + seed4[start:]
     with LabSession(certs_dir) as labs:
         results = []
         for text in (published, fresh):
             client = labs.stage(text).client()
-            first = client.step("install", "intranet", expect="ok")
-            for action in ("register", "location"):
-                client.step(action, "intranet", expect="ok")
+            first = client.step("install", "intranet", expect="ok")  # ccmexec refreshes
             results.append((first, client.step("inventory", "internet")))
     (kept_note, works), (fresh_note, fails) = results
     assert kept_note.notes[0].startswith("Lab: URL cache filled on the intranet at ")

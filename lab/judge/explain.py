@@ -202,7 +202,8 @@ class Explainer:
                            if u.http_status == 404 and "+" in u.url]
                 if refused:
                     host = url_host(refused[0].url) or "the CRL web server"
-                    body.append(f"{host} refused the delta CRL's name (<CaName>+.crl): its "
+                    body.append(f"The web server {host} refused the delta CRL's name "
+                                "(<CaName>+.crl): its "
                                 "W3C log shows 404.11, request filtering's double-escaping "
                                 "check, which the AD CS Best Practices Analyzer warns about.")
                     fixes.append(Fix(Rank.RESTORE,

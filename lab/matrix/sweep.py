@@ -26,12 +26,12 @@ from lab.pki.build import build_pki
 from lab.pki.cache import PKICache
 from lab.report.jsonout import step_dict
 from lab.results.grid import (
-    ACTIONS,
     DIMENSION_BY_KEY,
     DIMENSIONS,
     SITUATION_BY_KEY,
     SITUATIONS,
     Situation,
+    situation_steps,
 )
 from lab.results.matrix import Cell, MatrixResult, Row, Selection, row_name, short_name
 from lab.results.runs import RunResult, ScenarioResult
@@ -46,7 +46,6 @@ from lab.scenario.model import (
     Scenario,
     ScenarioInfo,
     Site,
-    StepSpec,
 )
 
 __all__ = ["make_selection", "run_matrix", "scenario_for"]
@@ -112,7 +111,7 @@ def scenario_for(config: Mapping[str, str], situations: Sequence[str | Situation
         clients.append(ClientSpec(
             name=name, domain_joined=sit.domain_joined, ccmsetup=command, fqdn=fqdn,
             certs=(CertSpec(issuer="Contoso-Clients-CA", san=(fqdn,)),),
-            steps=tuple(StepSpec(a, z) for a, z in zip(ACTIONS, sit.zones, strict=True))))
+            steps=situation_steps(sit)))
     title = ", ".join(f"{DIMENSION_BY_KEY[k].title}: {v}" for k, v in config.items())
     return Scenario(
         name=row_name(config), file=None,

@@ -7,11 +7,12 @@ importing the lab (``ibcm-lab --help`` stays fast).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from lab.scenario.model import Action, Zone
+from lab.scenario.model import Action, StepSpec, Zone
 
 
 @dataclass(frozen=True)
@@ -63,18 +64,35 @@ class Situation:
     domain_joined: bool
     zones: tuple[Zone, Zone, Zone, Zone]
     """Where the install, register, location and policy steps happen."""
+    last_at: dt.timedelta | None = None
+    """When the policy step happens, after the start (None: a second after the others)."""
+
+
+WEEK_LATER = dt.timedelta(days=8)
+"""When an internet client's policy step happens in the grid: eight days after its install on
+the intranet, so that whatever CryptoAPI cached there (a CRL until its nextUpdate: a week and
+its overlap; a delta CRL a day) has expired and the client must reach a CDP from the
+internet. Right after the install it would still work from its URL cache (scenario
+it-worked-yesterday)."""
 
 
 SITUATIONS: tuple[Situation, ...] = (
     Situation("intranet", "domain-joined, intranet", True, (Zone.INTRANET,) * 4),
     Situation("workgroup", "workgroup, intranet", False, (Zone.INTRANET,) * 4),
     Situation("vpn", "domain-joined, VPN", True, (Zone.VPN,) * 4),
-    Situation("internet", "domain-joined, installed inside, then on the internet", True,
-              (Zone.INTRANET, Zone.INTRANET, Zone.INTRANET, Zone.INTERNET)),
+    Situation("internet", "domain-joined, installed inside, on the internet a week later", True,
+              (Zone.INTRANET, Zone.INTRANET, Zone.INTRANET, Zone.INTERNET), WEEK_LATER),
 )
 SITUATION_BY_KEY = {s.key: s for s in SITUATIONS}
 ACTIONS = (Action.INSTALL, Action.REGISTER, Action.LOCATION, Action.POLICY)
 
 
+def situation_steps(sit: Situation) -> tuple[StepSpec, ...]:
+    """A client's steps in ``sit``: :data:`ACTIONS` in its zones, the last at its time."""
+    last = len(ACTIONS) - 1
+    return tuple(StepSpec(a, z, at=sit.last_at if i == last else None)
+                 for i, (a, z) in enumerate(zip(ACTIONS, sit.zones, strict=True)))
+
+
 __all__ = ["ACTIONS", "DIMENSIONS", "DIMENSION_BY_KEY", "SITUATIONS", "SITUATION_BY_KEY",
-           "Dimension", "Situation"]
+           "WEEK_LATER", "Dimension", "Situation", "situation_steps"]

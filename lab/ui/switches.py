@@ -22,7 +22,7 @@ from typing import Any
 from lab.configmgr.ccmsetup import parse_ccmsetup
 from lab.errors import SwitchError
 from lab.matrix.sweep import scenario_for
-from lab.results.grid import DIMENSIONS, Situation
+from lab.results.grid import DIMENSIONS, WEEK_LATER, Situation
 from lab.results.verdicts import StepResult
 from lab.scenario.model import Action, CAKind, CASpec, Scenario, ScenarioInfo, Zone
 from lab.tools.demo import SCENES
@@ -121,7 +121,8 @@ SWITCHES: tuple[Switch, ...] = (
            MappingProxyType({
                "intranet": "on the intranet",
                "vpn": "on the VPN",
-               "internet": "installed on the intranet, then on the internet",
+               "internet": "installed on the intranet, on the internet a week later (what "
+                           "it cached inside has expired)",
                "internet-install": "on the internet from the start (installs from there)"}),
            "intranet"),
     Switch("domain", "Domain-joined", "client", ("joined", "workgroup"),
@@ -170,7 +171,8 @@ def build_scenario(switches: Mapping[str, str]) -> Scenario:
     sw = parse_switches(switches)
     joined = sw["domain"] == "joined"
     situation = Situation("pc01", SWITCH_BY_KEY["location"].labels[sw["location"]], joined,
-                          LOCATIONS[sw["location"]])
+                          LOCATIONS[sw["location"]],
+                          WEEK_LATER if sw["location"] == "internet" else None)
     base = scenario_for({d.key: sw[d.key] for d in DIMENSIONS}, [situation])
     client = base.clients[0]
     command = client.ccmsetup

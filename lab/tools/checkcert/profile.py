@@ -43,7 +43,6 @@ from lab.scenario.model import (
     Scenario,
     ScenarioInfo,
     Site,
-    StepSpec,
 )
 from lab.tools.checkcert.inputs import LoadedCert, public_key
 
@@ -414,7 +413,7 @@ def situations(profile: Profile) -> list[str]:
 
 def replay_scenarios(profile: Profile) -> list[Scenario]:
     """One scenario per site CRL setting (on, off), one client per situation."""
-    from lab.results.grid import ACTIONS, SITUATION_BY_KEY
+    from lab.results.grid import SITUATION_BY_KEY, situation_steps
 
     assert profile.intranet_fqdn is not None
     client_ca = CASpec(name=CLIENT_CA, kind=CAKind.ENTERPRISE,
@@ -432,7 +431,7 @@ def replay_scenarios(profile: Profile) -> list[Scenario]:
             # Client certificates come from a separate, healthy CA: the question is the MP's
             # certificate, not IIS checking the clients'.
             certs=(CertSpec(issuer=CLIENT_CA, san=(fqdn,)),),
-            steps=tuple(StepSpec(a, z) for a, z in zip(ACTIONS, sit.zones, strict=True))))
+            steps=situation_steps(sit)))
     scenarios = []
     for crl in (True, False):
         scenarios.append(Scenario(
