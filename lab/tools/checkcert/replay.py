@@ -3,10 +3,10 @@ check on and off.
 
 The lab publishes the CRL at exactly the certificate's URLs, and four client situations
 (domain-joined on the intranet, workgroup on the intranet, on the VPN, installed inside then on
-the internet) run install, register, site refresh and policy against the lab's MP, with the
-site's CRL check on and off: eight cells in one lab run. ccmsetup carries ``/NoCRLCheck`` (the
-seed's line): the bootstrap never checks the CRL, the site's setting decides from the first site
-refresh.
+the internet a week later, ``lab.results.grid.WEEK_LATER``) run install, register, site
+refresh and policy against the lab's MP, with the site's CRL check on and off: eight cells in
+one lab run. ccmsetup carries ``/NoCRLCheck`` (the seed's line): the bootstrap never checks the
+CRL, the site's setting decides from the first site refresh.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from lab.tools.checkcert.profile import Profile, replay_scenarios, situations
 
 SITUATION_TITLES = {"intranet": "domain-joined, intranet", "workgroup": "workgroup, intranet",
                     "vpn": "domain-joined, VPN",
-                    "internet": "installed inside, then on the internet"}
+                    "internet": "installed inside, on the internet a week later"}
 
 
 @dataclass
