@@ -167,7 +167,7 @@ def _render_replay(report: CheckCertReport) -> list[str]:
     lines.append("")
     keys = list(dict.fromkeys(c.situation for c in cells))
     by = {(c.situation, c.site_crl): c for c in cells}
-    col = 40
+    col = max(40, 2 + max(len(SITUATION_TITLES[k]) for k in keys))
     lines.append(f"  {'situation':<{col}}{'site CRL check on':<32}site CRL check off")
     for key in keys:
         on, off = by[(key, "on")], by[(key, "off")]
